@@ -1,0 +1,56 @@
+"""The ``simtune`` command line. Subcommands import their heavy dependencies only when they run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+import simtune
+
+app = typer.Typer(
+    help="simtune: similarity learning — tune embedding models, evaluate retrieval, search.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"simtune {simtune.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """simtune command line."""
+
+
+@app.command("export-onnx")
+def export_onnx_command(
+    model_dir: Path = typer.Argument(..., help="A saved SimilarityModel folder."),
+    output: Path = typer.Argument(..., help="Where to write the .onnx file."),
+    image_size: int = typer.Option(224, help="Side of the square dummy input used for tracing."),
+) -> None:
+    """Export a saved servable model to ONNX (checked against eager outputs in onnxruntime)."""
+    from simtune.models.onnx_export import export_onnx
+    from simtune.models import SimilarityModel
+
+    model = SimilarityModel.load(model_dir)
+    max_diff = export_onnx(model, output, image_size=image_size)
+    typer.echo(f"wrote {output} (max abs diff vs eager: {max_diff:.2e})")
+
+
+def _add_cars() -> None:
+    from simtune.apps.cars.cli import app as cars_app
+
+    app.add_typer(cars_app, name="cars", help="Similar cars: train, evaluate, index, search, serve.")
+
+
+_add_cars()
+
+
+def main() -> None:
+    app()
