@@ -1,7 +1,9 @@
 """Two loss families, as in Quaterion: group losses (class labels) and pairwise losses (explicit pairs).
 
 Each subclass implements ``forward`` and reports its hyperparameters with ``get_config`` so the
-training layer can log and save them; ``type(loss)(**loss.get_config())`` rebuilds it.
+training layer can log and save them; ``type(loss)(**loss.get_config())`` rebuilds it (the config is
+plain JSON). Learned state (class weights, proxies, centres) is not config: it lives in the module's
+parameters, which the training layer finds through ``trainable_parameters`` and adds to its optimizer.
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ from simtune.distances import Distance, get_distance
 
 
 class SimilarityLoss(nn.Module):
-    def __init__(self, distance: str | Distance = "cosine"):
+    """``distance=None`` is for losses that define their own geometry (softmax-style, proxies)."""
+
+    def __init__(self, distance: str | Distance | None = "cosine"):
         super().__init__()
-        self.distance = get_distance(distance)
+        self.distance = None if distance is None else get_distance(distance)
 
     def get_config(self) -> dict[str, Any]:
-        return {"distance": self.distance.name}
+        return {} if self.distance is None else {"distance": self.distance.name}
+
+    @property
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the loss itself learns; the optimizer must update them alongside the model's."""
+        return [p for p in self.parameters() if p.requires_grad]
 
 
 class GroupLoss(SimilarityLoss):
