@@ -1,0 +1,175 @@
+"""The embedded default backend: Qdrant's engine in-process (``qdrant-edge-py``), persisted in a folder.
+
+Layout: ``DIR/simtune_index.json`` (the ``IndexSchema``) and ``DIR/shard/`` (the Qdrant Edge shard).
+Writers go through ``EdgeIndex.write``, which works on a staged copy and swaps it in only when the
+whole write succeeded, so a failed or interrupted re-index leaves the existing index as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import qdrant_edge as qe
+
+from simtune.search.base import SearchHit, VectorIndex
+from simtune.search.errors import IndexUnavailableError, UnknownPointError
+from simtune.search.schema import IndexSchema
+
+SCHEMA_FILE = "simtune_index.json"
+SHARD_DIR = "shard"
+_DISTANCES = {
+    "cosine": qe.Distance.Cosine,
+    "dot_product": qe.Distance.Dot,
+    "euclidean": qe.Distance.Euclid,
+    "manhattan": qe.Distance.Manhattan,
+}
+_FIELD_TYPES = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
+
+
+class EdgeIndex(VectorIndex):
+    """Open with ``EdgeIndex.open(dir, expect=schema)``; create or extend with ``EdgeIndex.write``.
+
+    HNSW is built by ``optimize()`` once a segment exceeds ``indexing_threshold_kb``; smaller
+    collections are searched exactly (Qdrant's own planner), as is any query with ``exact=True``.
+    """
+
+    def __init__(self, path: Path, shard: qe.EdgeShard, schema: IndexSchema) -> None:
+        self.path = path
+        self.schema = schema
+        self._shard = shard
+
+    @classmethod
+    def create(cls, path: str | Path, schema: IndexSchema, indexing_threshold_kb: int = 10_000) -> "EdgeIndex":
+        path = Path(path)
+        if (path / SCHEMA_FILE).exists():
+            raise IndexUnavailableError(f"an index already exists at {path}")
+        path.mkdir(parents=True, exist_ok=True)
+        config = qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=schema.embedding_size, distance=_DISTANCES[schema.distance]),
+            hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=128, full_scan_threshold=indexing_threshold_kb),
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb),
+        )
+        shard = qe.EdgeShard.create(str(path / SHARD_DIR), config)
+        for name, kind in schema.filter_fields.items():
+            shard.update(qe.UpdateOperation.create_field_index(name, _FIELD_TYPES[kind]))
+        shard.flush()
+        (path / SCHEMA_FILE).write_text(schema.to_json())
+        return cls(path, shard, schema)
+
+    @classmethod
+    def open(cls, path: str | Path, expect: IndexSchema | None = None) -> "EdgeIndex":
+        """Opens an existing index; with ``expect``, one built with another model is an error."""
+        path = Path(path)
+        schema = read_schema(path)
+        if expect is not None:
+            schema.check_same_model(expect)
+        try:
+            shard = qe.EdgeShard.load(str(path / SHARD_DIR))
+        except Exception as error:  # the engine raises a bare Exception (e.g. WAL locked by another process)
+            raise IndexUnavailableError(f"cannot open the index at {path}: {error}") from error
+        return cls(path, shard, schema)
+
+    @classmethod
+    @contextmanager
+    def write(
+        cls, path: str | Path, schema: IndexSchema, indexing_threshold_kb: int = 10_000
+    ) -> Iterator["EdgeIndex"]:
+        """Yields a writable staged copy of the index at ``path`` (created if missing).
+
+        On success the copy is optimized (HNSW built) and replaces ``path``; on any exception it is
+        discarded and ``path`` is untouched. The model check happens before anything is copied.
+        """
+        path = Path(path)
+        staging = path.with_name(f".{path.name}.staging-{uuid.uuid4().hex[:8]}")
+        if (path / SCHEMA_FILE).exists():
+            read_schema(path).check_same_model(schema)
+            shutil.copytree(path, staging)
+            index = cls.open(staging, expect=schema)
+        else:
+            index = cls.create(staging, schema, indexing_threshold_kb)
+        try:
+            yield index
+            index.optimize()
+        except BaseException:
+            index.close()
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        index.close()
+        _swap_in(staging, path)
+
+    def optimize(self) -> None:
+        """Merges segments and builds HNSW where the indexing threshold is reached."""
+        self._shard.optimize()
+        self._shard.flush()
+
+    @property
+    def indexed_count(self) -> int:
+        """Points covered by an HNSW graph (0 means every search is a full scan)."""
+        return self._shard.info().indexed_vectors_count
+
+    def count(self) -> int:
+        return self._shard.count(qe.CountRequest(exact=True))
+
+    def close(self) -> None:
+        self._shard.close()
+
+    def _upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
+        points = [qe.Point(i, v.tolist(), p) for i, v, p in zip(ids, vectors, payloads)]
+        self._shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def _search(self, vector: np.ndarray, k: int, filter: dict[str, str | int], exact: bool) -> list[SearchHit]:
+        request = qe.QueryRequest(
+            limit=k,
+            query=qe.Query.Nearest(vector.tolist()),
+            filter=_to_filter(filter),
+            with_payload=True,
+            params=qe.SearchParams(exact=exact),
+        )
+        return [SearchHit(str(p.id), float(p.score), dict(p.payload or {})) for p in self._shard.query(request)]
+
+    def _get(self, point_id: str) -> tuple[np.ndarray, dict[str, Any]]:
+        records = self._shard.retrieve([point_id], True, True)
+        if not records:
+            raise UnknownPointError(f"no point with id {point_id} in the index at {self.path}")
+        return np.asarray(records[0].vector, dtype=np.float32), dict(records[0].payload or {})
+
+    def _sample(self, n: int) -> list[SearchHit]:
+        points = self._shard.query(qe.QueryRequest(limit=n, query=qe.Sample.Random, with_payload=True))
+        return [SearchHit(str(p.id), 0.0, dict(p.payload or {})) for p in points]
+
+    def _delete(self, ids: list[str]) -> None:
+        self._shard.update(qe.UpdateOperation.delete_points(ids))
+
+
+def read_schema(path: Path) -> IndexSchema:
+    schema_file = path / SCHEMA_FILE
+    if not schema_file.is_file():
+        raise IndexUnavailableError(f"no index at {path} ({SCHEMA_FILE} not found); build one with `simtune cars index`")
+    try:
+        return IndexSchema.from_dict(json.loads(schema_file.read_text()))
+    except (ValueError, KeyError, TypeError) as error:
+        raise IndexUnavailableError(f"{schema_file} is not a valid index schema: {error}") from error
+
+
+def _to_filter(conditions: dict[str, str | int]) -> qe.Filter | None:
+    if not conditions:
+        return None
+    return qe.Filter(must=[qe.FieldCondition(name, match=qe.MatchValue(value)) for name, value in conditions.items()])
+
+
+def _swap_in(staging: Path, path: Path) -> None:
+    """Replaces ``path`` with ``staging`` by renames (a directory cannot be os.replace'd onto a full one)."""
+    if not path.exists():
+        os.replace(staging, path)
+        return
+    retired = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+    os.replace(path, retired)
+    os.replace(staging, path)
+    shutil.rmtree(retired, ignore_errors=True)

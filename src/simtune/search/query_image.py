@@ -1,0 +1,59 @@
+"""Decoding a user's query image with limits, shared by the CLI and the HTTP API.
+
+Checks happen in order of cost: byte size, format sniffing, pixel count from the header (before any
+pixel is decoded, which is what stops a decompression bomb), then the full decode (catches truncation).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from simtune.search.errors import ImageTooLargeError, InvalidImageError
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def decode_query_image(
+    data: bytes, name: str = "upload", max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """An RGB image from ``data``; ``InvalidImageError`` / ``ImageTooLargeError`` name ``name`` and the problem."""
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"{name} is {len(data) / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.1f} MiB")
+    if not data:
+        raise InvalidImageError(f"{name} is empty")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise InvalidImageError(f"{name} is not an image in a format Pillow can read (JPEG, PNG, WebP, ...)") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageTooLargeError(f"{name} has more pixels than the limit of {max_pixels:,}") from None
+        except (OSError, SyntaxError, ValueError) as error:
+            raise InvalidImageError(f"{name} is truncated or corrupt: {error}") from None
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageTooLargeError(f"{name} is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as error:
+            raise InvalidImageError(f"{name} is truncated or corrupt: {error}") from None
+    return image.convert("RGB")
+
+
+def load_query_image(
+    path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Same checks for a file on disk; a missing file or a folder is an ``InvalidImageError`` too."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidImageError(f"{path} does not exist or is not a file")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ImageTooLargeError(f"{path} is {size / 2**20:.1f} MiB; the limit is {max_bytes / 2**20:.1f} MiB")
+    return decode_query_image(path.read_bytes(), str(path), max_bytes, max_pixels)

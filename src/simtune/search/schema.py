@@ -1,0 +1,95 @@
+"""What an index was built with: the model (fingerprint + embedding size), distance and filterable fields.
+
+Stored with the collection so that a query embedded by another model fails loudly instead of
+returning plausible-looking garbage.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from simtune.search.errors import InvalidQueryError, ModelMismatchError
+
+FIELD_TYPES = ("keyword", "integer")
+MAX_K = 1000
+
+
+@dataclass(frozen=True)
+class IndexSchema:
+    """``filter_fields`` maps payload field name -> ``"keyword"`` or ``"integer"``."""
+
+    fingerprint: str
+    embedding_size: int
+    distance: str = "cosine"
+    filter_fields: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.embedding_size < 1:
+            raise ValueError(f"embedding_size must be positive, got {self.embedding_size}")
+        if self.distance not in ("cosine", "dot_product", "euclidean", "manhattan"):
+            raise ValueError(f"unsupported distance {self.distance!r}")
+        for name, kind in self.filter_fields.items():
+            if kind not in FIELD_TYPES:
+                raise ValueError(f"filter field {name!r} has type {kind!r}; expected one of {FIELD_TYPES}")
+        object.__setattr__(self, "filter_fields", dict(self.filter_fields))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "IndexSchema":
+        return cls(**{k: data[k] for k in ("fingerprint", "embedding_size", "distance", "filter_fields")})
+
+    def check_same_model(self, other: "IndexSchema") -> None:
+        """Raises ``ModelMismatchError`` unless ``other`` describes the model this index was built with."""
+        if (self.fingerprint, self.embedding_size) != (other.fingerprint, other.embedding_size):
+            raise ModelMismatchError(
+                f"the index was built with model {self.fingerprint} ({self.embedding_size}-d), "
+                f"not with model {other.fingerprint} ({other.embedding_size}-d); "
+                "re-index with this model or query with the model the index was built with"
+            )
+        if self.distance != other.distance or dict(self.filter_fields) != dict(other.filter_fields):
+            raise ModelMismatchError(
+                f"the index uses distance {self.distance!r} and fields {sorted(self.filter_fields)}, "
+                f"not {other.distance!r} and {sorted(other.filter_fields)}"
+            )
+
+    def check_k(self, k: Any) -> int:
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise InvalidQueryError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+        return k
+
+    def check_filter(self, filter: Mapping[str, Any] | None) -> dict[str, str | int]:
+        """Validates field names and coerces values (``"2012"`` -> 2012 for integer fields)."""
+        checked: dict[str, str | int] = {}
+        for name, value in (filter or {}).items():
+            kind = self.filter_fields.get(name)
+            if kind is None:
+                raise InvalidQueryError(
+                    f"unknown filter field {name!r}; filterable fields: {', '.join(sorted(self.filter_fields)) or 'none'}"
+                )
+            if kind == "integer":
+                try:
+                    checked[name] = int(value)
+                except (TypeError, ValueError):
+                    raise InvalidQueryError(f"filter {name}={value!r}: {name} must be an integer") from None
+            else:
+                if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value) == "":
+                    raise InvalidQueryError(f"filter {name}={value!r}: expected a non-empty text value")
+                checked[name] = str(value)
+        return checked
+
+
+def parse_filters(expressions: list[str] | None) -> dict[str, str]:
+    """``["make=BMW", "year=2012"]`` -> ``{"make": "BMW", "year": "2012"}`` (the CLI/HTTP form)."""
+    parsed: dict[str, str] = {}
+    for expression in expressions or []:
+        name, sep, value = expression.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise InvalidQueryError(f"invalid filter {expression!r}: expected FIELD=VALUE, e.g. make=BMW")
+        if name.strip() in parsed:
+            raise InvalidQueryError(f"filter field {name.strip()!r} given twice")
+        parsed[name.strip()] = value.strip()
+    return parsed

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from simtune.search import EdgeIndex, IndexSchema, IndexUnavailableError, ModelMismatchError
+
+
+def test_write_builds_hnsw_that_agrees_with_exact_search_and_persists(tmp_path, schema, make_points):
+    ids, vectors, payloads = make_points(400)
+    with EdgeIndex.write(tmp_path / "index", schema, indexing_threshold_kb=1) as index:
+        index.upsert(ids, vectors, payloads)
+    with EdgeIndex.open(tmp_path / "index", expect=schema) as index:
+        assert index.count() == 400
+        assert index.indexed_count == 400
+        overlap = [
+            len({h.id for h in index.search(q, k=10)} & {h.id for h in index.search(q, k=10, exact=True)})
+            for q in vectors[:20]
+        ]
+    assert np.mean(overlap) >= 9.5
+
+
+def test_a_failed_write_leaves_the_existing_index_untouched(tmp_path, schema, make_points):
+    ids, vectors, payloads = make_points(50)
+    with EdgeIndex.write(tmp_path / "index", schema) as index:
+        index.upsert(ids[:30], vectors[:30], payloads[:30])
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with EdgeIndex.write(tmp_path / "index", schema) as index:
+            index.upsert(ids[30:], vectors[30:], payloads[30:])
+            index.delete(ids[:10])
+            raise RuntimeError("interrupted")
+    with EdgeIndex.open(tmp_path / "index", expect=schema) as index:
+        assert index.count() == 30
+        assert index.get(ids[0])[1] == payloads[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["index"]  # no staging copies left behind
+
+
+def test_rewriting_extends_the_index_and_replaces_same_ids(tmp_path, schema, make_points):
+    ids, vectors, payloads = make_points(50)
+    for chunk in (slice(0, 30), slice(20, 50)):
+        with EdgeIndex.write(tmp_path / "index", schema) as index:
+            index.upsert(ids[chunk], vectors[chunk], payloads[chunk])
+    with EdgeIndex.open(tmp_path / "index") as index:
+        assert index.count() == 50
+
+
+def test_writing_with_another_model_fails_before_touching_the_index(tmp_path, schema, make_points):
+    ids, vectors, payloads = make_points(5)
+    with EdgeIndex.write(tmp_path / "index", schema) as index:
+        index.upsert(ids, vectors, payloads)
+    other = IndexSchema("model-b", schema.embedding_size, schema.distance, schema.filter_fields)
+    with pytest.raises(ModelMismatchError, match="model-b"):
+        with EdgeIndex.write(tmp_path / "index", other):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
+
+
+def test_opening_a_missing_or_busy_index_is_a_clear_error(tmp_path, schema):
+    with pytest.raises(IndexUnavailableError, match="no index at .*simtune cars index"):
+        EdgeIndex.open(tmp_path / "missing")
+    with EdgeIndex.create(tmp_path / "index", schema):
+        with pytest.raises(IndexUnavailableError, match="cannot open the index"):
+            EdgeIndex.open(tmp_path / "index")
