@@ -1,0 +1,448 @@
+"""Exact retrieval metrics computed block by block: memory is O(block x gallery), never N x N.
+
+Every query block is ranked against the whole gallery and only its top-k survives, where k is the
+largest depth any requested metric needs (the largest R for R-Precision/MAP@R, the largest K of the
+@K metrics), capped by the gallery size. Per-query scores are kept; averages are macro (per query).
+
+Ranking rule (ties included): gallery items are ordered by the distance that
+``Distance.distance_matrix`` returns (lowest first) in the embeddings' float dtype (float32 unless
+float64 is given); items at exactly equal distance are ordered by gallery index, lowest first.
+A query's own gallery entry (``query_gallery_index``) and ``excluded_pairs`` are removed by index,
+never by distance, so duplicates of a query stay in the ranking and count as ordinary results.
+
+Metric names (``metrics=``): ``"r_precision"``, ``"map_at_r"``, ``"mrr"`` and ``"precision_at_K"``,
+``"recall_at_K"``, ``"ndcg_at_K"`` for a positive integer K. R is the number of relevant gallery
+items of a query; a query with R = 0 has no defined score: it is counted, excluded from every
+average, and reported in ``RetrievalResult.num_queries_without_relevant``.
+
+- r_precision: relevant items among the first R results, divided by R.
+- map_at_r: (1 / R) * sum over the first R positions i that are relevant of precision@i.
+- precision_at_K: relevant items among the first K, divided by min(K, R), so a perfect ranking
+  scores 1.0 even for a query with fewer than K relevant items (the OpenMetricLearning convention).
+- recall_at_K: 1 if any relevant item is among the first K, else 0 (hit rate, CMC@K).
+- ndcg_at_K: binary-relevance DCG@K over the ideal DCG of min(K, R) relevant items.
+- mrr: 1 / rank of the first relevant item over the WHOLE ranking (exact, not cut at k: a query
+  whose first relevant item lies past the top-k is ranked against the full gallery row).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from simtune.distances import Distance, get_distance
+
+DEFAULT_METRICS = ("r_precision", "map_at_r", "precision_at_1", "recall_at_10", "mrr", "ndcg_at_10")
+DEFAULT_MAX_MEMORY_MB = 256
+_AT_K = re.compile(r"^(precision|recall|ndcg)_at_([1-9][0-9]*)$")
+_AT_R = ("r_precision", "map_at_r")
+
+
+@dataclass
+class RetrievalResult:
+    """Macro averages, the per-query scores behind them, and how many queries had nothing to find."""
+
+    metrics: dict[str, float]
+    per_query: dict[str, Tensor]  # float64, NaN for queries without a relevant item
+    num_queries: int
+    num_queries_without_relevant: int
+    per_class: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def as_dict(self, prefix: str = "") -> dict[str, float]:
+        """Flat ``{prefix_name: value}``: metrics, query counts and ``name/class_G`` per-class entries."""
+        head = f"{prefix}_" if prefix else ""
+        flat = {f"{head}{name}": value for name, value in self.metrics.items()}
+        flat[f"{head}num_queries"] = float(self.num_queries)
+        flat[f"{head}num_queries_without_relevant"] = float(self.num_queries_without_relevant)
+        for name, classes in self.per_class.items():
+            flat.update({f"{head}{name}/class_{group}": value for group, value in classes.items()})
+        return flat
+
+
+# ---------------------------------------------------------------- per-query scores from a ranking
+# ``relevant`` is (Q, k) bool in rank order; ``num_relevant`` is (Q,) R per query (R >= 1).
+
+
+def _positions(relevant: Tensor) -> Tensor:
+    return torch.arange(1, relevant.shape[1] + 1, device=relevant.device, dtype=torch.float64)
+
+
+def r_precision(relevant: Tensor, num_relevant: Tensor) -> Tensor:
+    within_r = _positions(relevant)[None, :] <= num_relevant[:, None]
+    return (relevant & within_r).sum(1).double() / num_relevant
+
+
+def map_at_r(relevant: Tensor, num_relevant: Tensor) -> Tensor:
+    positions = _positions(relevant)
+    hits = (relevant & (positions[None, :] <= num_relevant[:, None])).double()
+    precision_at_i = hits.cumsum(1) / positions
+    return (precision_at_i * hits).sum(1) / num_relevant
+
+
+def precision_at_k(relevant: Tensor, num_relevant: Tensor, k: int) -> Tensor:
+    return relevant[:, :k].sum(1).double() / num_relevant.clamp(max=k)
+
+
+def recall_at_k(relevant: Tensor, k: int) -> Tensor:
+    return relevant[:, :k].any(1).double()
+
+
+def ndcg_at_k(relevant: Tensor, num_relevant: Tensor, k: int) -> Tensor:
+    discounts = 1.0 / torch.log2(_positions(relevant)[:k] + 1.0)
+    dcg = (relevant[:, :k].double() * discounts).sum(1)
+    ideal = torch.cat([discounts.new_zeros(1), discounts.cumsum(0)])
+    return dcg / ideal[num_relevant.long().clamp(max=min(k, relevant.shape[1]))]
+
+
+def first_relevant_rank(relevant: Tensor) -> Tensor:
+    """1-based rank of the first relevant item within the top-k; 0 where none is there."""
+    found = relevant.any(1)
+    return torch.where(found, relevant.byte().argmax(1) + 1, 0)
+
+
+# ---------------------------------------------------------------- relevance sources
+
+
+class _GroupRelevance:
+    """Relevant = same group; a query's own gallery entry is excluded, so it is never relevant."""
+
+    def __init__(self, query_groups: Tensor, gallery_groups: Tensor, query_gallery_index: Tensor):
+        self.query_groups = query_groups
+        self.gallery_groups = gallery_groups
+        self.query_gallery_index = query_gallery_index
+        values, counts = torch.unique(gallery_groups, return_counts=True)
+        position = torch.searchsorted(values, query_groups).clamp(max=len(values) - 1)
+        in_gallery = values[position] == query_groups
+        counted_self = (query_gallery_index >= 0) & (
+            gallery_groups[query_gallery_index.clamp(min=0)] == query_groups
+        )
+        self.num_relevant = torch.where(in_gallery, counts[position], 0) - counted_self.long()
+
+    def of_ranked(self, rows: slice, indices: Tensor) -> Tensor:
+        same = self.gallery_groups[indices] == self.query_groups[rows, None]
+        return same & (indices != self.query_gallery_index[rows, None])
+
+    def of_gallery(self, rows: Tensor) -> Tensor:
+        same = self.query_groups[rows, None] == self.gallery_groups[None, :]
+        own = self.query_gallery_index[rows]
+        has_own = own >= 0
+        same[has_own.nonzero()[:, 0], own[has_own]] = False
+        return same
+
+
+class _PairRelevance:
+    """Relevant = listed in ``relevant_pairs`` as (query index, gallery index)."""
+
+    def __init__(self, relevant_pairs: Tensor, num_queries: int, num_gallery: int):
+        self.num_gallery = num_gallery
+        self.keys = torch.unique(relevant_pairs[:, 0] * num_gallery + relevant_pairs[:, 1])
+        self.num_relevant = torch.bincount(self.keys // num_gallery, minlength=num_queries)
+
+    def of_ranked(self, rows: slice, indices: Tensor) -> Tensor:
+        query = torch.arange(rows.start, rows.stop)[:, None]
+        return _contains(self.keys, query * self.num_gallery + indices)
+
+    def of_gallery(self, rows: Tensor) -> Tensor:
+        return _contains(self.keys, rows[:, None] * self.num_gallery + torch.arange(self.num_gallery))
+
+
+def _contains(sorted_keys: Tensor, keys: Tensor) -> Tensor:
+    if len(sorted_keys) == 0:
+        return torch.zeros_like(keys, dtype=torch.bool)
+    position = torch.searchsorted(sorted_keys, keys).clamp(max=len(sorted_keys) - 1)
+    return sorted_keys[position] == keys
+
+
+# ---------------------------------------------------------------- blockwise exact top-k
+
+
+@dataclass
+class _Block:
+    rows: slice
+    distances: Tensor  # (B, G) with excluded entries set to +inf
+    top_indices: Tensor  # (B, k) gallery indices in rank order
+
+
+def _excluded_in_block(excluded: Tensor, rows: slice) -> Tensor:
+    start, stop = torch.searchsorted(excluded[:, 0].contiguous(), torch.tensor([rows.start, rows.stop]))
+    return excluded[start:stop]
+
+
+def _stable_topk(distances: Tensor, k: int) -> Tensor:
+    """Indices of the k smallest entries per row, ordered by (distance, gallery index)."""
+    num_gallery = distances.shape[1]
+    values, indices = distances.topk(min(k + 1, num_gallery), dim=1, largest=False)
+    # Equal to the first left-out value: topk may have kept the wrong one of several equal items.
+    tied_at_boundary = values[:, k] == values[:, k - 1] if k < num_gallery else None
+    values, indices = values[:, :k], indices[:, :k]
+    # Order equal distances by index: sort by index, then stable-sort by distance.
+    indices, order = indices.sort(dim=1)
+    _, order = values.gather(1, order).sort(dim=1, stable=True)
+    indices = indices.gather(1, order)
+    if tied_at_boundary is not None and tied_at_boundary.any():
+        rows = tied_at_boundary.nonzero()[:, 0]
+        indices[rows] = distances[rows].sort(dim=1, stable=True).indices[:, :k]
+    return indices
+
+
+def ranked_blocks(
+    queries: Tensor,
+    gallery: Tensor,
+    k: int | Tensor,
+    *,
+    distance: str | Distance = "cosine",
+    excluded_pairs: Tensor | None = None,
+    max_memory_mb: float = DEFAULT_MAX_MEMORY_MB,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> Iterator[_Block]:
+    """Yields query blocks with their full distance rows and exact top-k (see the module ranking rule).
+
+    ``k`` is one depth for every query or a (Q,) tensor of per-query depths (a block gets its max).
+    ``excluded_pairs`` (E, 2) are (query, gallery) index pairs removed from the ranking.
+    ``max_memory_mb`` bounds the per-block working memory (distance rows and their temporaries).
+    """
+    metric = get_distance(distance)
+    device = torch.device(device) if device is not None else queries.device
+    dtype = torch.float64 if queries.dtype == torch.float64 else torch.float32
+    gallery = gallery.to(device=device, dtype=dtype)
+    depths = torch.as_tensor(k).clamp(max=len(gallery)).expand(len(queries))
+    if excluded_pairs is None:
+        excluded_pairs = torch.zeros(0, 2, dtype=torch.long)
+    excluded_pairs = excluded_pairs[excluded_pairs[:, 0].argsort(stable=True)]
+    # distance rows + about three same-sized temporaries while they are computed
+    bytes_per_row = len(gallery) * (4 * torch.finfo(dtype).bits // 8 + 1)
+    block_size = max(1, int(max_memory_mb * 2**20 // bytes_per_row))
+    starts = range(0, len(queries), block_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="ranking", unit="block")
+    for start in starts:
+        rows = slice(start, min(start + block_size, len(queries)))
+        block = metric.distance_matrix(queries[rows].to(device=device, dtype=dtype), gallery)
+        block = block + 0.0  # -0.0 -> +0.0 so equal distances compare equal bitwise as well
+        excluded = _excluded_in_block(excluded_pairs, rows).to(device)
+        block[excluded[:, 0] - start, excluded[:, 1]] = math.inf
+        yield _Block(rows, block, _stable_topk(block, int(depths[rows].max())).cpu())
+
+
+# ---------------------------------------------------------------- the one-pass metric set
+
+
+def _parse(metrics: Sequence[str]) -> list[tuple[str, str, int | None]]:
+    if isinstance(metrics, str) or len(metrics) == 0:
+        raise ValueError(f"metrics must be a non-empty sequence of metric names, got {metrics!r}")
+    parsed = []
+    for name in metrics:
+        match = _AT_K.match(name) if isinstance(name, str) else None
+        if match:
+            parsed.append((name, match[1], int(match[2])))
+        elif name in (*_AT_R, "mrr"):
+            parsed.append((name, name, None))
+        else:
+            raise ValueError(
+                f"unknown metric {name!r}; expected 'r_precision', 'map_at_r', 'mrr', "
+                "'precision_at_K', 'recall_at_K' or 'ndcg_at_K' with K a positive integer"
+            )
+    return parsed
+
+
+def _check_embeddings(name: str, embeddings: Tensor) -> None:
+    if not isinstance(embeddings, Tensor) or embeddings.ndim != 2 or len(embeddings) == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D tensor (N, D), got {_describe(embeddings)}")
+    if not embeddings.is_floating_point() or not torch.isfinite(embeddings).all():
+        raise ValueError(f"{name} must hold finite floating-point values")
+
+
+def _describe(value: object) -> str:
+    return f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+
+
+def _score(
+    queries: Tensor,
+    gallery: Tensor,
+    relevance: _GroupRelevance | _PairRelevance,
+    metrics: Sequence[str],
+    excluded_pairs: Tensor,
+    **ranking,
+) -> tuple[dict[str, Tensor], Tensor]:
+    parsed = _parse(metrics)
+    num_relevant = relevance.num_relevant
+    fixed_depth = max([k for _, _, k in parsed if k is not None], default=1)
+    depths = num_relevant.clamp(min=fixed_depth) if any(kind in _AT_R for _, kind, _ in parsed) else fixed_depth
+    scores = {name: torch.full((len(queries),), math.nan, dtype=torch.float64) for name, _, _ in parsed}
+    for block in ranked_blocks(queries, gallery, depths, excluded_pairs=excluded_pairs, **ranking):
+        valid = num_relevant[block.rows] > 0
+        ranked = relevance.of_ranked(block.rows, block.top_indices)[valid]
+        count = num_relevant[block.rows][valid].double()
+        for name, kind, k in parsed:
+            if kind == "r_precision":
+                value = r_precision(ranked, count)
+            elif kind == "map_at_r":
+                value = map_at_r(ranked, count)
+            elif kind == "precision":
+                value = precision_at_k(ranked, count, k)
+            elif kind == "recall":
+                value = recall_at_k(ranked, k)
+            elif kind == "ndcg":
+                value = ndcg_at_k(ranked, count, k)
+            else:
+                value = 1.0 / _exact_first_rank(block, relevance, valid, ranked).double()
+            scores[name][torch.arange(block.rows.start, block.rows.stop)[valid]] = value
+    return scores, num_relevant
+
+
+def _exact_first_rank(block: _Block, relevance, valid: Tensor, ranked: Tensor) -> Tensor:
+    """First relevant rank; queries with none in the top-k are ranked against their full row."""
+    rank = first_relevant_rank(ranked)
+    missing = (rank == 0).nonzero()[:, 0]
+    if len(missing):
+        local = valid.nonzero()[:, 0][missing]
+        rows = torch.arange(block.rows.start, block.rows.stop)[local]
+        distances = block.distances[local.to(block.distances.device)]
+        relevant = relevance.of_gallery(rows).to(distances.device)
+        best = distances.masked_fill(~relevant, math.inf).argmin(1, keepdim=True)  # first of equals
+        best_distance = distances.gather(1, best)
+        gallery_index = torch.arange(distances.shape[1], device=distances.device)
+        ahead = (distances < best_distance) | ((distances == best_distance) & (gallery_index < best))
+        rank[missing] = (ahead.sum(1) + 1).cpu()
+    return rank
+
+
+def _result(
+    scores: dict[str, Tensor], num_relevant: Tensor, groups: Tensor | None
+) -> RetrievalResult:
+    valid = num_relevant > 0
+    metrics = {name: float(value[valid].mean()) if valid.any() else math.nan for name, value in scores.items()}
+    per_class = {}
+    if groups is not None:
+        present = torch.unique(groups[valid])
+        per_class = {
+            name: {int(g): float(value[valid & (groups == g)].mean()) for g in present}
+            for name, value in scores.items()
+        }
+    return RetrievalResult(metrics, scores, len(num_relevant), int((~valid).sum()), per_class)
+
+
+def retrieval_metrics(
+    query_embeddings: Tensor,
+    query_groups: Tensor,
+    gallery_embeddings: Tensor | None = None,
+    gallery_groups: Tensor | None = None,
+    *,
+    query_gallery_index: Tensor | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    distance: str | Distance = "cosine",
+    per_class: bool = False,
+    max_memory_mb: float = DEFAULT_MAX_MEMORY_MB,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> RetrievalResult:
+    """Group retrieval metrics (relevant = same group) for every query in one blockwise pass.
+
+    Without a gallery, the queries are the gallery and each is excluded from its own results.
+    With a separate gallery, ``query_gallery_index[i]`` is query i's row in the gallery (its own
+    entry, excluded from its results) or -1 when the query is not in the gallery (the default).
+    """
+    _check_embeddings("query_embeddings", query_embeddings)
+    query_groups = _check_groups("query_groups", query_groups, len(query_embeddings))
+    if gallery_embeddings is None:
+        if gallery_groups is not None or query_gallery_index is not None:
+            raise ValueError("gallery_groups/query_gallery_index need gallery_embeddings")
+        gallery_embeddings, gallery_groups = query_embeddings, query_groups
+        query_gallery_index = torch.arange(len(query_embeddings))
+    _check_embeddings("gallery_embeddings", gallery_embeddings)
+    if gallery_embeddings.shape[1] != query_embeddings.shape[1]:
+        raise ValueError(
+            f"gallery_embeddings have {gallery_embeddings.shape[1]} dimensions, "
+            f"query_embeddings {query_embeddings.shape[1]}"
+        )
+    gallery_groups = _check_groups("gallery_groups", gallery_groups, len(gallery_embeddings))
+    if query_gallery_index is None:
+        query_gallery_index = torch.full((len(query_embeddings),), -1)
+    query_gallery_index = _check_index("query_gallery_index", query_gallery_index, len(query_embeddings), len(gallery_embeddings))
+    own = query_gallery_index >= 0
+    if (gallery_groups[query_gallery_index[own]] != query_groups[own]).any():
+        raise ValueError("query_gallery_index points some queries at gallery rows of another group")
+    excluded = torch.stack([own.nonzero()[:, 0], query_gallery_index[own]], 1)
+    relevance = _GroupRelevance(query_groups, gallery_groups, query_gallery_index)
+    scores, num_relevant = _score(
+        query_embeddings, gallery_embeddings, relevance, metrics, excluded,
+        distance=distance, max_memory_mb=max_memory_mb, device=device, progress=progress,
+    )
+    return _result(scores, num_relevant, query_groups if per_class else None)
+
+
+def pair_retrieval_metrics(
+    query_embeddings: Tensor,
+    relevant_pairs: Tensor,
+    gallery_embeddings: Tensor | None = None,
+    *,
+    excluded_pairs: Tensor | None = None,
+    metrics: Sequence[str] = ("precision_at_1", "mrr"),
+    distance: str | Distance = "cosine",
+    max_memory_mb: float = DEFAULT_MAX_MEMORY_MB,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> RetrievalResult:
+    """Retrieval metrics with relevance from explicit (query index, gallery index) pairs.
+
+    Without a gallery, the queries are the gallery and each query's own entry is excluded.
+    ``excluded_pairs`` (query, gallery) are removed from the ranking (e.g. same-subgroup objects).
+    """
+    _check_embeddings("query_embeddings", query_embeddings)
+    num_queries = len(query_embeddings)
+    excluded = _check_pairs("excluded_pairs", excluded_pairs, num_queries, None)
+    if gallery_embeddings is None:
+        gallery_embeddings = query_embeddings
+        own = torch.arange(num_queries)
+        excluded = torch.cat([excluded, torch.stack([own, own], 1)])
+    _check_embeddings("gallery_embeddings", gallery_embeddings)
+    relevant_pairs = _check_pairs("relevant_pairs", relevant_pairs, num_queries, len(gallery_embeddings))
+    if len(excluded) and _contains(
+        torch.unique(relevant_pairs[:, 0] * len(gallery_embeddings) + relevant_pairs[:, 1]),
+        excluded[:, 0] * len(gallery_embeddings) + excluded[:, 1],
+    ).any():
+        raise ValueError("a relevant pair is also excluded (or pairs a query with its own gallery entry)")
+    relevance = _PairRelevance(relevant_pairs, num_queries, len(gallery_embeddings))
+    scores, num_relevant = _score(
+        query_embeddings, gallery_embeddings, relevance, metrics, excluded,
+        distance=distance, max_memory_mb=max_memory_mb, device=device, progress=progress,
+    )
+    return _result(scores, num_relevant, None)
+
+
+def _check_groups(name: str, groups: Tensor | None, length: int) -> Tensor:
+    groups = torch.as_tensor(groups) if groups is not None else None
+    if groups is None or groups.shape != (length,) or groups.is_floating_point() or groups.is_complex():
+        raise ValueError(f"{name} must be an integer tensor of shape ({length},), got {_describe(groups)}")
+    return groups.long().cpu()
+
+
+def _check_index(name: str, index: Tensor, length: int, gallery_size: int) -> Tensor:
+    index = torch.as_tensor(index).long().cpu()
+    if index.shape != (length,) or (index < -1).any() or (index >= gallery_size).any():
+        raise ValueError(f"{name} must be ({length},) gallery rows in [-1, {gallery_size}), got {_describe(index)}")
+    taken = index[index >= 0]
+    if len(torch.unique(taken)) != len(taken):
+        raise ValueError(f"{name} points two queries at the same gallery row")
+    return index
+
+
+def _check_pairs(name: str, pairs: Tensor | None, num_queries: int, num_gallery: int | None) -> Tensor:
+    if pairs is None:
+        return torch.zeros(0, 2, dtype=torch.long)
+    pairs = torch.as_tensor(pairs)
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.is_floating_point():
+        raise ValueError(f"{name} must be an integer tensor (P, 2) of (query, gallery) indices, got {_describe(pairs)}")
+    pairs = pairs.long().cpu()
+    limit = num_gallery if num_gallery is not None else num_queries
+    if len(pairs) and ((pairs < 0).any() or (pairs[:, 0] >= num_queries).any() or (pairs[:, 1] >= limit).any()):
+        raise ValueError(f"{name} holds indices outside the {num_queries} queries / gallery")
+    return pairs

@@ -1,0 +1,182 @@
+import math
+
+import pytest
+import torch
+
+from simtune.distances import get_distance
+from simtune.functional.retrieval import (
+    pair_retrieval_metrics,
+    ranked_blocks,
+    retrieval_metrics,
+)
+
+ALL = ("r_precision", "map_at_r", "mrr", "precision_at_1", "precision_at_3", "recall_at_2", "ndcg_at_4")
+ONE_ROW_BLOCKS = 1e-9  # max_memory_mb small enough to force one query per block
+
+
+def brute_force(queries, gallery, relevant, excluded, distance):
+    """Plain loops: rank each query's gallery by (distance, gallery index), skipping excluded items."""
+    matrix = get_distance(distance).distance_matrix(queries, gallery).tolist()
+    per_query = {name: [] for name in ALL}
+    for q, row in enumerate(matrix):
+        order = sorted((d, g) for g, d in enumerate(row) if (q, g) not in excluded)
+        hits = [(q, g) in relevant for _, g in order]
+        r = sum(hits)
+        if r == 0:
+            for name in ALL:
+                per_query[name].append(math.nan)
+            continue
+        per_query["r_precision"].append(sum(hits[:r]) / r)
+        per_query["map_at_r"].append(sum(sum(hits[: i + 1]) / (i + 1) for i in range(r) if hits[i]) / r)
+        per_query["mrr"].append(1.0 / (hits.index(True) + 1))
+        for k in (1, 3):
+            per_query[f"precision_at_{k}"].append(sum(hits[:k]) / min(k, r))
+        per_query["recall_at_2"].append(float(any(hits[:2])))
+        dcg = sum(1 / math.log2(i + 2) for i in range(min(4, len(hits))) if hits[i])
+        per_query["ndcg_at_4"].append(dcg / sum(1 / math.log2(i + 2) for i in range(min(4, r))))
+    return per_query
+
+
+def group_relevance(query_groups, gallery_groups, own):
+    relevant = {
+        (q, g)
+        for q, a in enumerate(query_groups.tolist())
+        for g, b in enumerate(gallery_groups.tolist())
+        if a == b and g != own[q]
+    }
+    excluded = {(q, g) for q, g in enumerate(own) if g >= 0}
+    return relevant, excluded
+
+
+def assert_matches(result, expected):
+    for name in ALL:
+        got = result.per_query[name].tolist()
+        assert len(got) == len(expected[name])
+        for a, b in zip(got, expected[name]):
+            assert (math.isnan(a) and math.isnan(b)) or abs(a - b) < 1e-6, name
+        valid = [v for v in expected[name] if not math.isnan(v)]
+        assert result.metrics[name] == pytest.approx(sum(valid) / len(valid), abs=1e-6)
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "dot_product", "manhattan"])
+@pytest.mark.parametrize("max_memory_mb", [ONE_ROW_BLOCKS, 256])
+def test_small_integer_data_with_many_ties_matches_brute_force(distance, max_memory_mb):
+    # Integer coordinates in {0, 1, 2}^3: distances are exact and ties are everywhere.
+    generator = torch.Generator().manual_seed(0)
+    embeddings = torch.randint(0, 3, (60, 3), generator=generator).float()
+    groups = torch.randint(0, 6, (60,), generator=generator)
+    groups[0] = 99  # a query with no relevant item
+    result = retrieval_metrics(embeddings, groups, metrics=ALL, distance=distance, max_memory_mb=max_memory_mb)
+    own = list(range(60))
+    expected = brute_force(embeddings, embeddings, *group_relevance(groups, groups, own), distance)
+    assert_matches(result, expected)
+    assert result.num_queries == 60 and result.num_queries_without_relevant == 1
+
+
+def test_continuous_cosine_data_matches_brute_force():
+    generator = torch.Generator().manual_seed(1)
+    embeddings = torch.randn(80, 5, generator=generator)
+    groups = torch.randint(0, 4, (80,), generator=generator)
+    result = retrieval_metrics(embeddings, groups, metrics=ALL, max_memory_mb=ONE_ROW_BLOCKS)
+    expected = brute_force(embeddings, embeddings, *group_relevance(groups, groups, list(range(80))), "cosine")
+    assert_matches(result, expected)
+
+
+def test_separate_gallery_and_queries_inside_the_gallery_match_brute_force():
+    generator = torch.Generator().manual_seed(2)
+    gallery = torch.randint(0, 3, (50, 2), generator=generator).float()
+    gallery_groups = torch.randint(0, 5, (50,), generator=generator)
+    # queries 0-9 are gallery rows 40-49 (their own entries excluded); 10-19 are outside it
+    queries = torch.cat([gallery[40:], torch.randint(0, 3, (10, 2), generator=generator).float()])
+    query_groups = torch.cat([gallery_groups[40:], torch.tensor([7, 0, 1, 2, 3, 4, 0, 1, 2, 3])])
+    own = torch.cat([torch.arange(40, 50), torch.full((10,), -1)])
+    result = retrieval_metrics(
+        queries, query_groups, gallery, gallery_groups,
+        query_gallery_index=own, metrics=ALL, distance="euclidean", max_memory_mb=ONE_ROW_BLOCKS,
+    )
+    expected = brute_force(queries, gallery, *group_relevance(query_groups, gallery_groups, own.tolist()), "euclidean")
+    assert_matches(result, expected)
+    assert result.num_queries_without_relevant == 1  # group 7 is not in the gallery
+
+
+def test_duplicates_of_a_query_count_as_results_only_its_own_index_is_excluded():
+    embeddings = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.1]])
+    groups = torch.tensor([0, 1, 0, 1])  # row 1 duplicates row 0 but belongs to another group
+    result = retrieval_metrics(embeddings, groups, metrics=("precision_at_1", "mrr"))
+    assert result.per_query["precision_at_1"].tolist() == [0.0, 0.0, 0.0, 0.0]
+    # query 3: rows 0 and 1 tie; row 0 (lower index) ranks first, so relevant row 1 is third
+    assert result.per_query["mrr"].tolist() == pytest.approx([1 / 3, 1 / 2, 1 / 2, 1 / 3])
+
+
+def test_equal_distances_are_ranked_by_gallery_index():
+    query = torch.zeros(1, 2)
+    gallery = torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    (block,) = ranked_blocks(query, gallery, 3, distance="euclidean")
+    assert block.top_indices.tolist() == [[0, 2, 3]]
+
+
+def test_mrr_is_exact_beyond_the_top_k():
+    # Only R-metric depth (R = 1) is retrieved; the single relevant item is ranked last of 6.
+    embeddings = torch.tensor([[0.0], [1.0], [2.0], [3.0], [4.0], [5.0], [9.0]])
+    groups = torch.tensor([0, 1, 1, 1, 1, 1, 0])
+    result = retrieval_metrics(embeddings, groups, metrics=("r_precision", "mrr"), distance="euclidean")
+    assert result.per_query["mrr"][0].item() == pytest.approx(1 / 6)
+
+
+def test_blockwise_memory_bound_gives_the_same_numbers_on_more_blocks():
+    generator = torch.Generator().manual_seed(3)
+    embeddings = torch.randn(300, 16, generator=generator)
+    groups = torch.randint(0, 10, (300,), generator=generator)
+    one_block = retrieval_metrics(embeddings, groups, metrics=ALL)
+    blocks = list(ranked_blocks(embeddings, embeddings, 5, max_memory_mb=0.05))
+    assert len(blocks) > 10
+    assert retrieval_metrics(embeddings, groups, metrics=ALL, max_memory_mb=0.05).metrics == pytest.approx(
+        one_block.metrics, abs=1e-12
+    )
+
+
+def test_per_class_results_average_that_class_queries():
+    embeddings = torch.tensor([[0.0], [0.1], [5.0], [5.1], [0.2], [9.0]])
+    groups = torch.tensor([0, 0, 1, 1, 2, 2])
+    result = retrieval_metrics(embeddings, groups, metrics=("precision_at_1",), distance="euclidean", per_class=True)
+    assert result.per_class["precision_at_1"] == {0: 1.0, 1: 1.0, 2: 0.0}
+    assert result.as_dict("val")["val_precision_at_1/class_1"] == 1.0
+
+
+def test_pair_relevance_matches_brute_force_with_exclusions():
+    generator = torch.Generator().manual_seed(4)
+    embeddings = torch.randint(0, 3, (40, 2), generator=generator).float()
+    relevant = {(q, (q * 7 + 3) % 40) for q in range(0, 40, 2)} | {(q, (q + 1) % 40) for q in range(0, 40, 3)}
+    excluded = {(q, q) for q in range(40)} | {(q, (q + 5) % 40) for q in range(40)}
+    excluded -= relevant
+    result = pair_retrieval_metrics(
+        embeddings, torch.tensor(sorted(relevant)), embeddings,
+        excluded_pairs=torch.tensor(sorted(excluded)), metrics=ALL, distance="euclidean",
+        max_memory_mb=ONE_ROW_BLOCKS,
+    )
+    assert_matches(result, brute_force(embeddings, embeddings, relevant, excluded, "euclidean"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(metrics=("precision_at_0",)), "unknown metric 'precision_at_0'"),
+        (dict(metrics="mrr"), "non-empty sequence"),
+        (dict(query_groups=torch.zeros(3)), "query_groups must be an integer tensor"),
+        (dict(query_embeddings=torch.tensor([[math.nan], [1.0], [2.0], [3.0]])), "finite"),
+        (dict(gallery_embeddings=torch.zeros(4, 2), gallery_groups=torch.zeros(4, dtype=torch.long)), "dimensions"),
+        (
+            dict(
+                gallery_embeddings=torch.zeros(4, 1),
+                gallery_groups=torch.tensor([0, 0, 1, 1]),
+                query_gallery_index=torch.tensor([0, 0, 1, 2]),
+            ),
+            "same gallery row",
+        ),
+    ],
+)
+def test_bad_input_names_the_input(kwargs, message):
+    arguments = dict(query_embeddings=torch.zeros(4, 1), query_groups=torch.tensor([0, 0, 1, 1]))
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        retrieval_metrics(arguments.pop("query_embeddings"), arguments.pop("query_groups"), **arguments)
