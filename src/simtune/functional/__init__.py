@@ -1,0 +1,1 @@
+"""Pure tensor functions behind the losses and metrics: no state, no modules, easy to test alone."""

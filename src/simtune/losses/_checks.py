@@ -1,0 +1,44 @@
+"""Input checks shared by the losses, so bad batches fail with a message naming the input."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+
+def check_group_batch(embeddings: Tensor, groups: Tensor) -> None:
+    if embeddings.dim() != 2:
+        raise ValueError(f"embeddings must be (batch, dim), got shape {tuple(embeddings.shape)}")
+    if groups.dim() != 1 or len(groups) != len(embeddings):
+        raise ValueError(
+            f"groups must be (batch,) = ({len(embeddings)},) to match embeddings, got shape {tuple(groups.shape)}"
+        )
+    if groups.is_floating_point():
+        raise ValueError(f"groups must be integer group ids, got dtype {groups.dtype}")
+
+
+def check_pair_batch(embeddings: Tensor, pairs: Tensor, labels: Tensor, subgroups: Tensor) -> None:
+    if embeddings.dim() != 2:
+        raise ValueError(f"embeddings must be (rows, dim), got shape {tuple(embeddings.shape)}")
+    if pairs.dim() != 2 or pairs.shape[1] != 2:
+        raise ValueError(f"pairs must be (num_pairs, 2), got shape {tuple(pairs.shape)}")
+    if len(pairs) and (pairs.min() < 0 or pairs.max() >= len(embeddings)):
+        raise ValueError(f"pairs index rows outside embeddings (0..{len(embeddings) - 1})")
+    if labels.shape != (len(pairs),):
+        raise ValueError(f"labels must be (num_pairs,) = ({len(pairs)},), got shape {tuple(labels.shape)}")
+    if subgroups.shape != (len(embeddings),):
+        raise ValueError(f"subgroups must be (rows,) = ({len(embeddings)},), got shape {tuple(subgroups.shape)}")
+
+def check_positive(name: str, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def check_against_parameters(embeddings: Tensor, groups: Tensor, num_groups: int, embedding_size: int, loss_name: str) -> None:
+    """Group ids must index the per-group parameters and embeddings must have their width."""
+    if embeddings.shape[1] != embedding_size:
+        raise ValueError(f"embeddings have size {embeddings.shape[1]}, {loss_name} was built for embedding_size={embedding_size}")
+    if len(groups) and (groups.min() < 0 or groups.max() >= num_groups):
+        raise ValueError(
+            f"{loss_name} was built for num_groups={num_groups}; groups must be in [0, {num_groups - 1}], "
+            f"got values in [{int(groups.min())}, {int(groups.max())}]"
+        )

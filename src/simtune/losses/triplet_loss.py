@@ -1,0 +1,70 @@
+"""Triplet loss with the three textbook mining schemes over a labelled batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from simtune.distances import Distance
+from simtune.functional.mining import (
+    hardest_negative,
+    hardest_positive,
+    margin_violation_sum,
+    negative_mask,
+    positive_mask,
+    semi_hard_negative,
+)
+from simtune.losses._checks import check_group_batch
+from simtune.losses.base import GroupLoss
+
+MINING_ALIASES = {"all": "all", "batch_all": "all", "hard": "hard", "batch_hard": "hard", "semi_hard": "semi_hard"}
+
+
+class TripletLoss(GroupLoss):
+    """Pull each anchor's positives closer than its negatives by ``margin``.
+
+    - ``"all"`` (batch-all): every valid triplet, averaged over the triplets whose loss is positive
+      (averaging over all would drown the signal in already-satisfied triplets).
+    - ``"hard"`` (batch-hard, Hermans et al. 2017): per anchor, hardest positive vs hardest negative,
+      averaged over anchors that have both.
+    - ``"semi_hard"`` (FaceNet): per anchor-positive pair, the closest negative still farther than the
+      positive, averaged over the pairs that have one; pairs without one are skipped.
+
+    ``soft=True`` replaces ``relu(x + margin)`` by ``softplus(x)`` (soft margin; ``margin`` is unused).
+    It is refused for batch-all, where every one of the B^3 triplets would carry loss.
+    """
+
+    def __init__(self, margin: float = 0.5, mining: str = "hard", soft: bool = False, distance: str | Distance = "cosine"):
+        super().__init__(distance)
+        if mining not in MINING_ALIASES:
+            raise ValueError(f"mining must be one of {sorted(MINING_ALIASES)}, got {mining!r}")
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        self.mining = MINING_ALIASES[mining]
+        if soft and self.mining == "all":
+            raise ValueError("soft=True needs mining='hard' or 'semi_hard': with batch-all every triplet carries loss")
+        self.margin = float(margin)
+        self.soft = bool(soft)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "margin": self.margin, "mining": self.mining, "soft": self.soft}
+
+    def forward(self, embeddings: Tensor, groups: Tensor) -> Tensor:
+        check_group_batch(embeddings, groups)
+        distances = self.distance.distance_matrix(embeddings)
+        positives, negatives = positive_mask(groups), negative_mask(groups)
+        if self.mining == "all":
+            total, count = margin_violation_sum(distances, positives, negatives, self.margin)
+            return total / count.clamp_min(1)
+        if self.mining == "hard":
+            d_ap, has_positive = hardest_positive(distances, positives)
+            d_an, has_negative = hardest_negative(distances, negatives)
+            valid = has_positive & has_negative
+        else:
+            d_an, valid = semi_hard_negative(distances, positives, negatives)
+            d_ap = distances
+        losses = F.softplus(d_ap - d_an) if self.soft else F.relu(d_ap - d_an + self.margin)
+        return torch.where(valid, losses, torch.zeros_like(losses)).sum() / valid.sum().clamp_min(1)
