@@ -1,0 +1,53 @@
+"""DataLoaders for group and pair samples: plain torch DataLoaders with a similarity collate.
+
+Because they are ordinary DataLoaders, ``shuffle``, ``batch_sampler`` (e.g.
+``ClassBalancedBatchSampler``), ``num_workers`` and Lightning all work unchanged; the training layer
+installs the model's collate with ``set_feature_collate`` and can rebuild an equivalent loader from
+``loader.dataset`` and ``loader.batch_sampler``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset
+
+from simtune.data.collate import FeatureCollate, GroupCollate, PairCollate, pass_through
+
+
+class _SimilarityDataLoader(DataLoader):
+    collate_type: type
+
+    def __init__(self, dataset: Dataset, feature_collate: FeatureCollate = pass_through, **kwargs: Any):
+        if "collate_fn" in kwargs:
+            raise ValueError(
+                f"{type(self).__name__} builds its own collate_fn; pass feature_collate= (or call "
+                "set_feature_collate) for the objects' part"
+            )
+        super().__init__(dataset, collate_fn=self.collate_type(feature_collate), **kwargs)
+
+    @property
+    def feature_collate(self) -> FeatureCollate:
+        return self.collate_fn.feature_collate
+
+    def set_feature_collate(self, feature_collate: FeatureCollate) -> None:
+        """Install the function that turns a list of objects into encoder input (the model's collate).
+
+        Call it before iterating: worker processes copy the collate when an iterator starts.
+        """
+        self.collate_fn = self.collate_type(feature_collate)
+
+
+class GroupSimilarityDataLoader(_SimilarityDataLoader):
+    """Batches of ``SimilarityGroupSample`` as ``(features, {"groups": LongTensor (B,)})``."""
+
+    collate_type = GroupCollate
+
+
+class PairsSimilarityDataLoader(_SimilarityDataLoader):
+    """Batches of P ``SimilarityPairSample`` as ``(features of 2P objects, {"pairs", "labels", "subgroups"})``.
+
+    Objects are all ``obj_a`` then all ``obj_b``: ``pairs[i] == (i, P + i)``.
+    """
+
+    collate_type = PairCollate
