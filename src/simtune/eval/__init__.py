@@ -1,0 +1,31 @@
+"""Evaluation: exact retrieval metrics, samplers, the Evaluator and metrics attached to training."""
+
+from simtune.eval.attached_metric import AttachedMetric
+from simtune.eval.evaluator import Evaluator, evaluate
+from simtune.eval.metrics import (
+    MeanAveragePrecisionAtR,
+    MeanReciprocalRank,
+    NDCGAtK,
+    PrecisionAtK,
+    RecallAtK,
+    RetrievalMetric,
+    RetrievalRPrecision,
+)
+from simtune.eval.samplers import GroupSampler, PairSampler, RetrievalTask, Sampler
+
+__all__ = [
+    "AttachedMetric",
+    "Evaluator",
+    "evaluate",
+    "RetrievalMetric",
+    "RetrievalRPrecision",
+    "MeanAveragePrecisionAtR",
+    "PrecisionAtK",
+    "RecallAtK",
+    "MeanReciprocalRank",
+    "NDCGAtK",
+    "Sampler",
+    "GroupSampler",
+    "PairSampler",
+    "RetrievalTask",
+]

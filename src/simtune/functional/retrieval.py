@@ -94,7 +94,8 @@ def recall_at_k(relevant: Tensor, k: int) -> Tensor:
 
 def ndcg_at_k(relevant: Tensor, num_relevant: Tensor, k: int) -> Tensor:
     discounts = 1.0 / torch.log2(_positions(relevant)[:k] + 1.0)
-    dcg = (relevant[:, :k].double() * discounts).sum(1)
+    # Both sums by cumsum in rank order, so a perfect ranking gives exactly dcg == ideal.
+    dcg = (relevant[:, :k].double() * discounts).cumsum(1)[:, -1]
     ideal = torch.cat([discounts.new_zeros(1), discounts.cumsum(0)])
     return dcg / ideal[num_relevant.long().clamp(max=min(k, relevant.shape[1]))]
 
