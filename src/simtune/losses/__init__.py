@@ -8,6 +8,12 @@ from simtune.losses.online_contrastive_loss import OnlineContrastiveLoss
 from simtune.losses.pytorch_metric_learning_loss import PytorchMetricLearningLoss
 from simtune.losses.softmax_loss import SoftmaxLoss
 from simtune.losses.triplet_loss import TripletLoss
+from simtune.losses.arcface_loss import ArcFaceLoss
+from simtune.losses.circle_loss import CircleLoss
+from simtune.losses.cosface_loss import CosFaceLoss
+from simtune.losses.fast_ap_loss import FastAPLoss
+from simtune.losses.multi_similarity_loss import MultiSimilarityLoss
+from simtune.losses.proxy_anchor_loss import ProxyAnchorLoss
 
 __all__ = [
     "SimilarityLoss",
@@ -20,4 +26,10 @@ __all__ = [
     "PytorchMetricLearningLoss",
     "SoftmaxLoss",
     "TripletLoss",
+    "ArcFaceLoss",
+    "CircleLoss",
+    "CosFaceLoss",
+    "FastAPLoss",
+    "MultiSimilarityLoss",
+    "ProxyAnchorLoss",
 ]
