@@ -6,6 +6,7 @@ talks to a Qdrant server or cluster. Both record the model they were built with 
 
 from simtune.search.base import SearchHit, VectorIndex
 from simtune.search.edge_index import EdgeIndex
+from simtune.search.embedder import Embedder
 from simtune.search.errors import (
     ImageTooLargeError,
     IndexUnavailableError,
@@ -23,6 +24,7 @@ __all__ = [
     "VectorIndex",
     "SearchHit",
     "EdgeIndex",
+    "Embedder",
     "QdrantServerIndex",
     "IndexSchema",
     "MAX_K",

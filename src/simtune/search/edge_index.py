@@ -72,7 +72,12 @@ class EdgeIndex(VectorIndex):
             schema.check_same_model(expect)
         try:
             shard = qe.EdgeShard.load(str(path / SHARD_DIR))
-        except Exception as error:  # the engine raises a bare Exception (e.g. WAL locked by another process)
+        except Exception as error:  # the engine raises a bare Exception
+            if "WouldBlock" in str(error):
+                raise IndexUnavailableError(
+                    f"the index at {path} is open in another process (e.g. `simtune cars serve`); "
+                    "stop it, or query that server over HTTP"
+                ) from error
             raise IndexUnavailableError(f"cannot open the index at {path}: {error}") from error
         return cls(path, shard, schema)
 

@@ -27,13 +27,13 @@ def decode_query_image(
     if not data:
         raise InvalidImageError(f"{name} is empty")
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own, lower limit applies below
         try:
             image = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
             raise InvalidImageError(f"{name} is not an image in a format Pillow can read (JPEG, PNG, WebP, ...)") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageTooLargeError(f"{name} has more pixels than the limit of {max_pixels:,}") from None
+        except Image.DecompressionBombError as error:
+            raise ImageTooLargeError(f"{name} has more pixels than the limit of {max_pixels:,} ({error})") from None
         except (OSError, SyntaxError, ValueError) as error:
             raise InvalidImageError(f"{name} is truncated or corrupt: {error}") from None
         width, height = image.size

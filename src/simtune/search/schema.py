@@ -42,14 +42,18 @@ class IndexSchema:
     def from_dict(cls, data: Mapping[str, Any]) -> "IndexSchema":
         return cls(**{k: data[k] for k in ("fingerprint", "embedding_size", "distance", "filter_fields")})
 
-    def check_same_model(self, other: "IndexSchema") -> None:
-        """Raises ``ModelMismatchError`` unless ``other`` describes the model this index was built with."""
-        if (self.fingerprint, self.embedding_size) != (other.fingerprint, other.embedding_size):
+    def check_model(self, fingerprint: str, embedding_size: int) -> None:
+        """Raises ``ModelMismatchError`` unless the given model is the one this index was built with."""
+        if (self.fingerprint, self.embedding_size) != (fingerprint, embedding_size):
             raise ModelMismatchError(
                 f"the index was built with model {self.fingerprint} ({self.embedding_size}-d), "
-                f"not with model {other.fingerprint} ({other.embedding_size}-d); "
+                f"not with model {fingerprint} ({embedding_size}-d); "
                 "re-index with this model or query with the model the index was built with"
             )
+
+    def check_same_model(self, other: "IndexSchema") -> None:
+        """``check_model`` plus the same distance and filter fields (what a writer must agree on)."""
+        self.check_model(other.fingerprint, other.embedding_size)
         if self.distance != other.distance or dict(self.filter_fields) != dict(other.filter_fields):
             raise ModelMismatchError(
                 f"the index uses distance {self.distance!r} and fields {sorted(self.filter_fields)}, "

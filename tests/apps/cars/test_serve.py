@@ -1,0 +1,145 @@
+"""The HTTP API over a real uvicorn on 127.0.0.1, with real car photos indexed by a tiny embedder."""
+
+from __future__ import annotations
+
+import io
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from simtune.apps.cars.indexing import IndexLocation, build_index, open_index
+from simtune.apps.cars.serve import create_app
+from simtune.search import ModelMismatchError, point_id
+
+from .search_fixtures import ThumbnailEmbedder, car_point_id, indexed_run, live_server  # noqa: F401
+
+
+@pytest.fixture
+def client(live_server: str):
+    with httpx.Client(base_url=live_server, timeout=30) as http:
+        yield http
+
+
+def _upload(client: httpx.Client, data: bytes, name: str = "car.jpg", **form):
+    return client.post("/search", files={"file": (name, data, "image/jpeg")}, data=form)
+
+
+def _json_error(response: httpx.Response, status: int, fragment: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert fragment in str(response.json()["detail"])
+
+
+def test_health_reports_the_index_and_model(client, indexed_run):
+    body = client.get("/health").json()
+    assert body["status"] == "ok"
+    assert body["points"] == len(indexed_run[1])
+    assert body["model"] == "thumbnail-v1" and body["embedding_size"] == 192
+
+
+def test_uploading_an_indexed_photo_finds_itself_first(client, indexed_run):
+    record = indexed_run[1][5]
+    response = _upload(client, Path(record.path).read_bytes(), k="4")
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert len(results) == 4
+    assert results[0]["id"] == car_point_id(record)
+    assert results[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert results[0]["class_name"] == record.class_name and results[0]["make"] == record.make
+    assert "path" not in results[0]
+    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+
+
+def test_filters_restrict_results(client, indexed_run):
+    record = indexed_run[1][0]
+    other_make = next(r.make for r in indexed_run[1] if r.make != record.make)
+    response = _upload(client, Path(record.path).read_bytes(), k="20", filter=f"make={other_make}")
+    results = response.json()["results"]
+    assert results and all(r["make"] == other_make for r in results)
+    by_id = client.get(f"/search/{car_point_id(record)}", params={"k": 20, "filter": f"make={other_make}"}).json()
+    assert by_id["results"] and all(r["make"] == other_make for r in by_id["results"])
+
+
+def test_search_by_id_excludes_the_query_and_images_serve_indexed_files(client, indexed_run):
+    record = indexed_run[1][2]
+    body = client.get(f"/search/{car_point_id(record)}", params={"k": 3}).json()
+    assert body["query"]["class_name"] == record.class_name
+    assert len(body["results"]) == 3 and car_point_id(record) not in [r["id"] for r in body["results"]]
+    image = client.get(body["results"][0]["image_url"])
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(image.content)).size[0] > 0
+
+
+def test_random_car_page_and_docs(client, indexed_run):
+    assert client.get("/random").json()["id"] in {car_point_id(r) for r in indexed_run[1]}
+    page = client.get("/")
+    assert page.status_code == 200 and "Similar cars" in page.text and "/static/app.js" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/docs").status_code == 200
+    assert {"/search", "/search/{point_id}", "/images/{image_id}", "/health"} <= set(client.get("/openapi.json").json()["paths"])
+
+
+def _bomb_png() -> bytes:
+    """12000x12000 one-bit pixels (144 MP) compress to a few KB: decoding them would cost ~430 MB as RGB."""
+    buffer = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_bad_uploads_are_4xx_json_and_the_server_stays_up(client, indexed_run):
+    photo = Path(indexed_run[1][0].path).read_bytes()
+    _json_error(_upload(client, b"this is a text file, not a photo", "notes.txt"), 400, "not an image")
+    _json_error(_upload(client, photo[: len(photo) // 2]), 400, "truncated or corrupt")
+    _json_error(_upload(client, b"\xff" * (10 * 2**20 + 100_000)), 413, "upload limit is 10.0 MiB")  # by Content-Length
+    _json_error(_upload(client, b"\xff" * (10 * 2**20 + 10)), 413, "is 10.0 MiB; the limit is 10.0 MiB")  # by bytes read
+    _json_error(_upload(client, _bomb_png(), "bomb.png"), 413, "12000x12000 = 144,000,000 pixels")
+    for k in ("0", str(10**6)):
+        _json_error(_upload(client, photo, k=k), 400, "k must be an integer from 1 to 1000")
+    _json_error(_upload(client, photo, k="ten"), 422, "integer")
+    _json_error(_upload(client, photo, filter="color=red"), 400, "unknown filter field 'color'")
+    _json_error(_upload(client, photo, filter="make"), 400, "expected FIELD=VALUE")
+    assert client.get("/health").json()["status"] == "ok"
+
+
+def test_bad_ids_and_queries_are_4xx_json(client, indexed_run):
+    known = car_point_id(indexed_run[1][0])
+    unknown = point_id("never indexed")
+    for k in (0, 10**6):
+        _json_error(client.get(f"/search/{known}", params={"k": k}), 400, "k must be an integer")
+    _json_error(client.get(f"/search/{known}", params={"filter": "color=red"}), 400, "unknown filter field 'color'")
+    _json_error(client.get(f"/search/{unknown}"), 404, unknown)
+    _json_error(client.get(f"/images/{unknown}"), 404, unknown)
+    _json_error(client.get("/search/not-a-uuid"), 400, "invalid point id")
+    for traversal in ("..%2F..%2Fetc%2Fpasswd", "..%2Fsimtune_index.json", "%2E%2E/%2E%2E/etc/passwd"):
+        response = client.get(f"/images/{traversal}")
+        assert 400 <= response.status_code < 500 and "detail" in response.json(), traversal
+        assert b"root:" not in response.content
+    assert client.get("/health").json()["status"] == "ok"
+
+
+def test_a_raw_dot_dot_path_reaches_the_id_check(live_server):
+    """httpx normalizes '../' away, so send the request line by hand as a hostile client would."""
+    host, port = live_server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"GET /images/../../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = b""
+        while chunk := conn.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert b"invalid point id" in body and b"root:" not in body
+
+
+def test_an_index_built_with_another_model_is_refused(indexed_run, tmp_path):
+    run, records = indexed_run
+    with pytest.raises(ModelMismatchError, match="built with model thumbnail-v1"):
+        open_index(IndexLocation.for_run(run), ThumbnailEmbedder("thumbnail-v2"))
+    model = ThumbnailEmbedder()
+    build_index(tmp_path, records[:2], model=model, progress=False)
+    with open_index(IndexLocation.for_run(tmp_path), model) as index:
+        model.name = "retrained"
+        with pytest.raises(ModelMismatchError, match="not with model retrained"):
+            create_app(index, model)
