@@ -1,0 +1,102 @@
+"""``simtune.fit``: check the data against the loss, wire the encoder cache, run a Lightning Trainer."""
+
+from __future__ import annotations
+
+import warnings
+from functools import partial
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from simtune.data import GroupSimilarityDataLoader, PairsSimilarityDataLoader
+from simtune.losses.base import GroupLoss
+from simtune.train.cache.cached_loader import CachedCollate, CachedItems, cached_dataloader
+from simtune.train.cache.config import CacheType
+from simtune.train.cache.encoder_cache import EncoderCache
+from simtune.train.trainable_model import TrainableModel
+
+DEFAULT_MAX_EPOCHS = 20
+DEFAULT_PATIENCE = 5
+
+
+def default_trainer(has_validation: bool, max_epochs: int = DEFAULT_MAX_EPOCHS, root_dir: str | Path | None = None) -> pl.Trainer:
+    """Progress bar, finite epochs, a ``last.ckpt`` (trainable parts only) and, with validation data,
+    the best checkpoint and early stopping on ``validation_loss``."""
+    monitor = "validation_loss" if has_validation else None
+    callbacks: list[pl.Callback] = [ModelCheckpoint(monitor=monitor, save_last=True)]
+    if has_validation:
+        callbacks.append(EarlyStopping(monitor="validation_loss", patience=DEFAULT_PATIENCE))
+    return pl.Trainer(
+        max_epochs=max_epochs, callbacks=callbacks, enable_progress_bar=True, log_every_n_steps=1, default_root_dir=root_dir
+    )
+
+
+def check_dataloader(trainable_model: TrainableModel, loader: DataLoader, name: str) -> None:
+    """A group loss needs group samples and a pairwise loss needs pairs; say which to use otherwise."""
+    group_loss = isinstance(trainable_model.loss, GroupLoss)
+    expected = GroupSimilarityDataLoader if group_loss else PairsSimilarityDataLoader
+    if not isinstance(loader, expected):
+        loss = type(trainable_model.loss).__name__
+        family = "GroupLoss" if group_loss else "PairwiseLoss"
+        raise TypeError(
+            f"{name} is a {type(loader).__name__}, but the loss {loss} is a {family}; wrap the data in a {expected.__name__}"
+        )
+
+
+def fit(
+    trainable_model: TrainableModel,
+    trainer: pl.Trainer | None = None,
+    train_dataloader: DataLoader | None = None,
+    val_dataloader: DataLoader | None = None,
+    ckpt_path: str | Path | None = None,
+) -> pl.Trainer:
+    """Train ``trainable_model``; returns the trainer (``trainer.callback_metrics`` holds the last logs).
+
+    With ``configure_caches()`` set and at least one frozen encoder, the frozen encoders run once over
+    the train and validation data and training reads their cached embeddings. The dataloaders passed
+    in are left as they were, ready for another fit or an evaluation.
+    """
+    if not isinstance(trainable_model, TrainableModel):
+        raise TypeError(f"trainable_model must be a TrainableModel, got {type(trainable_model).__name__}")
+    if train_dataloader is None:
+        raise ValueError("fit() needs a train_dataloader")
+    loaders = {"train": train_dataloader} | ({"val": val_dataloader} if val_dataloader is not None else {})
+    for split, loader in loaders.items():
+        check_dataloader(trainable_model, loader, f"{split}_dataloader")
+    if trainable_model.attached_metrics and val_dataloader is not None and not isinstance(trainable_model.loss, GroupLoss):
+        raise ValueError("configure_metrics() needs group-labelled validation data; the loss here is pairwise")
+    trainer = trainer or default_trainer(has_validation=val_dataloader is not None)
+
+    model = trainable_model.model
+    frozen = {name: enc for name, enc in model.encoders.items() if not enc.trainable}
+    cache_config = trainable_model.configure_caches()
+    use_cache = cache_config is not None and cache_config.cache_type != CacheType.NONE and bool(frozen)
+    previous_collates = {split: loader.feature_collate for split, loader in loaders.items()}
+    try:
+        if use_cache:
+            cache = EncoderCache(cache_config, frozen, {split: loader.dataset for split, loader in loaders.items()})
+            trainable_collates = {n: e.get_collate_fn() for n, e in model.encoders.items() if e.trainable}
+            fit_loaders = {
+                split: cached_dataloader(
+                    loader,
+                    CachedItems(loader.dataset, read_source=bool(trainable_collates)),
+                    CachedCollate(partial(cache.get, split), sorted(frozen), trainable_collates),
+                )
+                for split, loader in loaders.items()
+            }
+        else:
+            cache = None
+            for loader in loaders.values():
+                loader.set_feature_collate(model.get_collate_fn())
+            fit_loaders = loaders
+        trainable_model.encoder_cache = cache
+        with warnings.catch_warnings():
+            # A cache-backed loader reads memory; worker processes would only add overhead.
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            trainer.fit(trainable_model, fit_loaders["train"], fit_loaders.get("val"), ckpt_path=ckpt_path, weights_only=True)
+    finally:
+        for split, loader in loaders.items():
+            loader.set_feature_collate(previous_collates[split])
+    return trainer

@@ -1,0 +1,239 @@
+"""TrainableModel: a LightningModule assembled from Quaterion-style ``configure_*`` hooks.
+
+Subclass it, implement ``configure_encoders``, ``configure_head`` and ``configure_loss``, and hand it
+to :func:`simtune.fit`. The result is served by ``save_servable`` as a plain ``SimilarityModel`` that
+needs neither Lightning nor this class.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from simtune.eval.attached_metric import AttachedMetric
+from simtune.losses.base import GroupLoss, PairwiseLoss, SimilarityLoss
+from simtune.models import SimilarityModel
+from simtune.models.encoders.base import Encoder
+from simtune.models.heads import EncoderHead
+from simtune.train.cache.config import CacheConfig
+from simtune.train.cache.encoder_cache import EncoderCache
+from simtune.train.cache.fingerprint import weights_hash
+from simtune.train.distributed import gather_rows, gather_targets, world_size
+from simtune.train.xbm import CrossBatchMemory, XbmConfig
+
+_FROZEN_KEY = "simtune_frozen_encoders"
+_RNG_KEY = "simtune_rng_states"
+
+
+class TrainableModel(pl.LightningModule):
+    """Implement ``configure_encoders``, ``configure_head`` and ``configure_loss``; the other hooks
+    have working defaults. Batches are ``(features, targets)``: ``features`` maps encoder names to
+    their collated input, ``targets`` holds ``groups`` (group losses) or ``pairs``/``labels``/
+    ``subgroups`` (pairwise losses)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        encoders = self.configure_encoders()
+        encoder_map = {"default": encoders} if isinstance(encoders, Encoder) else dict(encoders)
+        if not encoder_map or not all(isinstance(e, Encoder) for e in encoder_map.values()):
+            raise TypeError(f"configure_encoders() must return an Encoder or a non-empty dict of them, got {encoders!r}")
+        input_size = sum(encoder.embedding_size for encoder in encoder_map.values())
+        head = self.configure_head(input_size)
+        if not isinstance(head, EncoderHead):
+            raise TypeError(f"configure_head() must return an EncoderHead, got {type(head).__name__}")
+        self._model = SimilarityModel(encoders, head)
+        for encoder in self._model.encoders.values():
+            encoder.requires_grad_(encoder.trainable)
+        self.loss = self.configure_loss()
+        if not isinstance(self.loss, (GroupLoss, PairwiseLoss)):
+            raise TypeError(f"configure_loss() must return a GroupLoss or PairwiseLoss, got {type(self.loss).__name__}")
+        self.attached_metrics = self._metric_list(self.configure_metrics())
+        xbm_config = self.configure_xbm()
+        if xbm_config is not None and not isinstance(self.loss, GroupLoss):
+            raise ValueError("configure_xbm() needs a GroupLoss: cross-batch memory mines by group labels")
+        self.xbm = CrossBatchMemory(xbm_config, self._model.head.output_size) if xbm_config else None
+        self.encoder_cache: EncoderCache | None = None
+        self._pending_rng_states: dict[str, Any] | None = None
+
+    # ----- hooks a user implements -------------------------------------------------------------
+    def configure_encoders(self) -> Encoder | dict[str, Encoder]:
+        raise NotImplementedError("implement configure_encoders(): return an Encoder or {name: Encoder}")
+
+    def configure_head(self, input_embedding_size: int) -> EncoderHead:
+        raise NotImplementedError("implement configure_head(input_embedding_size): return an EncoderHead")
+
+    def configure_loss(self) -> SimilarityLoss:
+        raise NotImplementedError("implement configure_loss(): return a GroupLoss or PairwiseLoss")
+
+    def configure_optimizers(self) -> Any:
+        """Adam over everything that learns: head, trainable encoders, and the loss's own parameters."""
+        return torch.optim.Adam(self.trainable_parameters(), lr=1e-3)
+
+    def configure_caches(self) -> CacheConfig | None:
+        """Return a CacheConfig to encode the frozen encoders' inputs once instead of every epoch."""
+        return None
+
+    def configure_metrics(self) -> AttachedMetric | Sequence[AttachedMetric] | None:
+        """Retrieval metrics computed once per validation epoch over all validation embeddings."""
+        return None
+
+    def configure_xbm(self) -> XbmConfig | None:
+        """Return an XbmConfig to mine group losses against a memory of recent batches."""
+        return None
+
+    # ----- public API --------------------------------------------------------------------------
+    @property
+    def model(self) -> SimilarityModel:
+        return self._model
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        params = list(self._model.head.parameters())
+        for encoder in self._model.encoders.values():
+            if encoder.trainable:
+                params += list(encoder.parameters())
+        return params + list(self.loss.trainable_parameters)
+
+    def save_servable(self, path: str | Path) -> None:
+        """Write the SimilarityModel (encoders + head) for inference; atomic, no Lightning needed to load."""
+        self._model.save(path)
+
+    def forward(self, features: dict[str, Any]) -> Tensor:
+        return self._model(features)
+
+    # ----- training loop -----------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.encoder_cache is not None:
+            strategy = self.trainer.strategy
+            self.encoder_cache.prepare(strategy.root_device, self.trainer.is_global_zero, strategy.barrier)
+
+    def _embed(self, features: dict[str, Any], split: str) -> Tensor:
+        """Encoder outputs in sorted-name order (as SimilarityModel concatenates them), then the head;
+        cached encoders are looked up instead of run."""
+        cache = self.encoder_cache
+        if cache is None:
+            return self._model(features)
+        outputs = [
+            cache.lookup(split, name, features[name], self.device) if name in cache.encoders else encoder(features[name])
+            for name, encoder in sorted(self._model.encoders.items())
+        ]
+        return self._model.head(torch.cat(outputs, dim=1))
+
+    def _compute_loss(self, embeddings: Tensor, targets: dict[str, Tensor]) -> Tensor:
+        """In float32 with autocast off: distances, exp and log-sum-exp overflow or lose ranks in bf16."""
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            embeddings = embeddings.float()
+            if isinstance(self.loss, GroupLoss):
+                return self.loss(embeddings, targets["groups"])
+            return self.loss(embeddings, targets["pairs"], targets["labels"].float(), targets["subgroups"])
+
+    def training_step(self, batch: tuple[dict[str, Any], dict[str, Tensor]], batch_idx: int) -> Tensor:
+        features, targets = batch
+        local = self._embed(features, "train")
+        embeddings, counts = gather_rows(local)
+        targets = gather_targets(targets, counts)
+        loss = self._compute_loss(embeddings, targets)
+        if self.xbm is not None:
+            loss = loss + self._xbm_loss(embeddings, targets["groups"])
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(local), sync_dist=True)
+        # Every process holds the loss of the whole gathered batch but backpropagates only its own
+        # rows; DDP then averages gradients, so scale by the world size to get the full gradient.
+        return loss * world_size()
+
+    def _xbm_loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
+        memory, memory_groups = self.xbm.contents()
+        use = self.global_step >= self.xbm.config.start_iteration and len(memory) > 0
+        extra = (
+            self.xbm.config.weight
+            * self._compute_loss(torch.cat([embeddings, memory]), {"groups": torch.cat([groups, memory_groups])})
+            if use
+            else embeddings.new_zeros(())
+        )
+        self.xbm.enqueue(embeddings, groups)
+        return extra
+
+    def validation_step(self, batch: tuple[dict[str, Any], dict[str, Tensor]], batch_idx: int) -> None:
+        features, targets = batch
+        local = self._embed(features, "val")
+        embeddings, counts = gather_rows(local)
+        targets = gather_targets(targets, counts)
+        loss = self._compute_loss(embeddings, targets)
+        self.log("validation_loss", loss, prog_bar=True, on_epoch=True, batch_size=len(local), sync_dist=True)
+        for metric in self.attached_metrics:
+            metric.update(embeddings.float(), targets["groups"])
+
+    def on_validation_epoch_start(self) -> None:
+        for metric in self.attached_metrics:
+            metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        for metric in self.attached_metrics:
+            for name, value in metric.compute().items():
+                self.log(name, float(value), prog_bar=True)
+            metric.reset()
+
+    @staticmethod
+    def _metric_list(metrics: Any) -> list[AttachedMetric]:
+        metrics = [] if metrics is None else [metrics] if isinstance(metrics, AttachedMetric) else list(metrics)
+        if not all(isinstance(m, AttachedMetric) for m in metrics):
+            raise TypeError(f"configure_metrics() must return AttachedMetric(s) or None, got {metrics!r}")
+        return metrics
+
+    # ----- checkpoints: trainable parts only, plus what exact resumption needs ------------------
+    def _frozen_prefixes(self) -> dict[str, str]:
+        return {
+            f"_model.encoders.{name}.": name for name, encoder in self._model.encoders.items() if not encoder.trainable
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Frozen encoders are not saved (they never change); their weight hash is, to detect a swap."""
+        prefixes = self._frozen_prefixes()
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if any(k.startswith(p) for p in prefixes)]:
+            del state[key]
+        checkpoint[_FROZEN_KEY] = {name: weights_hash(self._model.encoders[name]) for name in prefixes.values()}
+        checkpoint[_RNG_KEY] = _rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get(_FROZEN_KEY, {})
+        for prefix, name in self._frozen_prefixes().items():
+            if saved.get(name) != weights_hash(self._model.encoders[name]):
+                raise ValueError(
+                    f"checkpoint was trained on different weights for frozen encoder {name!r}; "
+                    "load the encoder it was trained with"
+                )
+            for key, value in self._model.encoders[name].state_dict().items():
+                checkpoint["state_dict"][prefix + key] = value
+        self._pending_rng_states = checkpoint.get(_RNG_KEY)
+
+    def on_train_start(self) -> None:
+        # Restored here, not at load time: the sanity check between the two draws random numbers.
+        if self._pending_rng_states is not None:
+            _set_rng_states(self._pending_rng_states)
+            self._pending_rng_states = None
+
+
+def _rng_states() -> dict[str, Any]:
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "numpy_position": np.random.get_state()[2],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(("MT19937", states["numpy"].numpy().astype(np.uint32), int(states["numpy_position"])))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

@@ -1,0 +1,118 @@
+import copy
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+import simtune
+from simtune.data import GroupSimilarityDataLoader, PairsSimilarityDataLoader, pass_through
+from simtune.train import CacheConfig
+from simtune.train.fit import default_trainer
+
+from train_fakes import GroupImages, PairImages, TinyTrainable
+
+
+class ValidationHistory(pl.Callback):
+    """validation_loss after every validation run, the sanity check (before any training) first."""
+
+    def __init__(self):
+        self.losses: list[float] = []
+
+    def on_validation_end(self, trainer, pl_module):
+        self.losses.append(float(trainer.callback_metrics["validation_loss"]))
+
+
+def _trainer(tmp_path, epochs: int = 6, **kwargs) -> pl.Trainer:
+    kwargs = {"enable_progress_bar": False, "logger": False, "enable_model_summary": False} | kwargs
+    return pl.Trainer(max_epochs=epochs, accelerator="cpu", default_root_dir=tmp_path, **kwargs)
+
+
+def _fit_with_history(model, tmp_path, train, val, epochs: int, **kwargs) -> tuple[pl.Trainer, list[float]]:
+    history = ValidationHistory()
+    trainer = _trainer(tmp_path, epochs=epochs, callbacks=[history], num_sanity_val_steps=-1, **kwargs)
+    simtune.fit(model, trainer, train, val)
+    return trainer, history.losses
+
+
+def _loaders(seed: int = 0):
+    train = GroupSimilarityDataLoader(GroupImages(seed=seed), batch_size=16, shuffle=True)
+    val = GroupSimilarityDataLoader(GroupImages(seed=seed + 100), batch_size=16)
+    return train, val
+
+
+@pytest.mark.parametrize("cache", [None, CacheConfig()], ids=["no_cache", "cache"])
+def test_fit_learns_logs_plain_names_and_keeps_frozen_encoder_still(tmp_path, cache):
+    pl.seed_everything(0)
+    model = TinyTrainable(cache=cache)
+    encoder_before = copy.deepcopy(model.model.encoders["default"].state_dict())
+    head_before = copy.deepcopy(model.model.head.state_dict())
+    train, val = _loaders()
+    trainer, losses = _fit_with_history(model, tmp_path, train, val, epochs=8)
+    logged = trainer.callback_metrics
+    assert {"train_loss", "validation_loss", "validation_r_precision"} <= set(logged)
+    assert losses[-1] < 0.7 * losses[0]
+    for key, value in model.model.encoders["default"].state_dict().items():
+        assert torch.equal(value, encoder_before[key]), f"frozen encoder {key} moved"
+    assert any(not torch.equal(v, head_before[k]) for k, v in model.model.head.state_dict().items())
+
+
+def test_trainable_encoder_is_trained(tmp_path):
+    pl.seed_everything(0)
+    model = TinyTrainable(trainable_encoder=True, cache=CacheConfig())
+    before = copy.deepcopy(model.model.encoders["default"].state_dict())
+    train, val = _loaders()
+    simtune.fit(model, _trainer(tmp_path, epochs=2), train, val)
+    after = model.model.encoders["default"].state_dict()
+    assert not torch.equal(after["net.0.weight"], before["net.0.weight"])
+    assert not torch.equal(after["net.1.running_mean"], before["net.1.running_mean"])
+
+
+def test_loader_kind_must_match_loss_kind():
+    model = TinyTrainable(pairs=False)
+    pairs = PairsSimilarityDataLoader(PairImages(), batch_size=4)
+    with pytest.raises(TypeError, match="train_dataloader is a PairsSimilarityDataLoader.*GroupLoss.*GroupSimilarityDataLoader"):
+        simtune.fit(model, None, pairs)
+
+
+def test_dataloaders_are_reusable_after_fit(tmp_path):
+    model = TinyTrainable(cache=None, metrics=False)
+    train, val = _loaders()
+    simtune.fit(model, _trainer(tmp_path, epochs=1), train, val)
+    assert train.feature_collate is pass_through and val.feature_collate is pass_through
+    objects, targets = next(iter(train))
+    assert isinstance(objects, list) and len(objects) == len(targets["groups"])
+
+
+def test_pairwise_loss_trains_from_cache(tmp_path):
+    pl.seed_everything(0)
+    model = TinyTrainable(pairs=True, cache=CacheConfig(), metrics=False)
+    train = PairsSimilarityDataLoader(PairImages(), batch_size=8, shuffle=True)
+    val = PairsSimilarityDataLoader(PairImages(seed=5), batch_size=8)
+    _, losses = _fit_with_history(model, tmp_path, train, val, epochs=6)
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_bf16_mixed_precision_trains_with_finite_loss(tmp_path):
+    pl.seed_everything(0)
+    model = TinyTrainable(trainable_encoder=True, metrics=False)
+    train, val = _loaders()
+    trainer = _trainer(tmp_path, epochs=3, precision="bf16-mixed")
+    simtune.fit(model, trainer, train, val)
+    assert torch.isfinite(trainer.callback_metrics["train_loss"])
+    assert torch.isfinite(trainer.callback_metrics["validation_loss"])
+
+
+def test_default_trainer_is_finite_and_stops_early_on_validation_loss():
+    trainer = default_trainer(has_validation=True)
+    assert trainer.max_epochs is not None and trainer.max_epochs > 0
+    assert trainer.early_stopping_callback.monitor == "validation_loss"
+    assert trainer.checkpoint_callback.save_last
+    assert default_trainer(has_validation=False).early_stopping_callback is None
+
+
+def test_save_servable_round_trips(tmp_path):
+    model = TinyTrainable()
+    model.save_servable(tmp_path / "servable")
+    loaded = simtune.models.SimilarityModel.load(tmp_path / "servable")
+    images = GroupImages().images[:5]
+    assert torch.allclose(loaded.encode(list(images), to_numpy=False), model.model.encode(list(images), to_numpy=False))
