@@ -1,0 +1,107 @@
+"""`simtune cars index` and `simtune cars search` end to end, with the run's model swapped for a tiny embedder."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from simtune.cli import app
+from simtune.search import point_id
+
+from .search_fixtures import ThumbnailEmbedder
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def thumbnail_model(monkeypatch: pytest.MonkeyPatch) -> ThumbnailEmbedder:
+    model = ThumbnailEmbedder()
+    monkeypatch.setattr("simtune.apps.cars.indexing.load_run_model", lambda run_dir: model)
+    return model
+
+
+@pytest.fixture
+def indexed(labels_csv_root: Path, tmp_path: Path, thumbnail_model: ThumbnailEmbedder) -> tuple[Path, Path]:
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run)])
+    assert result.exit_code == 0, result.output
+    return run, labels_csv_root
+
+
+def _search(run: Path, *args: str):
+    return runner.invoke(app, ["cars", "search", *args, "--run", str(run)])
+
+
+def test_index_is_idempotent_and_reports_where(indexed):
+    run, data = indexed
+    assert (run / "index" / "simtune_index.json").is_file()
+    again = runner.invoke(app, ["cars", "index", "--data", str(data), "--run", str(run)])
+    assert again.exit_code == 0, again.output
+    assert "indexed 12 images; 12 points in" in again.output and "simtune cars serve" in again.output
+
+
+def test_search_prints_json_with_the_photo_itself_first(indexed):
+    run, data = indexed
+    photo = data / "images/002/img_2_1.jpg"
+    result = _search(run, str(photo), "--k", "3", "--json")
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert len(hits) == 3
+    assert hits[0]["id"] == point_id(photo.as_posix()) and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert hits[0]["class_name"] == "Aston Martin Virage Coupe 2012" and hits[0]["make"] == "Aston Martin"
+    assert hits[0]["path"] == str(photo)
+
+
+def test_search_filters_and_table_output(indexed):
+    run, data = indexed
+    result = _search(run, str(data / "images/001/img_1_0.jpg"), "--filter", "make=Land Rover", "--filter", "year=2012")
+    assert result.exit_code == 0, result.output
+    assert "Land Rover LR2 SUV 2012" in result.output and "Audi" not in result.output
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_bad_input_gets_a_clear_message_and_exit_code_2(indexed, tmp_path):
+    run, data = indexed
+    photo = str(data / "images/001/img_1_0.jpg")
+    jpeg = (data / "images/001/img_1_0.jpg").read_bytes()
+    cases = [
+        ([str(_write(tmp_path / "notes.txt", b"hello"))], "is not an image"),
+        ([str(_write(tmp_path / "half.jpg", jpeg[: len(jpeg) // 2]))], "truncated or corrupt"),
+        ([str(_write(tmp_path / "big.jpg", b"\xff" * (10 * 2**20 + 1)))], "the limit is 10.0 MiB"),
+        ([str(_write(tmp_path / "bomb.png", _png((9000, 9000), "1")))], "9000x9000 = 81,000,000 pixels"),
+        ([str(tmp_path / "missing.jpg")], "does not exist"),
+        ([photo, "--k", "0"], "k must be an integer from 1 to 1000"),
+        ([photo, "--k", str(10**6)], "k must be an integer from 1 to 1000"),
+        ([photo, "--filter", "color=red"], "unknown filter field 'color'"),
+        ([photo, "--filter", "make"], "expected FIELD=VALUE"),
+        ([photo, "--index", str(tmp_path / "nowhere")], "no index at"),
+        ([photo, "--index", str(tmp_path), "--qdrant-url", "http://127.0.0.1:1"], "not both"),
+    ]
+    for args, message in cases:
+        result = _search(run, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_searching_with_another_model_is_refused(indexed, thumbnail_model):
+    run, data = indexed
+    thumbnail_model.name = "retrained"
+    result = _search(run, str(data / "images/001/img_1_0.jpg"))
+    assert result.exit_code == 2
+    assert "built with model thumbnail-v1" in result.output and "not with model retrained" in result.output
