@@ -121,10 +121,11 @@ def test_class_weights_are_trainable_and_learning_them_lowers_the_loss():
 @pytest.mark.parametrize(
     "embeddings, groups, message",
     [
-        (torch.randn(4, 5), torch.tensor([0, 1, 3, 0]), "groups must lie in"),
-        (torch.randn(4, 5), torch.tensor([0, 1, 0]), "one entry per embedding"),
+        (torch.randn(4, 5), torch.tensor([0, 1, 3, 0]), "groups must be in"),
+        (torch.randn(4, 6), torch.tensor([0, 1, 2, 0]), "embedding_size=5"),
+        (torch.randn(4, 5), torch.tensor([0, 1, 0]), r"groups must be \(batch,\)"),
         (torch.randn(4, 5), torch.tensor([0.0, 1.0, 0.0, 1.0]), "integer"),
-        (torch.randn(4), torch.tensor([0, 1, 0, 1]), "embeddings must be 2-D"),
+        (torch.randn(4), torch.tensor([0, 1, 0, 1]), r"embeddings must be \(batch, dim\)"),
     ],
 )
 def test_bad_input_names_the_input(embeddings, groups, message):
@@ -137,3 +138,5 @@ def test_bad_hyperparameters_are_rejected():
         ArcFaceLoss(3, 5, margin=28.6)  # degrees by mistake
     with pytest.raises(ValueError, match="scale"):
         ArcFaceLoss(3, 5, scale=0.0)
+    with pytest.raises(ValueError, match="num_groups"):
+        ArcFaceLoss(0, 5)

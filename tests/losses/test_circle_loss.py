@@ -94,7 +94,7 @@ def test_config_round_trips_through_json():
 
 
 def test_bad_input_names_the_input():
-    with pytest.raises(ValueError, match="one entry per embedding"):
+    with pytest.raises(ValueError, match=r"groups must be \(batch,\)"):
         CircleLoss()(torch.randn(4, 3), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="gamma"):
         CircleLoss(gamma=-1.0)

@@ -112,7 +112,7 @@ def test_class_weights_are_trainable_and_learning_them_lowers_the_loss():
 
 
 def test_bad_input_names_the_input():
-    with pytest.raises(ValueError, match="groups must lie in"):
+    with pytest.raises(ValueError, match="groups must be in"):
         CosFaceLoss(num_groups=3, embedding_size=5)(torch.randn(2, 5), torch.tensor([0, -1]))
     with pytest.raises(ValueError, match="margin"):
         CosFaceLoss(3, 5, margin=-0.1)

@@ -111,7 +111,7 @@ def test_config_round_trips_through_json():
 
 
 def test_bad_input_names_the_input():
-    with pytest.raises(ValueError, match="groups must lie in"):
+    with pytest.raises(ValueError, match="groups must be in"):
         ProxyAnchorLoss(num_groups=3, embedding_size=5)(torch.randn(2, 5), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="alpha"):
         ProxyAnchorLoss(3, 5, alpha=0.0)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from simtune.functional.group_batch import group_masks
+from simtune.functional.mining import negative_mask, positive_mask
 
 # Squared Euclidean distance between unit vectors lies in [0, 4]; the histogram spans that range.
 MAX_DISTANCE = 4.0
@@ -21,7 +21,7 @@ def fast_ap_loss(embeddings: Tensor, groups: Tensor, num_bins: int) -> Tensor:
     A distance touches only its two neighbouring bins, so the histograms are built by scattering two
     (B, B) weight matrices instead of a (bins, B, B) tensor.
     """
-    positive, negative = group_masks(groups)
+    positive, negative = positive_mask(groups), negative_mask(groups)
     unit = F.normalize(embeddings, dim=-1)
     distance = (2.0 - 2.0 * unit @ unit.T).clamp(0.0, MAX_DISTANCE)
     position = distance * (num_bins / MAX_DISTANCE)

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from simtune.functional.group_batch import group_masks, masked_logsumexp
+from simtune.functional.logsumexp import masked_logsumexp
+from simtune.functional.mining import negative_mask, positive_mask
 
 
 def circle_loss(similarity: Tensor, groups: Tensor, m: float, gamma: float) -> Tensor:
@@ -20,7 +21,7 @@ def circle_loss(similarity: Tensor, groups: Tensor, m: float, gamma: float) -> T
     self-paced weights ``a_p = relu(1 + m - s_p)``, ``a_n = relu(s_n + m)`` held constant in the
     backward pass, as in the paper. A batch where no anchor has both gives 0.
     """
-    positive, negative = group_masks(groups)
+    positive, negative = positive_mask(groups), negative_mask(groups)
     s = similarity
     weight_positive = torch.relu(1.0 + m - s.detach())
     weight_negative = torch.relu(s.detach() + m)
@@ -38,7 +39,7 @@ def multi_similarity_mining(similarity: Tensor, groups: Tensor, epsilon: float) 
     A negative is kept if it is more similar than the anchor's least similar positive minus epsilon;
     a positive is kept if it is less similar than the anchor's most similar negative plus epsilon.
     """
-    positive, negative = group_masks(groups)
+    positive, negative = positive_mask(groups), negative_mask(groups)
     hardest_positive = similarity.masked_fill(~positive, float("inf")).amin(1, keepdim=True)
     hardest_negative = similarity.masked_fill(~negative, float("-inf")).amax(1, keepdim=True)
     mined_positive = positive & (similarity - epsilon < hardest_negative)
@@ -55,7 +56,7 @@ def multi_similarity_loss(
     over the pairs the miner keeps (``epsilon=None``: all pairs). Anchors with nothing mined add 0.
     """
     if epsilon is None:
-        positive, negative = group_masks(groups)
+        positive, negative = positive_mask(groups), negative_mask(groups)
     else:
         positive, negative = multi_similarity_mining(similarity, groups, epsilon)
     pull = masked_logsumexp(-alpha * (similarity - base), positive, add_one=True) / alpha

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from simtune.distances.base import safe_sqrt
-from simtune.functional.group_batch import masked_logsumexp
+from simtune.functional.logsumexp import masked_logsumexp
 
 
 def cosine_to_classes(embeddings: Tensor, class_vectors: Tensor) -> Tensor:

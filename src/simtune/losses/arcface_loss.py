@@ -6,8 +6,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from simtune.functional.group_batch import check_group_batch
 from simtune.functional.proxy_losses import arcface_loss
+from simtune.losses._checks import check_against_parameters, check_group_batch, check_positive
 from simtune.losses.base import GroupLoss
 
 
@@ -21,8 +21,8 @@ class ArcFaceLoss(GroupLoss):
 
     def __init__(self, num_groups: int, embedding_size: int, margin: float = 0.5, scale: float = 64.0):
         super().__init__(distance=None)
-        if num_groups < 1 or embedding_size < 1:
-            raise ValueError(f"num_groups and embedding_size must be >= 1, got {num_groups}, {embedding_size}")
+        check_positive("num_groups", num_groups)
+        check_positive("embedding_size", embedding_size)
         if not 0.0 <= margin < math.pi:
             raise ValueError(f"margin must be an angle in radians in [0, pi), got {margin}")
         if scale <= 0:
@@ -32,7 +32,8 @@ class ArcFaceLoss(GroupLoss):
         self.weight = nn.Parameter(torch.randn(num_groups, embedding_size))
 
     def forward(self, embeddings: Tensor, groups: Tensor) -> Tensor:
-        check_group_batch(embeddings, groups, self.num_groups)
+        check_group_batch(embeddings, groups)
+        check_against_parameters(embeddings, groups, self.num_groups, self.embedding_size, "ArcFaceLoss")
         return arcface_loss(embeddings, self.weight, groups, self.margin, self.scale)
 
     def get_config(self) -> dict[str, Any]:

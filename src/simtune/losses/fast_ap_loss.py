@@ -5,7 +5,7 @@ from typing import Any
 from torch import Tensor
 
 from simtune.functional.fast_ap import fast_ap_loss
-from simtune.functional.group_batch import check_group_batch
+from simtune.losses._checks import check_group_batch
 from simtune.losses.base import GroupLoss
 
 

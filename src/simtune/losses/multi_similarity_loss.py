@@ -5,8 +5,8 @@ from typing import Any
 from torch import Tensor
 
 from simtune.distances import Distance
-from simtune.functional.group_batch import check_group_batch
 from simtune.functional.pair_weighting import multi_similarity_loss
+from simtune.losses._checks import check_group_batch
 from simtune.losses.base import GroupLoss
 
 

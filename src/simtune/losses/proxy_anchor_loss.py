@@ -5,8 +5,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from simtune.functional.group_batch import check_group_batch
 from simtune.functional.proxy_losses import proxy_anchor_loss
+from simtune.losses._checks import check_against_parameters, check_group_batch, check_positive
 from simtune.losses.base import GroupLoss
 
 
@@ -20,8 +20,8 @@ class ProxyAnchorLoss(GroupLoss):
 
     def __init__(self, num_groups: int, embedding_size: int, margin: float = 0.1, alpha: float = 32.0):
         super().__init__(distance=None)
-        if num_groups < 1 or embedding_size < 1:
-            raise ValueError(f"num_groups and embedding_size must be >= 1, got {num_groups}, {embedding_size}")
+        check_positive("num_groups", num_groups)
+        check_positive("embedding_size", embedding_size)
         if alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
         self.num_groups, self.embedding_size = num_groups, embedding_size
@@ -30,7 +30,8 @@ class ProxyAnchorLoss(GroupLoss):
         nn.init.kaiming_normal_(self.proxies, mode="fan_out")
 
     def forward(self, embeddings: Tensor, groups: Tensor) -> Tensor:
-        check_group_batch(embeddings, groups, self.num_groups)
+        check_group_batch(embeddings, groups)
+        check_against_parameters(embeddings, groups, self.num_groups, self.embedding_size, "ProxyAnchorLoss")
         return proxy_anchor_loss(embeddings, self.proxies, groups, self.margin, self.alpha)
 
     def get_config(self) -> dict[str, Any]:
