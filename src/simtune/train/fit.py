@@ -95,6 +95,8 @@ def fit(
         with warnings.catch_warnings():
             # A cache-backed loader reads memory; worker processes would only add overhead.
             warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            # Frozen encoders are meant to stay in eval mode (BatchNorm statistics must not move).
+            warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
             trainer.fit(trainable_model, fit_loaders["train"], fit_loaders.get("val"), ckpt_path=ckpt_path, weights_only=True)
     finally:
         for split, loader in loaders.items():

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -60,9 +61,21 @@ def _folder(save_dir: Path, split: str, fingerprint: dict[str, str]) -> Path:
     return save_dir / f"{split}-{fingerprint_digest(fingerprint)[:16]}"
 
 
+def _remove_orphans(save_dir: Path) -> None:
+    """Temporary folders left by processes that died mid-write (kill -9); never read, only removed."""
+    for tmp in save_dir.glob(".tmp-*"):
+        try:
+            os.kill(int(tmp.name.split("-")[-2]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
 def save_cache(save_dir: Path, split: str, cache: CachedEmbeddings) -> Path:
     """Write to a temporary folder, then rename it into place; stale caches of ``split`` are removed."""
     save_dir.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(save_dir)
     final = _folder(save_dir, split, cache.fingerprint)
     tmp = save_dir / f".tmp-{split}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -116,7 +129,7 @@ def load_cache(save_dir: Path, split: str, fingerprint: dict[str, str], num_item
         rows = num_items * (2 if cache.kind == "pair" else 1)
         if cache.num_items != num_items or any(e.shape[1] != rows for e in cache.embeddings.values()):
             raise ValueError(f"holds {cache.num_items} items, the dataset has {num_items}")
-    except (OSError, ValueError, KeyError, StopIteration) as error:
+    except (OSError, ValueError, KeyError, StopIteration, SafetensorError) as error:
         log.warning("simtune cache: %s cache in %s is unusable (%s); rebuilding", split, folder, error)
         return None
     return cache
