@@ -8,7 +8,7 @@ parameters, which the training layer finds through ``trainable_parameters`` and 
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from typing import Any
 
 from torch import Tensor, nn
@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from simtune.distances import Distance, get_distance
 
 
-class SimilarityLoss(nn.Module):
+class SimilarityLoss(nn.Module, ABC):
     """``distance=None`` is for losses that define their own geometry (softmax-style, proxies)."""
 
     def __init__(self, distance: str | Distance | None = "cosine"):
