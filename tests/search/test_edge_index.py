@@ -18,6 +18,16 @@ def test_write_builds_hnsw_that_agrees_with_exact_search_and_persists(tmp_path, 
     assert np.mean(overlap) >= 9.5
 
 
+def test_export_vectors_returns_every_point_once(tmp_path, schema, make_points):
+    ids, vectors, payloads = make_points(2500)
+    with EdgeIndex.create(tmp_path / "index", schema) as index:
+        index.upsert(ids, vectors, payloads)
+        exported_ids, exported = index.export_vectors(batch_size=1000)
+    assert sorted(exported_ids) == sorted(ids)
+    row = exported_ids.index(ids[42])
+    np.testing.assert_allclose(exported[row], vectors[42] / np.linalg.norm(vectors[42]), atol=1e-6)
+
+
 def test_a_failed_write_leaves_the_existing_index_untouched(tmp_path, schema, make_points):
     ids, vectors, payloads = make_points(50)
     with EdgeIndex.write(tmp_path / "index", schema) as index:

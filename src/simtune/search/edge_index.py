@@ -122,6 +122,21 @@ class EdgeIndex(VectorIndex):
     def count(self) -> int:
         return self._shard.count(qe.CountRequest(exact=True))
 
+    def export_vectors(self, batch_size: int = 1024) -> tuple[list[str], np.ndarray]:
+        """Every point's id and stored vector (normalized, for cosine), e.g. to compare against another engine."""
+        ids: list[str] = []
+        vectors: list[list[float]] = []
+        offset = None
+        while True:
+            records, offset = self._shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=batch_size, with_payload=False, with_vector=True)
+            )
+            ids += [str(r.id) for r in records]
+            vectors += [r.vector for r in records]
+            if offset is None:
+                break
+        return ids, np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.schema.embedding_size)
+
     def close(self) -> None:
         self._shard.close()
 

@@ -105,3 +105,21 @@ def test_searching_with_another_model_is_refused(indexed, thumbnail_model):
     result = _search(run, str(data / "images/001/img_1_0.jpg"))
     assert result.exit_code == 2
     assert "built with model thumbnail-v1" in result.output and "not with model retrained" in result.output
+
+
+@pytest.mark.slow
+def test_index_and_search_with_a_real_saved_model(labels_csv_root, tmp_path):
+    from simtune.models import SimilarityModel
+    from simtune.models.encoders import EfficientNetLiteEncoder
+    from simtune.models.heads import EmptyHead
+
+    run = tmp_path / "run"
+    encoder = EfficientNetLiteEncoder("lite0")
+    SimilarityModel(encoder, EmptyHead(encoder.embedding_size)).save(run / "model")
+    indexed = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run), "--batch-size", "5"])
+    assert indexed.exit_code == 0, indexed.output
+    photo = labels_csv_root / "images/003/img_3_2.jpg"
+    result = _search(run, str(photo), "--k", "2", "--json")
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert hits[0]["path"] == str(photo) and hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
