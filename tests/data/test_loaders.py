@@ -48,11 +48,12 @@ def test_set_feature_collate_with_workers_and_a_class_balanced_sampler():
         assert len(set(targets["groups"].tolist())) == 2
 
 
-def test_collate_and_loader_parts_pickle():
-    loader = PairsSimilarityDataLoader(PAIR_SAMPLES, batch_size=4, shuffle=True, feature_collate=to_tensor)
-    collate = pickle.loads(pickle.dumps(loader.collate_fn))
-    features, targets = collate(PAIR_SAMPLES[:2])
-    assert features.tolist() == [0, 1, 0, 1] and targets["pairs"].tolist() == [[0, 2], [1, 3]]
+def test_loader_pickles_with_its_feature_collate():
+    loader = PairsSimilarityDataLoader(PAIR_SAMPLES, batch_size=4, feature_collate=to_tensor)
+    copy = pickle.loads(pickle.dumps(loader))
+    features, targets = next(iter(copy))
+    assert copy.feature_collate is to_tensor
+    assert features.tolist() == [0, 1, 2, 3, 0, 1, 2, 3] and targets["pairs"].tolist() == [[0, 4], [1, 5], [2, 6], [3, 7]]
 
 
 def test_wrong_items_and_collate_fn_are_refused_with_a_hint():
