@@ -10,14 +10,13 @@ from simtune.losses._checks import check_group_batch
 from simtune.losses.base import GroupLoss
 
 
-def _build(module: Any, kind: str, name: str | None, kwargs: dict[str, Any] | None) -> nn.Module | None:
-    if name is None:
-        return None
-    if not isinstance(name, str):
-        return name
-    if not hasattr(module, name):
-        raise ValueError(f"pytorch_metric_learning.{module.__name__.rsplit('.', 1)[-1]} has no {kind} named {name!r}")
-    return getattr(module, name)(**(kwargs or {}))
+def _build(module: Any, kind: str, spec: Any, kwargs: dict[str, Any] | None) -> nn.Module | None:
+    """``spec`` is None, an instance (used as is) or a class name looked up in ``module``."""
+    if spec is None or not isinstance(spec, str):
+        return spec
+    if not hasattr(module, spec):
+        raise ValueError(f"pytorch_metric_learning.{module.__name__.rsplit('.', 1)[-1]} has no {kind} named {spec!r}")
+    return getattr(module, spec)(**(kwargs or {}))
 
 
 class PytorchMetricLearningLoss(GroupLoss):
