@@ -59,7 +59,6 @@ class TrainableModel(pl.LightningModule):
             raise ValueError("configure_xbm() needs a GroupLoss: cross-batch memory mines by group labels")
         self.xbm = CrossBatchMemory(xbm_config, self._model.head.output_size) if xbm_config else None
         self.encoder_cache: EncoderCache | None = None
-        self._pending_rng_states: dict[str, Any] | None = None
 
     # ----- hooks a user implements -------------------------------------------------------------
     def configure_encoders(self) -> Encoder | dict[str, Encoder]:
@@ -209,13 +208,10 @@ class TrainableModel(pl.LightningModule):
                 )
             for key, value in self._model.encoders[name].state_dict().items():
                 checkpoint["state_dict"][prefix + key] = value
-        self._pending_rng_states = checkpoint.get(_RNG_KEY)
-
-    def on_train_start(self) -> None:
-        # Restored here, not at load time: the sanity check between the two draws random numbers.
-        if self._pending_rng_states is not None:
-            _set_rng_states(self._pending_rng_states)
-            self._pending_rng_states = None
+        # Lightning isolates the sanity check's random draws, so restoring now puts the shuffle of the
+        # next epoch exactly where the interrupted run would have had it.
+        if _RNG_KEY in checkpoint:
+            _set_rng_states(checkpoint[_RNG_KEY])
 
 
 def _rng_states() -> dict[str, Any]:
