@@ -88,3 +88,12 @@ def test_loading_a_head_as_an_encoder_is_refused(tmp_path):
     LinearHead(4).save(tmp_path / "head")
     with pytest.raises(TypeError, match="not a subclass of Encoder"):
         Encoder.load(tmp_path / "head")
+
+
+def test_an_encoder_missing_its_contract_fails_at_construction():
+    class Incomplete(Encoder):
+        def forward(self, batch):
+            return batch
+
+    with pytest.raises(TypeError, match="embedding_size.*trainable"):
+        Incomplete()

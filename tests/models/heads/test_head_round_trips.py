@@ -70,3 +70,11 @@ def test_bad_arguments_are_rejected():
         LinearHead(0)
     with pytest.raises(ValueError, match="dropout"):
         GatedHead(4, dropout=1.0)
+
+
+def test_a_head_without_transform_fails_at_construction():
+    class Incomplete(EncoderHead):
+        pass
+
+    with pytest.raises(TypeError, match="transform"):
+        Incomplete(4)

@@ -7,7 +7,7 @@ re-pins it, so BatchNorm statistics and dropout never move while a head is train
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import default_collate
 
 
-class Encoder(nn.Module):
+class Encoder(nn.Module, ABC):
     """Subclass and implement ``forward``, ``trainable``, ``embedding_size`` and ``get_config``.
 
     ``get_config`` returns JSON-able constructor arguments; ``from_config`` rebuilds the architecture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class EncoderHead(nn.Module):
+class EncoderHead(nn.Module, ABC):
     """Subclass and implement ``transform``; ``forward`` = dropout -> transform -> optional L2 norm.
 
     Subclasses with extra constructor arguments extend ``get_config`` (and ``output_size`` when it
