@@ -206,6 +206,7 @@ def main() -> None:
     report = {
         "vectors": source, "count": len(ids), "dim": int(vectors.shape[1]), "queries": args.queries,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)", "index_build_s": round(build_s, 1),
+        "threads": {"faiss": 1, "edge": "engine default (one search thread per CPU)"},
         "faiss_flat_ip": faiss_stats, "edge_exact": exact_stats, "edge_hnsw": {**hnsw_stats, "recall_at_10": recall,
         "indexed_vectors": hnsw_indexed}, "edge_exact_p50_over_faiss": exact_stats["p50_ms"] / faiss_stats["p50_ms"],
         "edge_hnsw_p50_over_faiss": hnsw_stats["p50_ms"] / faiss_stats["p50_ms"], "http_get_search_by_id": http_stats,
