@@ -1,0 +1,37 @@
+"""``--backbone`` names -> frozen image encoders: ``lite0|lite1|lite2`` or ``torchvision:<model name>``."""
+
+from __future__ import annotations
+
+import re
+
+from simtune.models.encoders import EfficientNetLiteEncoder, Encoder, TorchvisionEncoder
+from simtune.models.encoders.efficientnet_lite import VARIANTS
+
+TORCHVISION_PREFIX = "torchvision:"
+
+
+def encoder_name(backbone: str) -> str:
+    """The backbone's name inside the model (a folder name): ``torchvision:resnet152`` -> ``torchvision-resnet152``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", backbone)
+
+
+def build_backbone(backbone: str) -> Encoder:
+    """A frozen, pretrained encoder; torchvision weights come from the local torch hub cache, never the network."""
+    if backbone in VARIANTS:
+        return EfficientNetLiteEncoder(backbone)
+    if backbone.startswith(TORCHVISION_PREFIX) and len(backbone) > len(TORCHVISION_PREFIX):
+        return TorchvisionEncoder(backbone[len(TORCHVISION_PREFIX):], weights="DEFAULT")
+    raise ValueError(
+        f"unknown backbone {backbone!r}: expected one of {', '.join(sorted(VARIANTS))} "
+        f"or {TORCHVISION_PREFIX}<torchvision model name> (e.g. {TORCHVISION_PREFIX}resnet152)"
+    )
+
+
+def build_backbones(backbones: list[str]) -> dict[str, Encoder]:
+    """One encoder per distinct name; the model concatenates their embeddings (in sorted-name order)."""
+    if not backbones:
+        raise ValueError("name at least one backbone")
+    names = [encoder_name(b) for b in backbones]
+    if len(set(names)) != len(names):
+        raise ValueError(f"backbones must be distinct, got {backbones}")
+    return {name: build_backbone(backbone) for name, backbone in zip(names, backbones)}

@@ -1,0 +1,132 @@
+"""``simtune cars evaluate``: the frozen backbones alone (base) vs the tuned model, on the unseen classes.
+
+Exact leave-one-out retrieval over every unseen image: each image queries all the others (its own
+entry excluded). Base and tuned embeddings both come from the run's encoder cache (the head is applied
+to the cached backbone outputs), so evaluation never decodes an image it has already encoded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from simtune.apps.cars.atomic import write_json_atomic
+from simtune.apps.cars.dataset import DATASET_FILE, SPLIT_FILE, TRAIN, UNSEEN, CarsDataset
+from simtune.apps.cars.figures import metrics_bar_chart, retrieval_grid, training_curves
+from simtune.apps.cars.report import write_report
+from simtune.apps.cars.samples import CarSamples
+from simtune.apps.cars.split import ClassSplit
+from simtune.apps.cars.train import CACHE_DIR, HISTORY_FILE, MODEL_DIR, load_settings
+from simtune.eval import (
+    Evaluator,
+    GroupSampler,
+    MeanAveragePrecisionAtR,
+    MeanReciprocalRank,
+    PrecisionAtK,
+    RecallAtK,
+    RetrievalRPrecision,
+)
+from simtune.functional.retrieval import ranked_blocks
+from simtune.models import SimilarityModel
+from simtune.train import CacheConfig
+from simtune.train.cache.encoder_cache import EncoderCache
+
+METRICS_FILE, REPORT_FILE, FIGURES_DIR = "metrics.json", "report.html", "figures"
+HEADLINE = ("r_precision", "map_at_r", "precision_at_1", "recall_at_10", "mrr")
+EVALUATOR_METRICS = (
+    RetrievalRPrecision(), MeanAveragePrecisionAtR(), PrecisionAtK(1), RecallAtK(1), RecallAtK(5), RecallAtK(10),
+    MeanReciprocalRank(),
+)
+
+
+def unseen_backbone_embeddings(model: SimilarityModel, samples: CarSamples, cache_dir: Path, workers: int) -> Tensor:
+    """The frozen backbones' outputs for ``samples`` (sorted-name order, as the model concatenates them),
+    read from the run's cache, or computed and cached there when training ran without them."""
+    config = CacheConfig(cache_type="cpu", save_dir=cache_dir, batch_size=16, num_workers=workers)
+    cache = EncoderCache(config, dict(model.encoders.items()), {"val": samples})
+    cache.prepare(torch.device("cpu"))
+    stored = cache.get("val").embeddings
+    return torch.cat([stored[name][0].float() for name in sorted(model.encoders)], dim=1)
+
+
+@torch.inference_mode()
+def head_embeddings(model: SimilarityModel, backbone_outputs: Tensor, batch_size: int = 4096) -> Tensor:
+    model.eval()
+    return torch.cat([model.head(chunk) for chunk in backbone_outputs.split(batch_size)])
+
+
+def nearest(embeddings: Tensor, queries: list[int], k: int) -> list[list[int]]:
+    """Top-k gallery rows per query row (itself excluded), by the exact ranking the metrics use."""
+    excluded = torch.tensor([[row, index] for row, index in enumerate(queries)])
+    blocks = ranked_blocks(embeddings[queries], embeddings, k, excluded_pairs=excluded)
+    return [row.tolist() for block in blocks for row in block.top_indices]
+
+
+def pick_queries(groups: list[int], count: int, seed: int) -> list[int]:
+    """``count`` seeded queries from distinct classes that have something to find."""
+    rng = np.random.default_rng(seed)
+    sizes = np.bincount(groups)
+    seen: set[int] = set()
+    picked = []
+    for row in rng.permutation(len(groups)):
+        if sizes[groups[row]] > 1 and groups[row] not in seen:
+            seen.add(groups[row])
+            picked.append(int(row))
+        if len(picked) == count:
+            break
+    return picked
+
+
+def evaluate_run(run_dir: Path, grid_queries: int = 6, neighbours: int = 8, progress: bool = True) -> dict[str, Any]:
+    """Writes ``metrics.json``, the figures and ``report.html`` into ``run_dir``; returns the metrics."""
+    run_dir = Path(run_dir)
+    dataset = CarsDataset.load(run_dir / DATASET_FILE)
+    split = ClassSplit.load(run_dir / SPLIT_FILE)
+    settings = load_settings(run_dir)
+    model = SimilarityModel.load(run_dir / MODEL_DIR)
+    unseen_records = dataset.subset(UNSEEN)
+    samples = CarSamples(unseen_records)
+    base = unseen_backbone_embeddings(model, samples, run_dir / CACHE_DIR, settings.workers)
+    tuned = head_embeddings(model, base)
+    evaluator = Evaluator(list(EVALUATOR_METRICS))
+    task = GroupSampler().sample(samples)
+    results = {"base": evaluator.score(task, base), "tuned": evaluator.score(task, tuned)}
+    metrics: dict[str, Any] = {name: result.metrics for name, result in results.items()}
+    metrics["queries"] = {
+        "num_queries": results["tuned"].num_queries,
+        "num_queries_without_relevant": results["tuned"].num_queries_without_relevant,
+        "protocol": "exact leave-one-out over all unseen images, cosine similarity",
+    }
+    metrics["data"] = {
+        "train_classes": len(split.train_classes), "unseen_classes": len(split.unseen_classes),
+        "train_images": len(dataset.subset(TRAIN)), "unseen_images": len(unseen_records),
+        "single_image_classes": dataset.single_image_classes(UNSEEN),
+        "skipped": [f"{path}: {reason}" for path, reason in dataset.skipped.items()], "missing": dataset.missing,
+        "split_seed": split.seed,
+    }
+    metrics["training"] = {**vars(settings), "embedding_size": model.embedding_size}
+    write_json_atomic(run_dir / METRICS_FILE, metrics)
+
+    figures_dir = run_dir / FIGURES_DIR
+    figures = {"Base vs tuned": metrics_bar_chart(metrics["base"], metrics["tuned"], HEADLINE, figures_dir / "metrics.png")}
+    history_path = run_dir / HISTORY_FILE
+    history = json.loads(history_path.read_text()) if history_path.is_file() else {}
+    if history:
+        figures["Training curves (unseen classes monitored, not used to pick epochs)"] = training_curves(
+            history, figures_dir / "training_curves.png"
+        )
+    groups = [r.class_index for r in unseen_records]
+    queries = pick_queries(groups, grid_queries, seed=split.seed)
+    for name, embeddings in (("base", base), ("tuned", tuned)):
+        found = nearest(embeddings, queries, neighbours)
+        figures[f"Retrieval, {name}: query + top-{neighbours} (green = same class, red = other)"] = retrieval_grid(
+            [unseen_records[q] for q in queries], [[unseen_records[i] for i in row] for row in found],
+            f"{name}: nearest unseen images", figures_dir / f"retrieval_{name}.png",
+        )
+    write_report(run_dir / REPORT_FILE, metrics, figures, {"data": metrics["data"], "training": metrics["training"]})
+    return metrics

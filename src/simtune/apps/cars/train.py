@@ -1,0 +1,172 @@
+"""``simtune cars train``: a trainable head on frozen backbones, trained on the run's training classes.
+
+The frozen backbones run once over every image (training classes, their mirror images, and the unseen
+classes); the embeddings are cached in ``<run>/cache`` and every epoch, evaluation and rerun reads them
+from there. Lightning checkpoints the head each epoch (``<run>/checkpoints/last.ckpt``), so an
+interrupted run resumes where it stopped. The unseen classes are monitored each epoch for the curves
+only: the epoch count is fixed and the last weights are kept, so nothing is selected on them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+
+import simtune
+from simtune.apps.cars.atomic import write_json_atomic
+from simtune.apps.cars.backbones import build_backbones
+from simtune.apps.cars.dataset import TRAIN, UNSEEN, CarsDataset
+from simtune.apps.cars.samples import CarSamples
+from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader
+from simtune.eval import AttachedMetric, MeanAveragePrecisionAtR, PrecisionAtK, RetrievalRPrecision
+from simtune.losses import GroupLoss, MultiSimilarityLoss, ProxyAnchorLoss, TripletLoss
+from simtune.models.encoders import Encoder
+from simtune.models.heads import EncoderHead, LinearHead, SkipConnectionHead, StackedProjectionHead
+from simtune.train import CacheConfig, TrainableModel
+
+MODEL_DIR, CACHE_DIR, CHECKPOINT_DIR = "model", "cache", "checkpoints"
+SETTINGS_FILE, HISTORY_FILE = "train_settings.json", "history.json"
+
+HEADS: dict[str, Callable[[int], EncoderHead]] = {
+    "skip": lambda size: SkipConnectionHead(size, normalize=True),
+    "linear": lambda size: LinearHead(size, normalize=True),
+    "mlp": lambda size: StackedProjectionHead(size, [2 * size, size], normalize=True),
+}
+# (loss builder, whether the loss owns one proxy per training class: those cannot score unseen classes)
+LOSSES: dict[str, tuple[Callable[[int, int], GroupLoss], bool]] = {
+    "multi-similarity": (lambda size, classes: MultiSimilarityLoss(), False),
+    "triplet": (lambda size, classes: TripletLoss(margin=0.2, mining="semi_hard"), False),
+    "proxy-anchor": (lambda size, classes: ProxyAnchorLoss(classes, size), True),
+}
+
+
+@dataclass
+class TrainSettings:
+    """Everything that defines a training run; saved to ``train_settings.json`` and compared on resume."""
+
+    backbones: list[str] = field(default_factory=lambda: ["lite0"])
+    head: str = "skip"
+    loss: str = "multi-similarity"
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    classes_per_batch: int = 32
+    samples_per_class: int = 4
+    mirror: bool = True
+    seed: int = 0
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; expected one of {sorted(HEADS)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; expected one of {sorted(LOSSES)}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+
+
+class CarsTrainable(TrainableModel):
+    """Frozen backbones + the chosen head and loss; AdamW with a one-cycle schedule over all steps."""
+
+    def __init__(self, settings: TrainSettings, num_train_classes: int, steps_per_epoch: int, cache_dir: Path):
+        self.settings = settings
+        self.num_train_classes = num_train_classes
+        self.steps_per_epoch = steps_per_epoch
+        self.cache_dir = cache_dir
+        super().__init__()
+
+    def configure_encoders(self) -> dict[str, Encoder]:
+        return build_backbones(self.settings.backbones)
+
+    def configure_head(self, input_embedding_size: int) -> EncoderHead:
+        return HEADS[self.settings.head](input_embedding_size)
+
+    def configure_loss(self) -> GroupLoss:
+        build, _ = LOSSES[self.settings.loss]
+        return build(self.model.head.output_size, self.num_train_classes)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.AdamW(
+            self.trainable_parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
+        )
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=self.settings.learning_rate, total_steps=self.settings.epochs * self.steps_per_epoch,
+            pct_start=0.1,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def configure_caches(self) -> CacheConfig:
+        # Batches of 16: on a small CPU large activations fall out of the allocator's reuse and run slower.
+        return CacheConfig(cache_type="cpu", save_dir=self.cache_dir, batch_size=16, num_workers=self.settings.workers)
+
+    def configure_metrics(self) -> AttachedMetric:
+        return AttachedMetric([RetrievalRPrecision(), MeanAveragePrecisionAtR(), PrecisionAtK(1)], prefix="unseen")
+
+
+class EpochHistory(pl.Callback):
+    """Per-epoch train loss and the monitored unseen-class metrics; kept in checkpoints to survive a resume."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[tuple[int, float]]] = {}
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for name, value in trainer.callback_metrics.items():
+            self.history.setdefault(name, []).append((trainer.current_epoch + 1, float(value)))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": json.dumps(self.history)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = {k: [tuple(p) for p in v] for k, v in json.loads(state_dict["history"]).items()}
+
+
+def load_settings(run_dir: Path) -> TrainSettings:
+    path = run_dir / SETTINGS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: train the run first (`simtune cars train --data PATH --run {run_dir}`)")
+    return TrainSettings(**json.loads(path.read_text()))
+
+
+def is_trained(run_dir: Path, settings: TrainSettings) -> bool:
+    """The servable model exists and was trained with exactly these settings."""
+    return (run_dir / MODEL_DIR / "config.json").is_file() and (run_dir / SETTINGS_FILE).is_file() and (
+        load_settings(run_dir) == settings
+    )
+
+
+def train_run(run_dir: Path, dataset: CarsDataset, train_classes: list[int], settings: TrainSettings, progress: bool = True) -> Path:
+    """Train (or resume, or skip when already trained with these settings); returns the servable model folder."""
+    run_dir = Path(run_dir)
+    if is_trained(run_dir, settings):
+        return run_dir / MODEL_DIR
+    checkpoint = run_dir / CHECKPOINT_DIR / "last.ckpt"
+    if (run_dir / SETTINGS_FILE).is_file() and load_settings(run_dir) != settings:
+        checkpoint.unlink(missing_ok=True)  # other settings: start over (the embedding cache stays valid)
+    write_json_atomic(run_dir / SETTINGS_FILE, asdict(settings))
+    pl.seed_everything(settings.seed, verbose=False)
+    class_map = {c: i for i, c in enumerate(train_classes)}
+    train = CarSamples(dataset.subset(TRAIN), mirrored=settings.mirror, class_map=class_map)
+    sampler = ClassBalancedBatchSampler(
+        train.groups, min(settings.classes_per_batch, len(class_map)), settings.samples_per_class, seed=settings.seed
+    )
+    train_loader = GroupSimilarityDataLoader(train, batch_sampler=sampler)
+    trainable = CarsTrainable(settings, len(class_map), len(sampler), run_dir / CACHE_DIR)
+    _, owns_proxies = LOSSES[settings.loss]
+    val_loader = None if owns_proxies else GroupSimilarityDataLoader(CarSamples(dataset.subset(UNSEEN)), batch_size=256)
+    history = EpochHistory()
+    trainer = pl.Trainer(
+        max_epochs=settings.epochs, accelerator="auto", devices=1, logger=False, enable_model_summary=False,
+        num_sanity_val_steps=0, enable_progress_bar=progress, log_every_n_steps=max(1, len(sampler)),
+        callbacks=[history, ModelCheckpoint(dirpath=checkpoint.parent, save_last=True, save_top_k=0)]
+        + ([TQDMProgressBar()] if progress else []),
+    )
+    simtune.fit(trainable, trainer, train_loader, val_loader, ckpt_path=checkpoint if checkpoint.is_file() else None)
+    write_json_atomic(run_dir / HISTORY_FILE, history.history)
+    trainable.save_servable(run_dir / MODEL_DIR)
+    return run_dir / MODEL_DIR

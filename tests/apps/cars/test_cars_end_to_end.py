@@ -1,0 +1,82 @@
+"""The CLI train -> evaluate -> report path on a slice of the shared Stanford Cars crops (10 classes x 12 images)."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from simtune.cli import app
+
+SHARED_CARS = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "stanford-cars-crop224"
+
+
+def write_slice(root: Path, classes: int = 10, per_class: int = 12) -> Path:
+    """A labels.csv naming the first ``per_class`` images of the first ``classes`` classes (absolute paths)."""
+    with (SHARED_CARS / "labels.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    picked: dict[int, list[dict]] = {}
+    for row in rows:
+        members = picked.setdefault(int(row["class_id"]), [])
+        if len(members) < per_class:
+            members.append(row)
+    root.mkdir(parents=True)
+    with (root / "labels.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["filename", "class_id", "class_name", "original_split"])
+        for class_id in sorted(picked)[:classes]:
+            for row in picked[class_id]:
+                writer.writerow([SHARED_CARS / row["filename"], class_id, row["class_name"], row["original_split"]])
+    return root
+
+
+@pytest.mark.slow
+def test_train_evaluate_report_on_a_slice(tmp_path):
+    data = write_slice(tmp_path / "slice")
+    run = tmp_path / "runs" / "slice"
+    runner = CliRunner()
+    train = runner.invoke(app, [
+        "cars", "train", "--data", str(data), "--run", str(run), "--epochs", "3",
+        "--classes-per-batch", "4", "--samples-per-class", "4", "--workers", "0",
+    ])
+    assert train.exit_code == 0, train.output
+    assert "5 training classes (60 images), 5 unseen classes (60 images)" in train.output
+    assert (run / "model" / "config.json").is_file()
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["train_loss"]) == 3 and len(history["unseen_r_precision"]) == 3
+
+    evaluate = runner.invoke(app, ["cars", "evaluate", "--run", str(run), "--grid-queries", "3"])
+    assert evaluate.exit_code == 0, evaluate.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    for model in ("base", "tuned"):
+        for name in ("r_precision", "map_at_r", "precision_at_1", "recall_at_10", "mrr"):
+            assert 0.0 < metrics[model][name] <= 1.0, (model, name)
+        # 5 classes: a random ranking would score about 11/59 ~ 0.19 R-Precision
+        assert metrics[model]["r_precision"] > 0.25
+        assert metrics[model]["map_at_r"] <= metrics[model]["r_precision"] + 1e-9
+    assert metrics["queries"]["num_queries"] == 60
+    assert metrics["data"]["unseen_classes"] == 5
+    for figure in ("metrics.png", "training_curves.png", "retrieval_base.png", "retrieval_tuned.png"):
+        assert (run / "figures" / figure).stat().st_size > 1000
+    report = (run / "report.html").read_text()
+    assert report.count("data:image/png;base64,") == 4
+    assert "src=\"http" not in report and "src='http" not in report
+
+    trained_at = (run / "model" / "config.json").stat().st_mtime_ns
+    again = runner.invoke(app, ["cars", "train", "--data", str(data), "--run", str(run), "--epochs", "3",
+                                "--classes-per-batch", "4", "--samples-per-class", "4", "--workers", "0"])
+    assert again.exit_code == 0, again.output
+    assert (run / "model" / "config.json").stat().st_mtime_ns == trained_at  # already trained: skipped
+
+
+def test_train_on_an_empty_folder_fails_with_one_clear_line(tmp_path):
+    result = CliRunner().invoke(app, ["cars", "train", "--data", str(tmp_path), "--run", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "no recognised layout" in result.output and "Traceback" not in result.output
+
+
+def test_evaluate_before_train_says_what_to_run(tmp_path):
+    result = CliRunner().invoke(app, ["cars", "evaluate", "--run", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "simtune cars train --data PATH" in result.output
