@@ -20,15 +20,19 @@ class ImageCollate:
 
     def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
         self.image_size = image_size
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        self.std = np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
 
     def __call__(self, images: list[Any]) -> Tensor:
         if not images:
             raise ValueError("cannot collate an empty list of images")
         pixels = np.stack([self.load(image, index) for index, image in enumerate(images)])
-        batch = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
-        return (batch - self.mean) / self.std
+        # One strided copy to contiguous float NCHW, then in-place: numpy does this several times faster
+        # than the equivalent torch ops on a busy CPU (no thread pool), and the collate runs per batch.
+        batch = pixels.transpose(0, 3, 1, 2).astype(np.float32, order="C")
+        batch -= self.mean
+        batch /= self.std
+        return torch.from_numpy(batch)
 
     def load(self, image: Any, index: int = 0) -> np.ndarray:
         """One image as a ``(size, size, 3)`` uint8 array."""
