@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -116,10 +117,47 @@ def test_index_and_search_with_a_real_saved_model(labels_csv_root, tmp_path):
     run = tmp_path / "run"
     encoder = EfficientNetLiteEncoder("lite0")
     SimilarityModel(encoder, EmptyHead(encoder.embedding_size)).save(run / "model")
-    indexed = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run), "--batch-size", "5"])
+    indexed = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run)])
     assert indexed.exit_code == 0, indexed.output
     photo = labels_csv_root / "images/003/img_3_2.jpg"
     result = _search(run, str(photo), "--k", "2", "--json")
     assert result.exit_code == 0, result.output
     hits = json.loads(result.output)
     assert hits[0]["path"] == str(photo) and hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_index_reuses_the_runs_encoder_cache(labels_csv_root, tmp_path, monkeypatch):
+    from simtune.apps.cars.indexing import MODEL_DIR_NAME
+    from simtune.apps.cars.train import MODEL_DIR
+    from simtune.models import SimilarityModel
+    from simtune.search import EdgeIndex
+
+    assert MODEL_DIR_NAME == MODEL_DIR  # serve/search look where training saves
+    run = tmp_path / "run"
+    trained = runner.invoke(app, [
+        "cars", "train", "--data", str(labels_csv_root), "--run", str(run), "--epochs", "1",
+        "--classes-per-batch", "2", "--samples-per-class", "2", "--workers", "0",
+    ])
+    assert trained.exit_code == 0, trained.output
+    cache_files = {p: p.stat().st_mtime_ns for p in (run / "cache").rglob("*") if p.is_file()}
+    assert cache_files
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("indexing re-encoded images instead of reading the cache")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SimilarityModel, "encode", no_encoding)
+        indexed = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run)])
+    assert indexed.exit_code == 0, indexed.output
+    assert "indexed 12 images; 12 points" in indexed.output and f"simtune cars serve --run {run}" in indexed.output
+    assert {p: p.stat().st_mtime_ns for p in (run / "cache").rglob("*") if p.is_file()} == cache_files
+
+    model = SimilarityModel.load(run / "model")
+    with EdgeIndex.open(run / "index") as index:
+        ids, stored = index.export_vectors()
+    paths = sorted(str(p) for p in labels_csv_root.glob("images/*/*.jpg"))
+    encoded = model.encode(paths, to_numpy=True)
+    encoded /= np.linalg.norm(encoded, axis=1, keepdims=True)
+    row = {point_id(path): i for i, path in enumerate(paths)}
+    np.testing.assert_allclose(stored, encoded[[row[i] for i in ids]], atol=1e-4)

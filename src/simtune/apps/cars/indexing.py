@@ -1,7 +1,8 @@
 """Cars into a vector index: payload (class, make, year, split, path), stable ids, and where the index lives.
 
-``build_index(run_dir, records)`` is what ``simtune cars index`` and ``simtune cars demo`` call.
-The default index is embedded (Qdrant Edge) in ``RUN/index``; ``location`` can send it to a server.
+``index_run(run_dir, dataset)`` is what ``simtune cars index`` and ``simtune cars demo`` call: it embeds
+with the run's tuned model, taking backbone outputs from the run's encoder cache where training left
+them, and writes ``RUN/index`` (embedded Qdrant Edge) or a collection on a Qdrant server.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from simtune.apps.cars.dataset import CarRecord
+from simtune.apps.cars.dataset import SPLIT_FILE, TRAIN, UNSEEN, CarRecord, CarsDataset
 from simtune.search import EdgeIndex, Embedder, IndexSchema, QdrantServerIndex, VectorIndex, point_id
 
 INDEX_DIR_NAME = "index"
@@ -82,6 +83,60 @@ def open_index(location: IndexLocation, model: Embedder) -> VectorIndex:
     if location.index_dir is not None:
         return EdgeIndex.open(location.index_dir, expect=schema)
     return QdrantServerIndex.connect(location.qdrant_url, location.collection, schema, api_key=location.api_key)
+
+
+def index_run(
+    run_dir: str | Path, dataset: CarsDataset, location: IndexLocation | None = None, progress: bool = True
+) -> tuple[IndexLocation, int]:
+    """Indexes every record of ``dataset`` with the run's tuned model; returns (where, points in the index)."""
+    model = load_run_model(run_dir)
+    vectors = tuned_vectors_from_cache(run_dir, model, dataset)
+    return build_index(run_dir, dataset.records, model=model, location=location, vectors=vectors, progress=progress)
+
+
+def serve_hint(run_dir: str | Path, location: IndexLocation) -> str:
+    """The command that serves what ``index_run`` built."""
+    if location.qdrant_url is not None:
+        return f"simtune cars serve --run {run_dir} --qdrant-url {location.qdrant_url} --collection {location.collection}"
+    default = Path(run_dir) / INDEX_DIR_NAME
+    return f"simtune cars serve --run {run_dir}" + ("" if location.index_dir == default else f" --index {location.index_dir}")
+
+
+def tuned_vectors_from_cache(run_dir: str | Path, model: Any, dataset: CarsDataset) -> np.ndarray | None:
+    """Tuned embeddings of ``dataset.records``: the head applied to the backbone outputs that training
+    and evaluation cached in ``RUN/cache`` (the same samples, so the same cache entries; anything missing
+    is encoded once and cached). None for a run without training settings (e.g. a model saved by hand)."""
+    from simtune.apps.cars.train import CACHE_DIR, SETTINGS_FILE, load_settings
+
+    run_dir = Path(run_dir)
+    if not (run_dir / SETTINGS_FILE).is_file() or not (run_dir / SPLIT_FILE).is_file():
+        return None
+    import torch
+
+    from simtune.apps.cars.evaluate import head_embeddings
+    from simtune.apps.cars.samples import CarSamples
+    from simtune.apps.cars.split import ClassSplit
+    from simtune.train import CacheConfig
+    from simtune.train.cache.encoder_cache import EncoderCache
+
+    settings = load_settings(run_dir)
+    class_map = {c: i for i, c in enumerate(ClassSplit.load(run_dir / SPLIT_FILE).train_classes)}
+    # Split names and sample options exactly as train_run (train) and evaluate_run (val) cache them.
+    samples = {
+        "train": CarSamples(dataset.subset(TRAIN), mirrored=settings.mirror, class_map=class_map) if dataset.subset(TRAIN) else None,
+        "val": CarSamples(dataset.subset(UNSEEN)) if dataset.subset(UNSEEN) else None,
+    }
+    samples = {name: s for name, s in samples.items() if s is not None}
+    config = CacheConfig(cache_type="cpu", save_dir=run_dir / CACHE_DIR, batch_size=16, num_workers=settings.workers)
+    cache = EncoderCache(config, dict(model.encoders.items()), samples)
+    cache.prepare(torch.device("cpu"))
+    by_path: dict[str, np.ndarray] = {}
+    for name, subset in samples.items():
+        stored = cache.get(name).embeddings
+        originals = len(subset.records)  # mirrored copies follow the originals
+        backbone = torch.cat([stored[encoder][0, :originals].float() for encoder in sorted(model.encoders)], dim=1)
+        by_path.update(zip((r.path for r in subset.records), head_embeddings(model, backbone).numpy()))
+    return np.stack([by_path[record.path] for record in dataset.records])
 
 
 def build_index(

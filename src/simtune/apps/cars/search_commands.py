@@ -37,22 +37,20 @@ def index_command(
     qdrant_url: Optional[str] = typer.Option(None, "--qdrant-url", help=URL_HELP),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY", help="Qdrant API key."),
     collection: str = typer.Option("cars", "--collection", help="Collection name on the Qdrant server."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images embedded and upserted at a time."),
 ) -> None:
     """Embed every car photo with the run's tuned model and upsert it into the index (idempotent)."""
     from simtune.apps.cars.dataset import prepare_dataset
-    from simtune.apps.cars.indexing import build_index, load_run_model
+    from simtune.apps.cars.indexing import index_run, serve_hint
     from simtune.search import SearchError
 
     location = _location(run, index, qdrant_url, api_key, collection)
     try:
-        model = load_run_model(run)
         dataset, _ = prepare_dataset(data, run)
-        where, count = build_index(run, dataset.records, model=model, location=location, batch_size=batch_size)
+        where, count = index_run(run, dataset, location=location)
     except (SearchError, FileNotFoundError, ValueError) as error:
         _fail(str(error))
     typer.echo(f"indexed {len(dataset.records)} images; {count} points in {where}")
-    typer.echo(f"search it:  simtune cars serve --run {run}" + (f" --index {index}" if index else ""))
+    typer.echo(f"serve it:  {serve_hint(run, where)}")
 
 
 @app.command("search")
