@@ -31,7 +31,11 @@ def open_edge(tmp_path: Path, schema: IndexSchema = SCHEMA) -> EdgeIndex:
 
 def open_server(tmp_path: Path, schema: IndexSchema = SCHEMA) -> QdrantServerIndex:
     # qdrant-client's local mode speaks the same client API as a server, so this is the server backend's code.
-    return QdrantServerIndex(QdrantClient(path=str(tmp_path / "qdrant")), "cars", schema, create=True)
+    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    if not client.collection_exists("cars"):
+        with QdrantServerIndex.write(client, "cars", schema):
+            pass
+    return QdrantServerIndex(client, "cars", expect=schema)
 
 
 @pytest.fixture

@@ -1,14 +1,17 @@
 """A Qdrant server or cluster through ``qdrant-client``, for collections that outgrow one machine.
 
 The model schema lives in the collection's metadata. Sharding and replication are the server's
-business. Writes are upserts by stable id after the model check: a failed batch leaves every point
-either as it was or replaced by a vector from the same model, and re-running completes it.
+business. The name users see (``cars``) is an alias: ``write`` fills a new physical collection (a copy
+of the current one plus the new points) and switches the alias to it in one atomic server operation
+only when the whole write succeeded, so searches never see a half-written index.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import uuid
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 from qdrant_client import QdrantClient, models
@@ -28,34 +31,59 @@ _FIELD_TYPES = {"keyword": models.PayloadSchemaType.KEYWORD, "integer": models.P
 
 
 class QdrantServerIndex(VectorIndex):
-    """``QdrantServerIndex(client, "cars", schema)`` opens (or, with ``create=True``, creates) a collection."""
+    """``QdrantServerIndex(client, "cars", expect=schema)`` opens a collection (or alias);
+    ``QdrantServerIndex.write(client, "cars", schema)`` creates or extends one."""
 
-    def __init__(
-        self, client: QdrantClient, collection: str, schema: IndexSchema | None = None, create: bool = False
-    ) -> None:
+    def __init__(self, client: QdrantClient, collection: str, expect: IndexSchema | None = None) -> None:
         self._client = client
         self.collection = collection
-        if client.collection_exists(collection):
-            self.schema = self._stored_schema()
-            if schema is not None:
-                self.schema.check_same_model(schema)
-        elif create and schema is not None:
-            client.create_collection(
-                collection,
-                vectors_config=models.VectorParams(size=schema.embedding_size, distance=_DISTANCES[schema.distance]),
-                metadata={METADATA_KEY: schema.to_json()},
-            )
-            for name, kind in schema.filter_fields.items():
-                client.create_payload_index(collection, name, _FIELD_TYPES[kind])
-            self.schema = schema
-        else:
+        if not client.collection_exists(collection):
             raise IndexUnavailableError(f"no collection {collection!r} on the Qdrant server; build it with `simtune cars index`")
+        self.schema = self._stored_schema()
+        if expect is not None:
+            self.schema.check_same_model(expect)
 
     @classmethod
     def connect(
-        cls, url: str, collection: str, schema: IndexSchema | None = None, api_key: str | None = None, create: bool = False
+        cls, url: str, collection: str, expect: IndexSchema | None = None, api_key: str | None = None
     ) -> "QdrantServerIndex":
-        return cls(QdrantClient(url=url, api_key=api_key), collection, schema, create)
+        return cls(QdrantClient(url=url, api_key=api_key), collection, expect)
+
+    @classmethod
+    @contextmanager
+    def write(cls, client: QdrantClient, collection: str, schema: IndexSchema) -> Iterator["QdrantServerIndex"]:
+        """Yields a writable copy of ``collection`` (created if missing); the alias moves to it on success.
+
+        On any exception the copy is dropped and ``collection`` is untouched. The model check
+        happens before anything is copied. The client stays open (the caller owns it).
+        """
+        current = _alias_target(client, collection)
+        if current is None and client.collection_exists(collection):
+            raise IndexUnavailableError(
+                f"{collection!r} is a plain collection, not an alias written by simtune; choose another --collection"
+            )
+        if current is not None:
+            cls(client, collection, expect=schema)
+        staging = f"{collection}--{uuid.uuid4().hex[:12]}"
+        client.create_collection(
+            staging,
+            vectors_config=models.VectorParams(size=schema.embedding_size, distance=_DISTANCES[schema.distance]),
+            metadata={METADATA_KEY: schema.to_json()},
+        )
+        try:
+            for name, kind in schema.filter_fields.items():
+                client.create_payload_index(staging, name, _FIELD_TYPES[kind])
+            if current is not None:
+                _copy_points(client, current, staging)
+            yield cls(client, staging, expect=schema)
+        except BaseException:
+            client.delete_collection(staging)
+            raise
+        switch: list[Any] = [models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=collection))] if current else []
+        switch.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=staging, alias_name=collection)))
+        client.update_collection_aliases(switch)
+        if current is not None:
+            client.delete_collection(current)
 
     def _stored_schema(self) -> IndexSchema:
         metadata = self._client.get_collection(self.collection).config.metadata or {}
@@ -100,6 +128,21 @@ class QdrantServerIndex(VectorIndex):
 
     def _delete(self, ids: list[str]) -> None:
         self._client.delete(self.collection, models.PointIdsList(points=ids), wait=True)
+
+
+def _alias_target(client: QdrantClient, alias: str) -> str | None:
+    return next((a.collection_name for a in client.get_aliases().aliases if a.alias_name == alias), None)
+
+
+def _copy_points(client: QdrantClient, source: str, target: str, batch_size: int = 256) -> None:
+    offset = None
+    while True:
+        records, offset = client.scroll(source, limit=batch_size, offset=offset, with_payload=True, with_vectors=True)
+        if records:
+            points = [models.PointStruct(id=r.id, vector=r.vector, payload=r.payload) for r in records]
+            client.upsert(target, points, wait=True)
+        if offset is None:
+            return
 
 
 def _to_filter(conditions: dict[str, str | int]) -> models.Filter | None:

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from simtune.apps.cars.dataset import CarRecord
-from simtune.apps.cars.indexing import IndexLocation, build_index, car_point_id, open_index
+from simtune.apps.cars.indexing import IndexLocation, build_index, open_index
 from simtune.apps.cars.metadata import parse_class_name
 
 CARS = Path("/work/shared/datasets/stanford-cars-crop224")
@@ -101,5 +101,3 @@ def live_server(indexed_run: tuple[Path, list[CarRecord]]) -> Iterator[str]:
     with open_index(IndexLocation.for_run(run), model) as index:
         yield from serve_in_thread(create_app(index, model))
 
-
-__all__ = ["ThumbnailEmbedder", "car_records", "car_point_id", "indexed_run", "live_server", "serve_in_thread"]

@@ -161,3 +161,26 @@ def test_index_reuses_the_runs_encoder_cache(labels_csv_root, tmp_path, monkeypa
     encoded /= np.linalg.norm(encoded, axis=1, keepdims=True)
     row = {point_id(path): i for i, path in enumerate(paths)}
     np.testing.assert_allclose(stored, encoded[[row[i] for i in ids]], atol=1e-4)
+
+
+def test_index_and_search_through_the_server_backend(labels_csv_root, tmp_path, thumbnail_model, monkeypatch):
+    """--qdrant-url goes through qdrant-client; here its local mode stands in for the server at that URL."""
+    from qdrant_client import QdrantClient
+
+    def local_client(url: str, api_key: str | None = None) -> QdrantClient:
+        assert url == "http://qdrant.test:6333" and api_key == "secret"
+        return QdrantClient(path=str(tmp_path / "qdrant"))
+
+    monkeypatch.setattr("simtune.apps.cars.indexing.QdrantClient", local_client)
+    monkeypatch.setattr("simtune.search.qdrant_server_index.QdrantClient", local_client)
+    server = ["--qdrant-url", "http://qdrant.test:6333", "--api-key", "secret", "--collection", "cars-test"]
+    run = tmp_path / "run"
+    for _ in range(2):  # idempotent
+        indexed = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run), *server])
+        assert indexed.exit_code == 0, indexed.output
+        assert "12 points in http://qdrant.test:6333 (collection 'cars-test')" in indexed.output
+    assert not (run / "index").exists()
+    photo = labels_csv_root / "images/004/img_4_0.jpg"
+    result = _search(run, str(photo), "--k", "1", "--json", *server)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[0]["id"] == point_id(photo.as_posix())

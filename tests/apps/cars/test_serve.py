@@ -10,11 +10,11 @@ import httpx
 import pytest
 from PIL import Image
 
-from simtune.apps.cars.indexing import IndexLocation, build_index, open_index
+from simtune.apps.cars.indexing import IndexLocation, build_index, car_point_id, open_index
 from simtune.apps.cars.serve import create_app
 from simtune.search import ModelMismatchError, point_id
 
-from .search_fixtures import ThumbnailEmbedder, car_point_id, indexed_run, live_server  # noqa: F401
+from .search_fixtures import ThumbnailEmbedder, indexed_run, live_server  # noqa: F401
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from qdrant_client import QdrantClient
 from tqdm.auto import tqdm
 
 from simtune.apps.cars.dataset import SPLIT_FILE, TRAIN, UNSEEN, CarRecord, CarsDataset
@@ -153,7 +154,7 @@ def build_index(
     ``vectors``: embeddings of ``records`` by that same model, if the caller already has them
     (e.g. from evaluation), so nothing is embedded twice. Idempotent: ids come from image paths, so
     re-running replaces points. The embedded index is written to a staged copy and swapped in only
-    on success (see ``EdgeIndex.write``).
+    on success (see ``EdgeIndex.write`` and ``QdrantServerIndex.write``).
     """
     model = model if model is not None else load_run_model(run_dir)
     location = location or IndexLocation.for_run(run_dir)
@@ -161,13 +162,16 @@ def build_index(
         raise ValueError(f"got {len(vectors)} vectors for {len(records)} records")
     schema = cars_schema(model)
     if location.index_dir is not None:
-        writer = EdgeIndex.write(location.index_dir, schema)
-    else:
-        writer = QdrantServerIndex.connect(location.qdrant_url, location.collection, schema, location.api_key, create=True)
-    with writer as index:
-        _upsert_all(index, model, records, vectors, batch_size, progress)
-        count = index.count()
-    return location, count
+        with EdgeIndex.write(location.index_dir, schema) as index:
+            _upsert_all(index, model, records, vectors, batch_size, progress)
+            return location, index.count()
+    client = QdrantClient(url=location.qdrant_url, api_key=location.api_key)
+    try:
+        with QdrantServerIndex.write(client, location.collection, schema) as index:
+            _upsert_all(index, model, records, vectors, batch_size, progress)
+            return location, index.count()
+    finally:
+        client.close()
 
 
 def _upsert_all(

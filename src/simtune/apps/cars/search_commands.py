@@ -13,6 +13,7 @@ from simtune.apps.cars.cli import app
 RUN_HELP = "Run folder holding the tuned model (RUN/model); the embedded index defaults to RUN/index."
 INDEX_HELP = "Embedded index folder (default RUN/index)."
 URL_HELP = "A Qdrant server or cluster instead of the embedded index, e.g. http://localhost:6333."
+FILTER_HELP = "FIELD=VALUE, repeatable (all must hold); fields: make, year, class_name, split (train/test), subset (train/unseen)."
 
 
 def _fail(message: str) -> NoReturn:
@@ -58,7 +59,7 @@ def search_command(
     image: Path = typer.Argument(..., help="A car photo to search with."),
     run: Path = typer.Option(Path("runs/cars"), "--run", help=RUN_HELP),
     k: int = typer.Option(10, "--k", help="How many similar cars (1 to 1000)."),
-    filter: Optional[list[str]] = typer.Option(None, "--filter", help="FIELD=VALUE, e.g. make=BMW; repeatable."),
+    filter: Optional[list[str]] = typer.Option(None, "--filter", help=FILTER_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     index: Optional[Path] = typer.Option(None, "--index", help=INDEX_HELP),
     qdrant_url: Optional[str] = typer.Option(None, "--qdrant-url", help=URL_HELP),
