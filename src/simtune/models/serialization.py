@@ -91,7 +91,7 @@ def write_module(module: nn.Module, folder: Path) -> None:
     """Writes ``module`` (an Encoder or EncoderHead) into an existing folder."""
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS_FILE
-    save_model(module, str(weights))
+    save_model(module, str(weights), force_contiguous=True)  # e.g. channels-last conv weights
     write_json(
         folder / CONFIG_FILE,
         {

@@ -41,6 +41,8 @@ class EfficientNetLiteEncoder(Encoder):
         self.backbone._fc = nn.Identity()
         if pretrained:
             self.backbone.load_state_dict(_pretrained_state_dict(variant))
+        # Channels-last weights and inputs: ~1.5x faster depthwise convolutions on CPU (oneDNN).
+        self.backbone.to(memory_format=torch.channels_last)
         self.requires_grad_(trainable)
 
     @property
@@ -56,7 +58,7 @@ class EfficientNetLiteEncoder(Encoder):
         return VARIANTS[self.variant][0]
 
     def forward(self, images: Tensor) -> Tensor:
-        features = self.backbone.extract_features(images)
+        features = self.backbone.extract_features(images.contiguous(memory_format=torch.channels_last))
         return features.mean(dim=(2, 3))
 
     def get_config(self) -> dict[str, Any]:
