@@ -27,6 +27,19 @@ def _upload(client: httpx.Client, data: bytes, name: str = "car.jpg", **form):
     return client.post("/search", files={"file": (name, data, "image/jpeg")}, data=form)
 
 
+def _chunked_upload(client: httpx.Client, size: int) -> httpx.Response:
+    """A multipart upload sent with chunked transfer encoding, so the server cannot know its size up front."""
+    boundary = "simtune-test-boundary"
+
+    def body():
+        yield f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n\r\n'.encode()
+        for _ in range(size // 2**20):
+            yield b"\xff" * 2**20
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    return client.post("/search", content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+
+
 def _json_error(response: httpx.Response, status: int, fragment: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
@@ -93,7 +106,8 @@ def test_bad_uploads_are_4xx_json_and_the_server_stays_up(client, indexed_run):
     photo = Path(indexed_run[1][0].path).read_bytes()
     _json_error(_upload(client, b"this is a text file, not a photo", "notes.txt"), 400, "not an image")
     _json_error(_upload(client, photo[: len(photo) // 2]), 400, "truncated or corrupt")
-    _json_error(_upload(client, b"\xff" * (10 * 2**20 + 100_000)), 413, "upload limit is 10.0 MiB")  # by Content-Length
+    _json_error(_upload(client, b"\xff" * (10 * 2**20 + 100_000)), 413, "upload limit of 10.0 MiB")  # by Content-Length
+    _json_error(_chunked_upload(client, 12 * 2**20), 413, "upload limit of 10.0 MiB")  # streamed, no Content-Length
     _json_error(_upload(client, b"\xff" * (10 * 2**20 + 10)), 413, "is 10.0 MiB; the limit is 10.0 MiB")  # by bytes read
     _json_error(_upload(client, _bomb_png(), "bomb.png"), 413, "12000x12000 = 144,000,000 pixels")
     for k in ("0", str(10**6)):

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 import simtune
+from simtune.apps.cars.body_limit import BodyLimit
 from simtune.search import (
     MAX_K,
     Embedder,
@@ -61,13 +62,7 @@ def create_app(
     for error_type, status in _STATUS.items():
         app.add_exception_handler(error_type, _json_error(status))
 
-    @app.middleware("http")
-    async def reject_oversized_bodies(request: Request, call_next: Any) -> Any:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_upload_bytes + FORM_OVERHEAD_BYTES:
-            message = f"request body is {int(declared) / 2**20:.1f} MiB; the upload limit is {max_upload_bytes / 2**20:.1f} MiB"
-            return JSONResponse({"detail": message}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=max_upload_bytes + FORM_OVERHEAD_BYTES, upload_limit=max_upload_bytes)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
