@@ -323,9 +323,10 @@ def _result(
     metrics = {name: float(value[valid].mean()) if valid.any() else math.nan for name, value in scores.items()}
     per_class = {}
     if groups is not None:
-        present = torch.unique(groups[valid])
+        present, members = torch.unique(groups[valid], return_inverse=True)
+        sizes = torch.bincount(members, minlength=len(present)).double()
         per_class = {
-            name: {int(g): float(value[valid & (groups == g)].mean()) for g in present}
+            name: dict(zip(present.tolist(), (torch.bincount(members, value[valid], len(present)) / sizes).tolist()))
             for name, value in scores.items()
         }
     return RetrievalResult(metrics, scores, len(num_relevant), int((~valid).sum()), per_class)
