@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import httpx
 
 import numpy as np
 import pytest
@@ -98,6 +104,8 @@ def test_bad_input_gets_a_clear_message_and_exit_code_2(indexed, tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
         assert "Traceback" not in result.output
+    serve = runner.invoke(app, ["cars", "serve", "--run", str(run), "--index", str(tmp_path / "nowhere")])
+    assert serve.exit_code == 2 and "no index at" in serve.output
 
 
 def test_searching_with_another_model_is_refused(indexed, thumbnail_model):
@@ -124,6 +132,28 @@ def test_index_and_search_with_a_real_saved_model(labels_csv_root, tmp_path):
     assert result.exit_code == 0, result.output
     hits = json.loads(result.output)
     assert hits[0]["path"] == str(photo) and hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-c", "from simtune.cli import main; main()", "cars", "serve", "--run", str(run), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read().decode() if server.stdout else ""
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert health.json()["points"] == 12
+        found = httpx.post(f"http://127.0.0.1:{port}/search", files={"file": ("car.jpg", photo.read_bytes())}, timeout=60)
+        assert found.status_code == 200, found.text
+        assert found.json()["results"][0]["id"] == hits[0]["id"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.mark.slow
