@@ -89,3 +89,16 @@ def test_a_saved_model_is_json_and_safetensors_only(saved):
     for path in saved.rglob("*.safetensors"):
         with safe_open(path, framework="pt") as weights:
             assert list(weights.keys())
+
+
+def test_a_manifest_that_skips_a_file_or_escapes_the_folder_is_refused(saved):
+    config = json.loads((saved / "config.json").read_text())
+    record = config["files"].pop("head/weights.safetensors")
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFileError, match=r"no size/sha256 record for \['head/weights.safetensors'\]"):
+        SimilarityModel.load(saved)
+    config["files"]["head/weights.safetensors"] = record
+    config["files"]["../outside.txt"] = record
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFileError, match="points outside the model folder"):
+        SimilarityModel.load(saved)

@@ -36,6 +36,8 @@ def file_record(path: Path) -> dict[str, Any]:
 
 
 def verify_file(path: Path, record: dict[str, Any]) -> None:
+    if not isinstance(record, dict) or not {"size", "sha256"} <= set(record):
+        raise ModelFileError(f"{path}: its size/sha256 record is malformed ({record!r})")
     if not path.is_file():
         raise ModelFileError(f"{path}: file is missing")
     size = path.stat().st_size
@@ -97,7 +99,7 @@ def write_module(module: nn.Module, folder: Path) -> None:
         {
             "class": class_reference(type(module)),
             "config": module.get_config(),
-            "weights": {"file": WEIGHTS_FILE, **file_record(weights)},
+            "weights": file_record(weights),
         },
     )
 
@@ -110,7 +112,7 @@ def read_module(folder: Path, expected_base: type[ModuleT]) -> ModuleT:
         reference, config, weights_record = saved["class"], saved["config"], saved["weights"]
     except KeyError as missing:
         raise ModelFileError(f"{config_path}: missing key {missing}") from None
-    weights = folder / weights_record["file"]
+    weights = folder / WEIGHTS_FILE
     verify_file(weights, weights_record)
     module = resolve_class(reference, expected_base, source=str(config_path)).from_config(config)
     try:

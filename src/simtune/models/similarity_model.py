@@ -20,6 +20,7 @@ from simtune.models.heads.base import EncoderHead
 from simtune.models.registry import import_path
 from simtune.models.serialization import (
     CONFIG_FILE,
+    WEIGHTS_FILE,
     ModelFileError,
     atomic_directory,
     file_record,
@@ -145,9 +146,17 @@ class SimilarityModel(nn.Module):
             raise ModelFileError(f"{config_path}: not a saved SimilarityModel (format {config.get('format')!r})")
         if config.get("format_version") != FORMAT_VERSION:
             raise ModelFileError(f"{config_path}: format version {config.get('format_version')!r} is not supported")
-        for relative, record in config["files"].items():
+        files, names = config.get("files"), config.get("encoders")
+        if not isinstance(files, dict) or not isinstance(names, list) or not names:
+            raise ModelFileError(f"{config_path}: needs a 'files' record and a non-empty 'encoders' list")
+        components = [f"encoders/{name}" for name in names] + ["head"]
+        if unrecorded := {f"{c}/{f}" for c in components for f in (CONFIG_FILE, WEIGHTS_FILE)} - set(files):
+            raise ModelFileError(f"{config_path}: no size/sha256 record for {sorted(unrecorded)}")
+        for relative, record in files.items():
+            if ".." in Path(relative).parts or Path(relative).is_absolute():
+                raise ModelFileError(f"{config_path}: file {relative!r} points outside the model folder")
             verify_file(path / relative, record)
-        encoders = {name: read_module(path / "encoders" / name, Encoder) for name in config["encoders"]}
+        encoders = {name: read_module(path / "encoders" / name, Encoder) for name in names}
         model = cls(encoders, read_module(path / "head", EncoderHead))
         return model.to(device).eval()
 
