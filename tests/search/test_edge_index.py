@@ -63,6 +63,19 @@ def test_writing_with_another_model_fails_before_touching_the_index(tmp_path, sc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
 
 
+def test_write_refuses_to_replace_a_folder_that_is_not_an_index(tmp_path, schema):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "keep.jpg").write_bytes(b"precious")
+    with pytest.raises(IndexUnavailableError, match="is not a simtune index; refusing to replace it"):
+        with EdgeIndex.write(tmp_path / "photos", schema):
+            pass
+    assert (tmp_path / "photos" / "keep.jpg").read_bytes() == b"precious"
+    (tmp_path / "empty").mkdir()
+    with EdgeIndex.write(tmp_path / "empty", schema):
+        pass
+    assert (tmp_path / "empty" / "simtune_index.json").is_file()
+
+
 def test_opening_a_missing_or_busy_index_is_a_clear_error(tmp_path, schema):
     with pytest.raises(IndexUnavailableError, match="no index at .*simtune cars index"):
         EdgeIndex.open(tmp_path / "missing")

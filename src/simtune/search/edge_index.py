@@ -97,6 +97,8 @@ class EdgeIndex(VectorIndex):
             read_schema(path).check_same_model(schema)
             shutil.copytree(path, staging)
             index = cls.open(staging, expect=schema)
+        elif path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise IndexUnavailableError(f"{path} exists and is not a simtune index; refusing to replace it")
         else:
             index = cls.create(staging, schema, indexing_threshold_kb)
         try:
