@@ -164,6 +164,9 @@ def build_index(
     if location.index_dir is not None:
         with EdgeIndex.write(location.index_dir, schema) as index:
             _upsert_all(index, model, records, vectors, batch_size, progress)
+            if progress:
+                tqdm.write(f"building the HNSW search graph over {index.count()} points (minutes for ~16k)")
+            index.optimize()
             return location, index.count()
     client = QdrantClient(url=location.qdrant_url, api_key=location.api_key)
     try:
