@@ -34,11 +34,12 @@ def test_help_lists_the_commands():
 def test_export_onnx_writes_a_checked_graph(tmp_path):
     encoder = TorchvisionEncoder("mobilenet_v3_small", image_size=64)
     SimilarityModel(encoder, LinearHead(encoder.embedding_size, output_size=16)).save(tmp_path / "model")
-    result = runner.invoke(app, ["export-onnx", str(tmp_path / "model"), str(tmp_path / "model.onnx"), "--image-size", "64"])
+    result = runner.invoke(app, ["export-onnx", str(tmp_path / "model"), str(tmp_path / "model.onnx")])
     assert result.exit_code == 0, result.output
     assert "max abs diff vs eager" in result.output
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     assert session.get_outputs()[0].shape[1] == 16
+    assert session.get_inputs()[0].shape[1:] == [3, 64, 64]  # the encoder's own image size
 
 
 def test_export_onnx_of_a_missing_model_fails_naming_it(tmp_path):

@@ -39,3 +39,9 @@ def test_disagreement_raises_and_leaves_no_file(tmp_path):
     with pytest.raises(ValueError, match="disagrees with the eager model"):
         export_onnx(model, tmp_path / "toy.onnx", image_size=16, atol=-1.0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_image_size_is_required_when_the_encoders_do_not_define_one(tmp_path):
+    model = SimilarityModel(ToyEncoder(size=2), LinearHead(2))
+    with pytest.raises(ValueError, match="pass image_size"):
+        export_onnx(model, tmp_path / "toy.onnx")

@@ -24,15 +24,19 @@ class _ImageInputs(nn.Module):
         return self.model(dict(zip(self.model.encoders, images)))
 
 
-def export_onnx(model: SimilarityModel, path: str | Path, image_size: int = 224, atol: float = 1e-4) -> float:
+def export_onnx(
+    model: SimilarityModel, path: str | Path, image_size: int | None = None, atol: float = 1e-4
+) -> float:
     """Writes ``path`` (atomically) and returns the max abs difference between onnxruntime and eager outputs.
 
     Every encoder must take one ``(B, 3, H, W)`` float image batch (what the image encoders' collate
     functions produce); inputs are named after the encoders, the output ``embeddings``; the batch axis
-    is dynamic. Raises ``ValueError`` when the outputs differ by more than ``atol``.
+    is dynamic, the image side is fixed: ``image_size``, by default the encoders' own ``image_size``.
+    Raises ``ValueError`` when the outputs differ by more than ``atol``.
     """
     import onnxruntime
 
+    image_size = image_size or _encoders_image_size(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(0)
@@ -72,3 +76,10 @@ def export_onnx(model: SimilarityModel, path: str | Path, image_size: int = 224,
         temporary.unlink(missing_ok=True)
         model.train(was_training)
     return max_abs_diff
+
+
+def _encoders_image_size(model: SimilarityModel) -> int:
+    sizes = {name: getattr(encoder, "image_size", None) for name, encoder in model.encoders.items()}
+    if None in sizes.values() or len(set(sizes.values())) != 1:
+        raise ValueError(f"pass image_size: the encoders do not share one input image size ({sizes})")
+    return next(iter(sizes.values()))

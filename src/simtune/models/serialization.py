@@ -91,17 +91,11 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
 
 def write_module(module: nn.Module, folder: Path) -> None:
     """Writes ``module`` (an Encoder or EncoderHead) into an existing folder."""
+    reference = class_reference(type(module))  # fails before any weights are written
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS_FILE
     save_model(module, str(weights), force_contiguous=True)  # e.g. channels-last conv weights
-    write_json(
-        folder / CONFIG_FILE,
-        {
-            "class": class_reference(type(module)),
-            "config": module.get_config(),
-            "weights": file_record(weights),
-        },
-    )
+    write_json(folder / CONFIG_FILE, {"class": reference, "config": module.get_config(), "weights": file_record(weights)})
 
 
 def read_module(folder: Path, expected_base: type[ModuleT]) -> ModuleT:
