@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -32,7 +33,7 @@ def _root(
 def export_onnx_command(
     model_dir: Path = typer.Argument(..., help="A saved SimilarityModel folder."),
     output: Path = typer.Argument(..., help="Where to write the .onnx file."),
-    image_size: int = typer.Option(224, help="Side of the square dummy input used for tracing."),
+    image_size: Optional[int] = typer.Option(None, help="Side of the square input; default: the encoders' own."),
 ) -> None:
     """Export a saved servable model to ONNX (checked against eager outputs in onnxruntime)."""
     from simtune.models.onnx_export import export_onnx
