@@ -185,7 +185,10 @@ def main() -> None:
         with EdgeIndex.open(work / "index") as index:
             exact_stats, _ = time_queries(lambda q: index.search(q, k=10, exact=True), queries)
             hnsw_stats, hnsw_hits = time_queries(lambda q: index.search(q, k=10), queries)
-            hnsw_indexed = index.indexed_count
+            hnsw_indexed, segments = index.indexed_count, index.segment_count
+        with EdgeIndex.open(work / "index", search_threads=1) as index:  # like faiss here: one thread
+            exact_1t_stats, _ = time_queries(lambda q: index.search(q, k=10, exact=True), queries)
+            hnsw_1t_stats, _ = time_queries(lambda q: index.search(q, k=10), queries)
         position = {pid: i for i, pid in enumerate(ids)}
         recall = np.mean([
             len({position[h.id] for h in hits} & set(top.tolist())) / 10 for hits, top in zip(hnsw_hits, faiss_top)
@@ -206,15 +209,22 @@ def main() -> None:
     report = {
         "vectors": source, "count": len(ids), "dim": int(vectors.shape[1]), "queries": args.queries,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)", "index_build_s": round(build_s, 1),
-        "threads": {"faiss": 1, "edge": "engine default (one search thread per CPU)"},
+        "threads": {"faiss": 1, "edge": "engine default (one search thread per CPU) and 1"}, "edge_segments": segments,
         "faiss_flat_ip": faiss_stats, "edge_exact": exact_stats, "edge_hnsw": {**hnsw_stats, "recall_at_10": recall,
-        "indexed_vectors": hnsw_indexed}, "edge_exact_p50_over_faiss": exact_stats["p50_ms"] / faiss_stats["p50_ms"],
+        "indexed_vectors": hnsw_indexed}, "edge_exact_1_thread": exact_1t_stats, "edge_hnsw_1_thread": hnsw_1t_stats,
+        "edge_exact_p50_over_faiss": exact_stats["p50_ms"] / faiss_stats["p50_ms"],
+        "edge_exact_1_thread_p50_over_faiss": exact_1t_stats["p50_ms"] / faiss_stats["p50_ms"],
         "edge_hnsw_p50_over_faiss": hnsw_stats["p50_ms"] / faiss_stats["p50_ms"], "http_get_search_by_id": http_stats,
     }
     print(f"{'top-10 query':<28}{'p50 ms':>10}{'p99 ms':>10}")
-    for name, stats in (("faiss IndexFlatIP (exact)", faiss_stats), ("edge exact", exact_stats), ("edge HNSW", hnsw_stats)):
+    rows = (
+        ("faiss IndexFlatIP (exact)", faiss_stats), ("edge exact", exact_stats), ("edge HNSW", hnsw_stats),
+        ("edge exact, 1 thread", exact_1t_stats), ("edge HNSW, 1 thread", hnsw_1t_stats),
+    )
+    for name, stats in rows:
         print(f"{name:<28}{stats['p50_ms']:>10.3f}{stats['p99_ms']:>10.3f}")
-    print(f"edge HNSW recall@10 vs faiss: {recall:.3f}; p50 ratio to faiss: exact {report['edge_exact_p50_over_faiss']:.2f}x, "
+    print(f"edge ({segments} segments) HNSW recall@10 vs faiss: {recall:.3f}; p50 ratio to faiss: exact "
+          f"{report['edge_exact_p50_over_faiss']:.2f}x ({report['edge_exact_1_thread_p50_over_faiss']:.2f}x on 1 thread), "
           f"HNSW {report['edge_hnsw_p50_over_faiss']:.2f}x (target <= 2x)")
     print(f"HTTP GET /search/{{id}}, {http_stats['clients']} clients, {http_stats['seconds']} s: p50 {http_stats['p50_ms']:.1f} ms, "
           f"p99 {http_stats['p99_ms']:.1f} ms, {http_stats['requests_per_s']} req/s, {http_stats['errors']} errors")

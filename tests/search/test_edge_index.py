@@ -28,6 +28,16 @@ def test_export_vectors_returns_every_point_once(tmp_path, schema, make_points):
     np.testing.assert_allclose(exported[row], vectors[42] / np.linalg.norm(vectors[42]), atol=1e-6)
 
 
+def test_search_threads_is_accepted_and_results_do_not_change(tmp_path, schema, make_points):
+    ids, vectors, payloads = make_points(300)
+    with EdgeIndex.write(tmp_path / "index", schema) as index:
+        index.upsert(ids, vectors, payloads)
+    with EdgeIndex.open(tmp_path / "index") as index:
+        default = [h.id for h in index.search(vectors[0], k=10, exact=True)]
+    with EdgeIndex.open(tmp_path / "index", search_threads=1) as index:
+        assert [h.id for h in index.search(vectors[0], k=10, exact=True)] == default
+
+
 def test_a_failed_write_leaves_the_existing_index_untouched(tmp_path, schema, make_points):
     ids, vectors, payloads = make_points(50)
     with EdgeIndex.write(tmp_path / "index", schema) as index:

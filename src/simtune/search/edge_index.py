@@ -64,14 +64,22 @@ class EdgeIndex(VectorIndex):
         return cls(path, shard, schema)
 
     @classmethod
-    def open(cls, path: str | Path, expect: IndexSchema | None = None) -> "EdgeIndex":
-        """Opens an existing index; with ``expect``, one built with another model is an error."""
+    def open(cls, path: str | Path, expect: IndexSchema | None = None, search_threads: int | None = None) -> "EdgeIndex":
+        """Opens an existing index; with ``expect``, one built with another model is an error.
+
+        ``search_threads`` bounds the engine's search pool (segments are searched in parallel);
+        Qdrant Edge persists it with the index.
+        """
         path = Path(path)
         schema = read_schema(path)
         if expect is not None:
             schema.check_same_model(expect)
+        config = None
+        if search_threads is not None:
+            vectors = qe.EdgeVectorParams(size=schema.embedding_size, distance=_DISTANCES[schema.distance])
+            config = qe.EdgeConfig(vectors=vectors, max_search_threads=search_threads)
         try:
-            shard = qe.EdgeShard.load(str(path / SHARD_DIR))
+            shard = qe.EdgeShard.load(str(path / SHARD_DIR), config)
         except Exception as error:  # the engine raises a bare Exception
             if "WouldBlock" in str(error):
                 raise IndexUnavailableError(
@@ -115,6 +123,10 @@ class EdgeIndex(VectorIndex):
         """Merges segments and builds HNSW where the indexing threshold is reached."""
         self._shard.optimize()
         self._shard.flush()
+
+    @property
+    def segment_count(self) -> int:
+        return self._shard.info().segments_count
 
     @property
     def indexed_count(self) -> int:
