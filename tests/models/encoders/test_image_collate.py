@@ -34,3 +34,9 @@ def test_bad_inputs_name_the_input(tmp_path):
         LITE([tmp_path / "missing.jpg"])
     with pytest.raises(ValueError, match="empty"):
         LITE([])
+
+
+def test_collate_survives_pickling_for_dataloader_workers(car_images):
+    import pickle
+
+    assert torch.equal(pickle.loads(pickle.dumps(LITE))(car_images[:2]), LITE(car_images[:2]))
