@@ -276,3 +276,13 @@ def without_duplicates(embeddings, groups):
     first = torch.full((len(unique),), len(embeddings)).scatter_reduce(0, inverse, torch.arange(len(embeddings)), "amin")
     keep = first.sort().values
     return embeddings[keep], groups[keep]
+
+
+def test_pair_input_errors_name_the_problem():
+    embeddings = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="relevant pair is also excluded"):
+        pair_retrieval_metrics(embeddings, torch.tensor([[0, 0]]))
+    with pytest.raises(ValueError, match="relevant_pairs holds indices outside"):
+        pair_retrieval_metrics(embeddings, torch.tensor([[0, 3]]))
+    with pytest.raises(ValueError, match="relevant_pairs must be an integer tensor"):
+        pair_retrieval_metrics(embeddings, torch.tensor([0.0, 1.0]))

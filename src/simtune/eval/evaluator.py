@@ -70,6 +70,8 @@ class Evaluator:
                 per_class=self.per_class,
                 **options,
             )
+        if self.per_class:
+            raise ValueError("per_class needs groups; this sampler gives pair relevance")
         return pair_retrieval_metrics(
             queries, task.relevant_pairs, gallery, excluded_pairs=task.excluded_pairs, **options
         )

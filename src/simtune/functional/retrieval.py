@@ -4,9 +4,12 @@ Every query block is ranked against the whole gallery and only its top-k survive
 largest depth any requested metric needs (the largest R for R-Precision/MAP@R, the largest K of the
 @K metrics), capped by the gallery size. Per-query scores are kept; averages are macro (per query).
 
-Ranking rule (ties included): gallery items are ordered by the distance that
-``Distance.distance_matrix`` returns (lowest first) in the embeddings' float dtype (float32 unless
-float64 is given); items at exactly equal distance are ordered by gallery index, lowest first.
+Ranking rule (ties included): gallery items are ordered by a ranking key, lowest first, computed
+in the embeddings' float dtype (float32 unless float64 is given); items with exactly equal keys are
+ordered by gallery index, lowest first. The key is monotone in the distance and costs one matrix
+product per block against a gallery prepared once: cosine: -<q/|q|, g/|g|>; dot_product: -<q, g>;
+euclidean: |g|^2 - 2<q, g> (the squared distance less the query's constant |q|^2); any other
+distance: its ``distance_matrix``.
 A query's own gallery entry (``query_gallery_index``) and ``excluded_pairs`` are removed by index,
 never by distance, so duplicates of a query stay in the ranking and count as ordinary results.
 
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from simtune.distances import Distance, get_distance
@@ -163,9 +167,11 @@ def _contains(sorted_keys: Tensor, keys: Tensor) -> Tensor:
 
 
 @dataclass
-class _Block:
+class RankedBlock:
+    """Rows ``rows`` of the queries: their distance to every gallery item and their top-k."""
+
     rows: slice
-    distances: Tensor  # (B, G) with excluded entries set to +inf
+    distances: Tensor  # (B, G) ranking keys, excluded entries set to +inf
     top_indices: Tensor  # (B, k) gallery indices in rank order
 
 
@@ -191,6 +197,31 @@ def _stable_topk(distances: Tensor, k: int) -> Tensor:
     return indices
 
 
+class _RankingKey:
+    """Prepares the gallery once so that each query block costs one matrix product."""
+
+    def __init__(self, distance: Distance, gallery: Tensor):
+        self.distance = distance
+        if distance.name == "cosine":
+            self.gallery = -F.normalize(gallery, dim=1)
+        elif distance.name == "dot_product":
+            self.gallery = -gallery
+        elif distance.name == "euclidean":
+            self.squared_norms = (gallery * gallery).sum(1)
+            self.gallery = -2.0 * gallery  # exact: a power-of-two scale
+        else:
+            self.gallery = gallery
+
+    def __call__(self, queries: Tensor) -> Tensor:
+        if self.distance.name == "cosine":
+            return F.normalize(queries, dim=1) @ self.gallery.T
+        if self.distance.name == "dot_product":
+            return queries @ self.gallery.T
+        if self.distance.name == "euclidean":
+            return torch.addmm(self.squared_norms[None, :], queries, self.gallery.T)
+        return self.distance.distance_matrix(queries, self.gallery)
+
+
 def ranked_blocks(
     queries: Tensor,
     gallery: Tensor,
@@ -201,23 +232,23 @@ def ranked_blocks(
     max_memory_mb: float = DEFAULT_MAX_MEMORY_MB,
     device: str | torch.device | None = None,
     progress: bool = False,
-) -> Iterator[_Block]:
-    """Yields query blocks with their full distance rows and exact top-k (see the module ranking rule).
+) -> Iterator[RankedBlock]:
+    """Yields query blocks with their ranking-key rows and exact top-k (see the module ranking rule).
 
     ``k`` is one depth for every query or a (Q,) tensor of per-query depths (a block gets its max).
     ``excluded_pairs`` (E, 2) are (query, gallery) index pairs removed from the ranking.
-    ``max_memory_mb`` bounds the per-block working memory (distance rows and their temporaries).
+    ``max_memory_mb`` bounds the per-block working memory (key rows and their temporaries); the
+    embeddings and one prepared copy of the gallery come on top.
     """
-    metric = get_distance(distance)
     device = torch.device(device) if device is not None else queries.device
     dtype = torch.float64 if queries.dtype == torch.float64 else torch.float32
-    gallery = gallery.to(device=device, dtype=dtype)
+    ranking_key = _RankingKey(get_distance(distance), gallery.to(device=device, dtype=dtype))
     depths = torch.as_tensor(k).clamp(max=len(gallery)).expand(len(queries))
     if excluded_pairs is None:
         excluded_pairs = torch.zeros(0, 2, dtype=torch.long)
     excluded_pairs = excluded_pairs[excluded_pairs[:, 0].argsort(stable=True)]
-    # distance rows + about three same-sized temporaries while they are computed
-    bytes_per_row = len(gallery) * (4 * torch.finfo(dtype).bits // 8 + 1)
+    # key rows + about two same-sized temporaries (topk, tie checks)
+    bytes_per_row = len(gallery) * (3 * torch.finfo(dtype).bits // 8 + 1)
     block_size = max(1, int(max_memory_mb * 2**20 // bytes_per_row))
     starts = range(0, len(queries), block_size)
     if progress:
@@ -226,11 +257,10 @@ def ranked_blocks(
         starts = tqdm(starts, desc="ranking", unit="block")
     for start in starts:
         rows = slice(start, min(start + block_size, len(queries)))
-        block = metric.distance_matrix(queries[rows].to(device=device, dtype=dtype), gallery)
-        block = block + 0.0  # -0.0 -> +0.0 so equal distances compare equal bitwise as well
+        block = ranking_key(queries[rows].to(device=device, dtype=dtype))
         excluded = _excluded_in_block(excluded_pairs, rows).to(device)
         block[excluded[:, 0] - start, excluded[:, 1]] = math.inf
-        yield _Block(rows, block, _stable_topk(block, int(depths[rows].max())).cpu())
+        yield RankedBlock(rows, block, _stable_topk(block, int(depths[rows].max())).cpu())
 
 
 # ---------------------------------------------------------------- the one-pass metric set
@@ -299,7 +329,7 @@ def _score(
     return scores, num_relevant
 
 
-def _exact_first_rank(block: _Block, relevance, valid: Tensor, ranked: Tensor) -> Tensor:
+def _exact_first_rank(block: RankedBlock, relevance, valid: Tensor, ranked: Tensor) -> Tensor:
     """First relevant rank; queries with none in the top-k are ranked against their full row."""
     rank = first_relevant_rank(ranked)
     missing = (rank == 0).nonzero()[:, 0]
