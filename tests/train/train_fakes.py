@@ -101,7 +101,7 @@ class PairImages(Dataset):
 
 
 class TinyTrainable(TrainableModel):
-    """Frozen or trainable tiny encoder + linear head; every optional hook is a constructor switch."""
+    """Frozen or trainable tiny encoder (or one of each) + linear head; every optional hook is a switch."""
 
     def __init__(
         self,
@@ -112,6 +112,7 @@ class TinyTrainable(TrainableModel):
         xbm: XbmConfig | None = None,
         lr: float = 1e-2,
         mining: str = "all",
+        two_encoders: bool = False,
     ):
         self.trainable_encoder = trainable_encoder
         self.cache = cache
@@ -120,9 +121,12 @@ class TinyTrainable(TrainableModel):
         self.xbm_config = xbm
         self.lr = lr
         self.mining = mining
+        self.two_encoders = two_encoders
         super().__init__()
 
-    def configure_encoders(self) -> Encoder:
+    def configure_encoders(self) -> Encoder | dict[str, Encoder]:
+        if self.two_encoders:
+            return {"frozen": TinyConvEncoder(), "tuned": TinyConvEncoder(trainable=True, seed=1)}
         return TinyConvEncoder(trainable=self.trainable_encoder)
 
     def configure_head(self, input_embedding_size: int) -> LinearHead:

@@ -7,7 +7,7 @@ import simtune
 from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader
 from simtune.train import CacheConfig
 
-from train_fakes import GroupImages, TinyTrainable
+from train_fakes import GroupImages, TinyConvEncoder, TinyTrainable
 
 
 def _loaders(num_workers: int = 0):
@@ -134,3 +134,31 @@ def _recording_keys(step, seen):
         return step(batch, batch_idx)
 
     return record
+
+
+def test_frozen_encoder_is_cached_while_a_trainable_one_trains(quiet_trainer):
+    pl.seed_everything(0)
+    model = TinyTrainable(two_encoders=True, cache=CacheConfig(), metrics=False)
+    frozen, tuned = model.model.encoders["frozen"], model.model.encoders["tuned"]
+    frozen_before = {k: v.clone() for k, v in frozen.state_dict().items()}
+    tuned_before = tuned.net[0].weight.detach().clone()
+    train, val = _loaders(num_workers=2)
+    simtune.fit(model, quiet_trainer(epochs=3), train, val)
+    items = len(train.dataset) + len(val.dataset)
+    assert frozen.items_encoded == items  # once, at fill time
+    assert tuned.items_encoded >= 3 * len(train.dataset)  # every epoch (plus validation)
+    assert all(torch.equal(v, frozen_before[k]) for k, v in frozen.state_dict().items())
+    assert not torch.equal(tuned.net[0].weight, tuned_before)
+
+
+class UnkeyedImages(GroupImages):
+    cache_key = None
+
+
+def test_a_dataset_without_item_keys_is_flagged_when_persisted(tmp_path, caplog):
+    from simtune.train.cache import EncoderCache
+
+    cache = EncoderCache(CacheConfig(save_dir=tmp_path), {"default": TinyConvEncoder()}, {"train": UnkeyedImages()})
+    with caplog.at_level(logging.WARNING, logger="simtune"):
+        cache.prepare(torch.device("cpu"))
+    assert [r.getMessage() for r in caplog.records if "has no cache_key" in r.getMessage()]

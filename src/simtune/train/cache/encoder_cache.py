@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Mapping
 
 import torch
@@ -11,8 +12,10 @@ from torch.utils.data import Dataset
 from simtune.models.encoders.base import Encoder
 from simtune.train.cache.config import CacheConfig
 from simtune.train.cache.fill import fill_cache
-from simtune.train.cache.fingerprint import cache_fingerprint
+from simtune.train.cache.fingerprint import cache_fingerprint, has_item_keys
 from simtune.train.cache.storage import CachedEmbeddings, load_cache, save_cache
+
+log = logging.getLogger(__name__)
 
 
 class EncoderCache:
@@ -34,6 +37,12 @@ class EncoderCache:
             fingerprint = cache_fingerprint(self.encoders, dataset, self.config.views, self.config.dtype)
             cache = None
             if self.config.save_dir is not None:
+                if not has_item_keys(dataset) and is_global_zero:
+                    log.warning(
+                        "simtune cache: %s dataset %s has no cache_key(i); its saved cache is matched by length "
+                        "only, so edits that keep the length go unnoticed",
+                        split, type(dataset).__name__,
+                    )
                 cache = load_cache(self.config.save_dir, split, fingerprint, len(dataset))
             if cache is None:
                 cache = fill_cache(dataset, self.encoders, self.config, device, storage, fingerprint, split)

@@ -59,6 +59,11 @@ def _sample_key(sample: Any, index: int) -> str:
     return str(index)
 
 
+def has_item_keys(dataset: Dataset) -> bool:
+    """Whether the fingerprint sees item contents (``cache_key`` or a plain list of samples), not just indices."""
+    return callable(getattr(dataset, "cache_key", None)) or isinstance(dataset, (list, tuple))
+
+
 def dataset_keys_hash(dataset: Dataset) -> str:
     """Per-item keys: ``dataset.cache_key(i)`` when the dataset defines it (e.g. file path + label);
     items of a plain list/tuple of samples are keyed by their file path (size, mtime) and target;
