@@ -3,6 +3,27 @@
 Subclass it, implement ``configure_encoders``, ``configure_head`` and ``configure_loss``, and hand it
 to :func:`simtune.fit`. The result is served by ``save_servable`` as a plain ``SimilarityModel`` that
 needs neither Lightning nor this class.
+
+The hooks run inside ``TrainableModel.__init__``; a subclass stores its constructor arguments (plain
+values, not modules: torch refuses modules before ``nn.Module.__init__``) and then calls
+``super().__init__()``::
+
+    class Cars(TrainableModel):
+        def __init__(self, lr: float):
+            self.lr = lr
+            super().__init__()
+
+        def configure_encoders(self):
+            return EfficientNetLiteEncoder("lite0")          # frozen: cached by configure_caches
+
+        def configure_head(self, input_embedding_size):
+            return SkipConnectionHead(input_embedding_size)
+
+        def configure_loss(self):
+            return TripletLoss(mining="hard")
+
+        def configure_caches(self):
+            return CacheConfig(save_dir="runs/cars/cache")
 """
 
 from __future__ import annotations

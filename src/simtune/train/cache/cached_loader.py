@@ -60,7 +60,7 @@ class CachedCollate:
             features = {name: collate(objects) for name, collate in self.trainable_collates.items()}
         else:
             indices = torch.tensor(items)
-        stored = {key: value[indices.to(value.device)].cpu() for key, value in cache.targets.items()}
+        stored = {key: value[indices] for key, value in cache.targets.items()}
         if cache.kind == "pair":
             rows = torch.stack([2 * indices, 2 * indices + 1], dim=1).view(-1)
             targets = pair_targets(stored["scores"], stored["subgroups"])
