@@ -15,7 +15,10 @@ ONE_ROW_BLOCKS = 1e-9  # max_memory_mb small enough to force one query per block
 
 
 def brute_force(queries, gallery, relevant, excluded, distance):
-    """Plain loops: rank each query's gallery by (distance, gallery index), skipping excluded items."""
+    """Plain loops: rank each query's gallery by (distance, gallery index), skipping excluded items.
+
+    Integer-valued data keeps every distance exact, so its ties are the same ties as the ranking
+    keys of simtune.functional.retrieval (for euclidean: |g|^2 - 2<q, g>)."""
     matrix = get_distance(distance).distance_matrix(queries, gallery).tolist()
     per_query = {name: [] for name in ALL}
     for q, row in enumerate(matrix):

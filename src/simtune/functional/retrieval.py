@@ -26,6 +26,14 @@ average, and reported in ``RetrievalResult.num_queries_without_relevant``.
 - ndcg_at_K: binary-relevance DCG@K over the ideal DCG of min(K, R) relevant items.
 - mrr: 1 / rank of the first relevant item over the WHOLE ranking (exact, not cut at k: a query
   whose first relevant item lies past the top-k is ranked against the full gallery row).
+
+pytorch-metric-learning's ``AccuracyCalculator`` gives the same r_precision, map_at_r (its
+``mean_average_precision_at_r``), precision_at_1 and mrr (its ``mean_reciprocal_rank``) with
+``distance="euclidean"`` (faiss ranks by squared L2): ``get_accuracy(x, labels)`` = our call without a
+gallery (its ``ref_includes_query`` also drops the query's own row by index), ``get_accuracy(q, ql, g,
+gl, False)`` = our separate gallery. Its MRR only sees its k results (0 when none is relevant), so it
+equals ours with ``k=None``; with ``k="max_bin_count"`` R-based metrics and precision_at_1 still agree.
+Its exact ties (duplicate embeddings) are ordered by faiss, not by index.
 """
 
 from __future__ import annotations

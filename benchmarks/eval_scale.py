@@ -1,0 +1,136 @@
+"""Exact retrieval metrics at scale: time and peak memory next to pytorch-metric-learning (faiss).
+
+    .venv/bin/python benchmarks/eval_scale.py            # N=100,000, d=256, 1,000 classes + 8,100 x 1280
+    .venv/bin/python benchmarks/eval_scale.py --n 20000  # a quicker look
+
+Each measurement runs in its own child process (same data, regenerated from the seed) so its peak
+RSS (``resource.getrusage``, the whole process: interpreter, torch, data and working memory) is its
+own. Prints a table and writes benchmarks/results/eval_scale.json (atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "eval_scale.json"
+SCALE_METRICS = ("r_precision", "map_at_r", "precision_at_1", "recall_at_10")
+FULL_METRICS = ("r_precision", "map_at_r", "precision_at_1", "precision_at_5", "recall_at_1", "recall_at_10", "mrr", "ndcg_at_10")
+PML_NAMES = {"r_precision": "r_precision", "map_at_r": "mean_average_precision_at_r", "precision_at_1": "precision_at_1"}
+
+
+def clustered(n: int, dim: int, classes: int, seed: int):
+    """Class centres on the unit sphere, members scattered around them: a realistic mix of hits and misses."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.nn.functional.normalize(torch.randn(classes, dim, generator=generator), dim=1)
+    groups = torch.arange(n) % classes
+    embeddings = centres[groups] + 0.1 * torch.randn(n, dim, generator=generator)
+    return embeddings, groups
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+def run_simtune(spec: dict) -> dict:
+    import torch
+
+    from simtune.functional.retrieval import retrieval_metrics
+
+    torch.manual_seed(0)
+    if spec["random"]:
+        embeddings, groups = torch.randn(spec["n"], spec["dim"]), torch.randint(0, spec["classes"], (spec["n"],))
+    else:
+        embeddings, groups = clustered(spec["n"], spec["dim"], spec["classes"], spec["seed"])
+    data_rss = peak_rss_mb()
+    start = time.perf_counter()
+    result = retrieval_metrics(
+        embeddings, groups, metrics=spec["metrics"], distance=spec["distance"],
+        max_memory_mb=spec["max_memory_mb"], progress=spec["progress"],
+    )
+    seconds = time.perf_counter() - start
+    run = dict(seconds=seconds, peak_rss_mb=peak_rss_mb(), rss_after_data_mb=data_rss, metrics=result.metrics)
+    if spec["random"]:  # the floor any exact method pays: one full matrix product, nothing else
+        start = time.perf_counter()
+        embeddings @ embeddings.T
+        run["bare_matrix_product_seconds"] = time.perf_counter() - start
+    return run
+
+
+def run_pml(spec: dict) -> dict:
+    import torch
+    from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
+    embeddings, groups = clustered(spec["n"], spec["dim"], spec["classes"], spec["seed"])
+    calculator = AccuracyCalculator(include=tuple(PML_NAMES.values()), k="max_bin_count", device=torch.device("cpu"))
+    start = time.perf_counter()
+    accuracy = calculator.get_accuracy(embeddings, groups)
+    seconds = time.perf_counter() - start
+    metrics = {ours: float(accuracy[theirs]) for ours, theirs in PML_NAMES.items()}
+    return dict(seconds=seconds, peak_rss_mb=peak_rss_mb(), metrics=metrics)
+
+
+def in_child(function, spec: dict) -> dict:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(function, (spec,))
+
+
+def write_atomically(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
+        json.dump(payload, handle, indent=2)
+    os.replace(handle.name, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--classes", type=int, default=1_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-memory-mb", type=float, default=256)
+    parser.add_argument("--skip-pml", action="store_true", help="time simtune only")
+    parser.add_argument("--cars-only", action="store_true", help="only the 8,100 x 1,280 timing")
+    args = parser.parse_args()
+
+    report = {"threads": __import__("torch").get_num_threads(), "cpus": os.cpu_count(), "load_average": os.getloadavg()}
+    if not args.cars_only:
+        scale = dict(n=args.n, dim=args.dim, classes=args.classes, seed=args.seed, random=False, distance="euclidean",
+                     metrics=SCALE_METRICS, max_memory_mb=args.max_memory_mb, progress=True)
+        report["scale"] = {"data": {k: scale[k] for k in ("n", "dim", "classes", "seed")}}
+        report["scale"]["simtune"] = in_child(run_simtune, scale)
+        if not args.skip_pml:
+            report["scale"]["pml_accuracy_calculator_faiss"] = in_child(run_pml, scale)
+    cars = dict(n=8_100, dim=1_280, classes=98, seed=args.seed, random=True, distance="cosine",
+                metrics=FULL_METRICS, max_memory_mb=args.max_memory_mb, progress=False)
+    report["cars_size"] = {"data": {"n": 8_100, "dim": 1_280, "classes": 98, "random": True, "distance": "cosine"},
+                           "simtune": in_child(run_simtune, cars)}
+    write_atomically(RESULTS, report)
+
+    if "scale" in report:
+        print(f"\nN={args.n:,} d={args.dim} classes={args.classes} (exact; euclidean)")
+        print(f"{'implementation':34} {'seconds':>8} {'peak RSS MB':>12}  " + "  ".join(f"{m:>14}" for m in SCALE_METRICS))
+        for name, run in report["scale"].items():
+            if name == "data":
+                continue
+            values = "  ".join(f"{run['metrics'][m]:>14.6f}" if m in run["metrics"] else f"{'-':>14}" for m in SCALE_METRICS)
+            print(f"{name:34} {run['seconds']:>8.1f} {run['peak_rss_mb']:>12.0f}  {values}")
+    cars_run = report["cars_size"]["simtune"]
+    print(f"\n8,100 x 1,280 random, cosine, {len(FULL_METRICS)} metrics ({', '.join(FULL_METRICS)}): "
+          f"{cars_run['seconds']:.3f} s (bare 8,100 x 8,100 matrix product alone: "
+          f"{cars_run['bare_matrix_product_seconds']:.3f} s), peak RSS {cars_run['peak_rss_mb']:.0f} MB")
+    print(f"{report['threads']} torch threads, load average {report['load_average'][0]:.1f} at start")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
