@@ -289,3 +289,5 @@ def test_pair_input_errors_name_the_problem():
         pair_retrieval_metrics(embeddings, torch.tensor([[0, 3]]))
     with pytest.raises(ValueError, match="relevant_pairs must be an integer tensor"):
         pair_retrieval_metrics(embeddings, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="gallery_embeddings have 3 dimensions, query_embeddings 2"):
+        pair_retrieval_metrics(embeddings, torch.tensor([[0, 1]]), torch.zeros(4, 3))

@@ -397,12 +397,8 @@ def retrieval_metrics(
             raise ValueError("gallery_groups/query_gallery_index need gallery_embeddings")
         gallery_embeddings, gallery_groups = query_embeddings, query_groups
         query_gallery_index = torch.arange(len(query_embeddings))
-    _check_embeddings("gallery_embeddings", gallery_embeddings)
-    if gallery_embeddings.shape[1] != query_embeddings.shape[1]:
-        raise ValueError(
-            f"gallery_embeddings have {gallery_embeddings.shape[1]} dimensions, "
-            f"query_embeddings {query_embeddings.shape[1]}"
-        )
+    else:
+        _check_gallery(gallery_embeddings, query_embeddings)
     gallery_groups = _check_groups("gallery_groups", gallery_groups, len(gallery_embeddings))
     if query_gallery_index is None:
         query_gallery_index = torch.full((len(query_embeddings),), -1)
@@ -443,7 +439,8 @@ def pair_retrieval_metrics(
         gallery_embeddings = query_embeddings
         own = torch.arange(num_queries)
         excluded = torch.cat([excluded, torch.stack([own, own], 1)])
-    _check_embeddings("gallery_embeddings", gallery_embeddings)
+    else:
+        _check_gallery(gallery_embeddings, query_embeddings)
     relevant_pairs = _check_pairs("relevant_pairs", relevant_pairs, num_queries, len(gallery_embeddings))
     if len(excluded) and _contains(
         torch.unique(relevant_pairs[:, 0] * len(gallery_embeddings) + relevant_pairs[:, 1]),
@@ -456,6 +453,15 @@ def pair_retrieval_metrics(
         distance=distance, max_memory_mb=max_memory_mb, device=device, progress=progress,
     )
     return _result(scores, num_relevant, None)
+
+
+def _check_gallery(gallery_embeddings: Tensor, query_embeddings: Tensor) -> None:
+    _check_embeddings("gallery_embeddings", gallery_embeddings)
+    if gallery_embeddings.shape[1] != query_embeddings.shape[1]:
+        raise ValueError(
+            f"gallery_embeddings have {gallery_embeddings.shape[1]} dimensions, "
+            f"query_embeddings {query_embeddings.shape[1]}"
+        )
 
 
 def _check_groups(name: str, groups: Tensor | None, length: int) -> Tensor:
