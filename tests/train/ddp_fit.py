@@ -34,7 +34,8 @@ def main(devices: int, out: Path, root: Path) -> None:
     torch.set_num_threads(1)
     pl.seed_everything(0)
     model = LossBatchSpy(cache=CacheConfig(), lr=1e-2)
-    train = GroupSimilarityDataLoader(GroupImages(num_classes=8, per_class=16, seed=0), batch_size=GLOBAL_BATCH // devices, shuffle=True, drop_last=True)
+    train_data = GroupImages(num_classes=8, per_class=16, seed=0)
+    train = GroupSimilarityDataLoader(train_data, batch_size=GLOBAL_BATCH // devices, shuffle=True, drop_last=True)
     val = GroupSimilarityDataLoader(GroupImages(num_classes=8, per_class=8, seed=100), batch_size=32 // devices)
     trainer = pl.Trainer(
         max_epochs=8, accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
@@ -44,7 +45,8 @@ def main(devices: int, out: Path, root: Path) -> None:
     simtune.fit(model, trainer, train, val)
     if trainer.is_global_zero:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        out.write_text(json.dumps(metrics | {"largest_loss_batch": model.largest_loss_batch, "world_size": trainer.world_size}))
+        metrics |= {"largest_loss_batch": model.largest_loss_batch, "world_size": trainer.world_size}
+        out.write_text(json.dumps(metrics))
 
 
 if __name__ == "__main__":

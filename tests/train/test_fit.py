@@ -70,7 +70,8 @@ def test_trainable_encoder_is_trained(tmp_path):
 def test_loader_kind_must_match_loss_kind():
     model = TinyTrainable(pairs=False)
     pairs = PairsSimilarityDataLoader(PairImages(), batch_size=4)
-    with pytest.raises(TypeError, match="train_dataloader is a PairsSimilarityDataLoader.*GroupLoss.*GroupSimilarityDataLoader"):
+    expected = "train_dataloader is a PairsSimilarityDataLoader.*GroupLoss.*GroupSimilarityDataLoader"
+    with pytest.raises(TypeError, match=expected):
         simtune.fit(model, None, pairs)
 
 

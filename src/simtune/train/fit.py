@@ -21,7 +21,9 @@ DEFAULT_MAX_EPOCHS = 20
 DEFAULT_PATIENCE = 5
 
 
-def default_trainer(has_validation: bool, max_epochs: int = DEFAULT_MAX_EPOCHS, root_dir: str | Path | None = None) -> pl.Trainer:
+def default_trainer(
+    has_validation: bool, max_epochs: int = DEFAULT_MAX_EPOCHS, root_dir: str | Path | None = None
+) -> pl.Trainer:
     """Progress bar, finite epochs, a ``last.ckpt`` (trainable parts only) and, with validation data,
     the best checkpoint and early stopping on ``validation_loss``."""
     monitor = "validation_loss" if has_validation else None
@@ -29,7 +31,11 @@ def default_trainer(has_validation: bool, max_epochs: int = DEFAULT_MAX_EPOCHS, 
     if has_validation:
         callbacks.append(EarlyStopping(monitor="validation_loss", patience=DEFAULT_PATIENCE))
     return pl.Trainer(
-        max_epochs=max_epochs, callbacks=callbacks, enable_progress_bar=True, log_every_n_steps=1, default_root_dir=root_dir
+        max_epochs=max_epochs,
+        callbacks=callbacks,
+        enable_progress_bar=True,
+        log_every_n_steps=1,
+        default_root_dir=root_dir,
     )
 
 
@@ -41,7 +47,8 @@ def check_dataloader(trainable_model: TrainableModel, loader: DataLoader, name: 
         loss = type(trainable_model.loss).__name__
         family = "GroupLoss" if group_loss else "PairwiseLoss"
         raise TypeError(
-            f"{name} is a {type(loader).__name__}, but the loss {loss} is a {family}; wrap the data in a {expected.__name__}"
+            f"{name} is a {type(loader).__name__}, but the loss {loss} is a {family}; "
+            f"wrap the data in a {expected.__name__}"
         )
 
 
@@ -65,7 +72,8 @@ def fit(
     loaders = {"train": train_dataloader} | ({"val": val_dataloader} if val_dataloader is not None else {})
     for split, loader in loaders.items():
         check_dataloader(trainable_model, loader, f"{split}_dataloader")
-    if trainable_model.attached_metrics and val_dataloader is not None and not isinstance(trainable_model.loss, GroupLoss):
+    pairwise = not isinstance(trainable_model.loss, GroupLoss)
+    if trainable_model.attached_metrics and val_dataloader is not None and pairwise:
         raise ValueError("configure_metrics() needs group-labelled validation data; the loss here is pairwise")
     trainer = trainer or default_trainer(has_validation=val_dataloader is not None)
 
@@ -97,7 +105,9 @@ def fit(
             warnings.filterwarnings("ignore", ".*does not have many workers.*")
             # Frozen encoders are meant to stay in eval mode (BatchNorm statistics must not move).
             warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
-            trainer.fit(trainable_model, fit_loaders["train"], fit_loaders.get("val"), ckpt_path=ckpt_path, weights_only=True)
+            trainer.fit(
+                trainable_model, fit_loaders["train"], fit_loaders.get("val"), ckpt_path=ckpt_path, weights_only=True
+            )
     finally:
         for split, loader in loaders.items():
             loader.set_feature_collate(previous_collates[split])

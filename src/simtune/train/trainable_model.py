@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import lightning.pytorch as pl
 import numpy as np
@@ -61,8 +61,9 @@ class TrainableModel(pl.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         encoders = self.configure_encoders()
-        encoder_map = {"default": encoders} if isinstance(encoders, Encoder) else dict(encoders)
-        if not encoder_map or not all(isinstance(e, Encoder) for e in encoder_map.values()):
+        encoder_map = {"default": encoders} if isinstance(encoders, Encoder) else encoders
+        valid = isinstance(encoder_map, Mapping) and encoder_map
+        if not valid or not all(isinstance(e, Encoder) for e in encoder_map.values()):
             raise TypeError(f"configure_encoders() must return an Encoder or a non-empty dict of them, got {encoders!r}")
         input_size = sum(encoder.embedding_size for encoder in encoder_map.values())
         head = self.configure_head(input_size)

@@ -97,4 +97,6 @@ def cached_dataloader(original: DataLoader, items: CachedItems, collate: CachedC
             generator=original.generator,
             **workers,
         )
-    return DataLoader(items, batch_sampler=original.batch_sampler, collate_fn=collate, generator=original.generator, **workers)
+    return DataLoader(
+        items, batch_sampler=original.batch_sampler, collate_fn=collate, generator=original.generator, **workers
+    )
