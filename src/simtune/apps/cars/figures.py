@@ -63,7 +63,7 @@ def retrieval_grid(
 ) -> Path:
     """A row per query: the query, then its neighbours framed green (same class) or red (other class)."""
     columns = 1 + max(len(n) for n in neighbours)
-    figure, axes = plt.subplots(len(queries), columns, figsize=(1.45 * columns, 1.75 * len(queries)), squeeze=False)
+    figure, axes = plt.subplots(len(queries), columns, figsize=(1.45 * columns, 2.1 * len(queries)), squeeze=False)
     for row, (query, found) in enumerate(zip(queries, neighbours)):
         cells = [(query, "query", "black")] + [
             (record, f"{rank}", CORRECT if record.class_name == query.class_name else WRONG)

@@ -51,10 +51,10 @@ class TrainSettings:
     """Everything that defines a training run; saved to ``train_settings.json`` and compared on resume."""
 
     backbones: list[str] = field(default_factory=lambda: ["lite0"])
-    head: str = "linear"
+    head: str = "skip"
     loss: str = "multi-similarity"
     epochs: int = 20
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-2
     weight_decay: float = 1e-4
     classes_per_batch: int = 32
     samples_per_class: int = 4
