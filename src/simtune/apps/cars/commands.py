@@ -84,10 +84,10 @@ def train_command(
     backbone: list[str] = _BACKBONE,
     head: str = typer.Option("skip", help="skip | linear | mlp (L2-normalised output)."),
     loss: str = typer.Option("multi-similarity", help="multi-similarity | triplet | proxy-anchor."),
-    epochs: int = typer.Option(20, min=1),
+    epochs: int = typer.Option(15, min=1),
     learning_rate: float = typer.Option(1e-2, min=0.0),
-    classes_per_batch: int = typer.Option(32, min=2),
-    samples_per_class: int = typer.Option(4, min=2),
+    classes_per_batch: int = typer.Option(64, min=2),
+    samples_per_class: int = typer.Option(8, min=2),
     mirror: bool = typer.Option(False, help="Also train on horizontally mirrored images (+50% encoding)."),
     seed: int = typer.Option(0, help="Training seed (batches, initialisation)."),
     split_seed: int = typer.Option(42, help="Seed of the class split; 42 is the tutorial's split."),
@@ -116,7 +116,7 @@ def demo_command(
     data: Path = _DATA,
     run: Path = typer.Option(Path("runs/cars"), "--run", help="Run folder; a rerun reuses what it holds."),
     backbone: list[str] = _BACKBONE,
-    epochs: int = typer.Option(20, min=1),
+    epochs: int = typer.Option(15, min=1),
     workers: int = typer.Option(2, min=0),
 ) -> None:
     """Prepare, train, evaluate and report in one go; a second run reuses every cache and finishes in minutes."""

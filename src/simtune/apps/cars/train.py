@@ -53,11 +53,11 @@ class TrainSettings:
     backbones: list[str] = field(default_factory=lambda: ["lite0"])
     head: str = "skip"
     loss: str = "multi-similarity"
-    epochs: int = 20
+    epochs: int = 15
     learning_rate: float = 1e-2
     weight_decay: float = 1e-4
-    classes_per_batch: int = 32
-    samples_per_class: int = 4
+    classes_per_batch: int = 64
+    samples_per_class: int = 8
     mirror: bool = False
     seed: int = 0
     workers: int = 2
