@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import typer
 
@@ -134,3 +134,30 @@ def demo_command(
             _train(run, dataset, split, settings)
         with _stage("evaluate base vs tuned, report"):
             _evaluate(run, 6)
+        with _stage("index every car for search"):
+            location, count = _index_for_demo(run, dataset)
+        typer.echo(f"{count} cars indexed in {location}\nserve it: {_serve_hint(run, location)}")
+
+
+def _index_for_demo(run: Path, dataset: Any) -> tuple[Any, int]:
+    """Builds RUN/index unless it already holds every record for this very model (warm reruns)."""
+    from simtune.apps.cars.indexing import IndexLocation, index_run, load_run_model, open_index
+
+    location = IndexLocation.for_run(run)
+    if location.index_dir is not None and location.index_dir.is_dir():
+        try:
+            index = open_index(location, load_run_model(run))
+            try:
+                if index.count() == len(dataset.records):
+                    return location, len(dataset.records)
+            finally:
+                index.close()
+        except Exception as error:  # stale, another model, or unreadable: rebuild it
+            typer.echo(f"rebuilding {location.index_dir}: {error}")
+    return index_run(run, dataset)
+
+
+def _serve_hint(run: Path, location: Any) -> str:
+    from simtune.apps.cars.indexing import serve_hint
+
+    return serve_hint(run, location)
