@@ -69,6 +69,17 @@ def test_train_evaluate_report_on_a_slice(tmp_path):
     assert again.exit_code == 0, again.output
     assert (run / "model" / "config.json").stat().st_mtime_ns == trained_at  # already trained: skipped
 
+    # the demo's last stage: index every car, and leave an index that already holds this model alone
+    from simtune.apps.cars.commands import _index_for_demo
+    from simtune.apps.cars.dataset import CarsDataset
+
+    dataset = CarsDataset.load(run / "dataset.json")
+    location, count = _index_for_demo(run, dataset)
+    assert count == 120 and location.index_dir == run / "index"
+    built_at = (run / "index").stat().st_mtime_ns
+    assert _index_for_demo(run, dataset)[1] == 120
+    assert (run / "index").stat().st_mtime_ns == built_at
+
 
 def test_train_on_an_empty_folder_fails_with_one_clear_line(tmp_path):
     result = CliRunner().invoke(app, ["cars", "train", "--data", str(tmp_path), "--run", str(tmp_path / "run")])
