@@ -120,6 +120,7 @@ def demo_command(
     workers: int = typer.Option(2, min=0),
 ) -> None:
     """Prepare, train, evaluate and report in one go; a second run reuses every cache and finishes in minutes."""
+    from simtune.apps.cars.indexing import serve_hint
     from simtune.apps.cars.train import TrainSettings
 
     defaults = TrainSettings()
@@ -136,7 +137,7 @@ def demo_command(
             _evaluate(run, 6)
         with _stage("index every car for search"):
             location, count = _index_for_demo(run, dataset)
-        typer.echo(f"{count} cars indexed in {location}\nserve it: {_serve_hint(run, location)}")
+        typer.echo(f"{count} cars indexed in {location}\nserve it: {serve_hint(run, location)}")
 
 
 def _index_for_demo(run: Path, dataset: Any) -> tuple[Any, int]:
@@ -144,20 +145,11 @@ def _index_for_demo(run: Path, dataset: Any) -> tuple[Any, int]:
     from simtune.apps.cars.indexing import IndexLocation, index_run, load_run_model, open_index
 
     location = IndexLocation.for_run(run)
-    if location.index_dir is not None and location.index_dir.is_dir():
+    if location.index_dir.is_dir():
         try:
-            index = open_index(location, load_run_model(run))
-            try:
+            with open_index(location, load_run_model(run)) as index:
                 if index.count() == len(dataset.records):
                     return location, len(dataset.records)
-            finally:
-                index.close()
         except Exception as error:  # stale, another model, or unreadable: rebuild it
             typer.echo(f"rebuilding {location.index_dir}: {error}")
     return index_run(run, dataset)
-
-
-def _serve_hint(run: Path, location: Any) -> str:
-    from simtune.apps.cars.indexing import serve_hint
-
-    return serve_hint(run, location)
