@@ -15,6 +15,13 @@ INDEX_HELP = "Embedded index folder (default RUN/index)."
 URL_HELP = "A Qdrant server or cluster instead of the embedded index, e.g. http://localhost:6333."
 FILTER_HELP = "FIELD=VALUE, repeatable (all must hold); fields: make, year, class_name, split (train/test), subset (train/unseen)."
 
+# Where the index lives: the same five options on index, search and serve.
+_RUN = typer.Option(Path("runs/cars"), "--run", help=RUN_HELP)
+_INDEX = typer.Option(None, "--index", help=INDEX_HELP)
+_QDRANT_URL = typer.Option(None, "--qdrant-url", help=URL_HELP)
+_API_KEY = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY", help="Qdrant API key.")
+_COLLECTION = typer.Option("cars", "--collection", help="Collection name on the Qdrant server.")
+
 
 def _fail(message: str) -> NoReturn:
     typer.echo(f"Error: {message}", err=True)
@@ -33,11 +40,11 @@ def _location(run: Path, index: Optional[Path], qdrant_url: Optional[str], api_k
 @app.command("index")
 def index_command(
     data: Path = typer.Option(..., "--data", help="The car photos (any layout `simtune cars train` reads)."),
-    run: Path = typer.Option(Path("runs/cars"), "--run", help=RUN_HELP),
-    index: Optional[Path] = typer.Option(None, "--index", help=INDEX_HELP),
-    qdrant_url: Optional[str] = typer.Option(None, "--qdrant-url", help=URL_HELP),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY", help="Qdrant API key."),
-    collection: str = typer.Option("cars", "--collection", help="Collection name on the Qdrant server."),
+    run: Path = _RUN,
+    index: Optional[Path] = _INDEX,
+    qdrant_url: Optional[str] = _QDRANT_URL,
+    api_key: Optional[str] = _API_KEY,
+    collection: str = _COLLECTION,
 ) -> None:
     """Embed every car photo with the run's tuned model and upsert it into the index (idempotent)."""
     from simtune.apps.cars.dataset import prepare_dataset
@@ -57,14 +64,14 @@ def index_command(
 @app.command("search")
 def search_command(
     image: Path = typer.Argument(..., help="A car photo to search with."),
-    run: Path = typer.Option(Path("runs/cars"), "--run", help=RUN_HELP),
+    run: Path = _RUN,
     k: int = typer.Option(10, "--k", help="How many similar cars (1 to 1000)."),
     filter: Optional[list[str]] = typer.Option(None, "--filter", help=FILTER_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    index: Optional[Path] = typer.Option(None, "--index", help=INDEX_HELP),
-    qdrant_url: Optional[str] = typer.Option(None, "--qdrant-url", help=URL_HELP),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY", help="Qdrant API key."),
-    collection: str = typer.Option("cars", "--collection", help="Collection name on the Qdrant server."),
+    index: Optional[Path] = _INDEX,
+    qdrant_url: Optional[str] = _QDRANT_URL,
+    api_key: Optional[str] = _API_KEY,
+    collection: str = _COLLECTION,
 ) -> None:
     """Print the cars most similar to IMAGE: rank, score, class and path."""
     from simtune.apps.cars.indexing import load_run_model, open_index
@@ -96,13 +103,13 @@ def search_command(
 
 @app.command("serve")
 def serve_command(
-    run: Path = typer.Option(Path("runs/cars"), "--run", help=RUN_HELP),
+    run: Path = _RUN,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
-    index: Optional[Path] = typer.Option(None, "--index", help=INDEX_HELP),
-    qdrant_url: Optional[str] = typer.Option(None, "--qdrant-url", help=URL_HELP),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY", help="Qdrant API key."),
-    collection: str = typer.Option("cars", "--collection", help="Collection name on the Qdrant server."),
+    index: Optional[Path] = _INDEX,
+    qdrant_url: Optional[str] = _QDRANT_URL,
+    api_key: Optional[str] = _API_KEY,
+    collection: str = _COLLECTION,
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", min=0.01, help="Largest accepted upload."),
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest accepted image (width x height)."),
 ) -> None:
