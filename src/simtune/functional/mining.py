@@ -1,7 +1,10 @@
 """Which rows of a batch are positives/negatives of which, and the mined ones, as O(B^2) tensor ops.
 
-All functions take a ``(B, B)`` distance matrix (lower = closer) and boolean masks from
-``positive_mask``/``negative_mask``; none builds a ``(B, B, B)`` tensor, so batch 2048 stays cheap.
+All functions take a ``(B, N)`` distance matrix (lower = closer) and boolean masks from
+``positive_mask``/``negative_mask``; none builds a ``(B, B, N)`` tensor, so batch 2048 stays cheap.
+The B rows are the anchors. The N columns are the batch itself (N = B) or, with references (cross-batch
+memory), the batch followed by the references: every function works row by row, so anchors stay the
+batch rows whatever the columns are.
 """
 
 from __future__ import annotations
@@ -10,15 +13,23 @@ import torch
 from torch import Tensor
 
 
-def positive_mask(groups: Tensor) -> Tensor:
-    """``[a, p]`` is True when a and p share a group and are different rows (a row is not its own positive)."""
-    same = groups[:, None] == groups[None, :]
-    return same & ~torch.eye(len(groups), dtype=torch.bool, device=groups.device)
+def _columns(groups: Tensor, ref_groups: Tensor | None) -> Tensor:
+    return groups if ref_groups is None else torch.cat([groups, ref_groups])
 
 
-def negative_mask(groups: Tensor) -> Tensor:
-    """``[a, n]`` is True when a and n are in different groups (so never on the diagonal)."""
-    return groups[:, None] != groups[None, :]
+def positive_mask(groups: Tensor, ref_groups: Tensor | None = None) -> Tensor:
+    """``[a, p]`` is True when a and p share a group and are different rows (a row is not its own positive).
+
+    With ``ref_groups`` (R,) the columns are the B batch rows then the R references: ``(B, B + R)``.
+    """
+    same = groups[:, None] == _columns(groups, ref_groups)[None, :]
+    return same & ~torch.eye(*same.shape, dtype=torch.bool, device=groups.device)
+
+
+def negative_mask(groups: Tensor, ref_groups: Tensor | None = None) -> Tensor:
+    """``[a, n]`` is True when a and n are in different groups (so never on the diagonal); columns as in
+    ``positive_mask``."""
+    return groups[:, None] != _columns(groups, ref_groups)[None, :]
 
 
 def hardest_positive(distances: Tensor, positives: Tensor) -> tuple[Tensor, Tensor]:
@@ -51,7 +62,7 @@ def semi_hard_negative(distances: Tensor, positives: Tensor, negatives: Tensor) 
     """For every anchor-positive pair ``[a, p]`` the distance of the closest negative that is still
     strictly farther from a than p is (FaceNet's semi-hard negative), and whether one exists.
 
-    Both outputs are ``(B, B)``; entries that are not positive pairs are never ``found``.
+    Both outputs are shaped like ``distances``; entries that are not positive pairs are never ``found``.
     """
     sorted_negatives, counts = sorted_negative_distances(distances, negatives)
     first_farther = torch.searchsorted(sorted_negatives.detach(), distances.detach().contiguous(), right=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -14,6 +15,29 @@ def check_group_batch(embeddings: Tensor, groups: Tensor) -> None:
         )
     if groups.is_floating_point():
         raise ValueError(f"groups must be integer group ids, got dtype {groups.dtype}")
+
+
+def check_references(
+    embeddings: Tensor, groups: Tensor, ref_embeddings: Tensor | None, ref_groups: Tensor | None
+) -> Tensor:
+    """Check a group batch and its optional references; return the rows anchors are compared with:
+    the batch, followed by the references when there are any."""
+    check_group_batch(embeddings, groups)
+    if ref_embeddings is None and ref_groups is None:
+        return embeddings
+    if ref_embeddings is None or ref_groups is None:
+        raise ValueError("ref_embeddings and ref_groups go together; pass both or neither")
+    if ref_embeddings.dim() != 2 or ref_embeddings.shape[1] != embeddings.shape[1]:
+        raise ValueError(
+            f"ref_embeddings must be (refs, {embeddings.shape[1]}) to match embeddings, "
+            f"got shape {tuple(ref_embeddings.shape)}"
+        )
+    if ref_groups.shape != (len(ref_embeddings),) or ref_groups.is_floating_point():
+        raise ValueError(
+            f"ref_groups must be integer ids shaped ({len(ref_embeddings)},) to match ref_embeddings, "
+            f"got {ref_groups.dtype} of shape {tuple(ref_groups.shape)}"
+        )
+    return torch.cat([embeddings, ref_embeddings.to(embeddings.dtype)])
 
 
 def check_pair_batch(embeddings: Tensor, pairs: Tensor, labels: Tensor, subgroups: Tensor) -> None:

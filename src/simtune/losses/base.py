@@ -9,7 +9,7 @@ parameters, which the training layer finds through ``trainable_parameters`` and 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -33,7 +33,17 @@ class SimilarityLoss(nn.Module, ABC):
 
 
 class GroupLoss(SimilarityLoss):
-    """``forward(embeddings (B, D), groups (B,) int) -> scalar``: same group = similar."""
+    """``forward(embeddings (B, D), groups (B,) int) -> scalar``: same group = similar.
+
+    Losses that compare rows with rows (not with learned proxies or class weights) set
+    ``supports_references`` and also take ``forward(embeddings, groups, ref_embeddings (R, D),
+    ref_groups (R,))``: the B batch rows stay the only anchors and are compared with the other batch
+    rows and with every reference. This is what cross-batch memory needs (references = remembered
+    embeddings, which must not become anchors themselves); a row is never its own pair, and the caller
+    leaves out references that are the same sample as a batch row.
+    """
+
+    supports_references: ClassVar[bool] = False
 
     @abstractmethod
     def forward(self, embeddings: Tensor, groups: Tensor) -> Tensor: ...

@@ -6,7 +6,7 @@ from torch import Tensor
 
 from simtune.distances import Distance
 from simtune.functional.pair_weighting import multi_similarity_loss
-from simtune.losses._checks import check_group_batch
+from simtune.losses._checks import check_references
 from simtune.losses.base import GroupLoss
 
 
@@ -15,8 +15,11 @@ class MultiSimilarityLoss(GroupLoss):
     (``beta``) around the similarity threshold ``base``, after keeping only the pairs within
     ``epsilon`` of violating the hardest opposite pair (``epsilon=None`` keeps all pairs).
 
-    Works on ``distance.similarity_matrix``; the defaults assume cosine similarity.
+    Works on ``distance.similarity_matrix``; the defaults assume cosine similarity. Takes references
+    (cross-batch memory), see ``GroupLoss``.
     """
+
+    supports_references = True
 
     def __init__(
         self,
@@ -33,10 +36,12 @@ class MultiSimilarityLoss(GroupLoss):
             raise ValueError(f"epsilon must be >= 0 or None (no mining), got {epsilon}")
         self.alpha, self.beta, self.base, self.epsilon = alpha, beta, base, epsilon
 
-    def forward(self, embeddings: Tensor, groups: Tensor) -> Tensor:
-        check_group_batch(embeddings, groups)
-        similarity = self.distance.similarity_matrix(embeddings)
-        return multi_similarity_loss(similarity, groups, self.alpha, self.beta, self.base, self.epsilon)
+    def forward(
+        self, embeddings: Tensor, groups: Tensor, ref_embeddings: Tensor | None = None, ref_groups: Tensor | None = None
+    ) -> Tensor:
+        references = check_references(embeddings, groups, ref_embeddings, ref_groups)
+        similarity = self.distance.similarity_matrix(embeddings, references)
+        return multi_similarity_loss(similarity, groups, self.alpha, self.beta, self.base, self.epsilon, ref_groups)
 
     def get_config(self) -> dict[str, Any]:
         return {

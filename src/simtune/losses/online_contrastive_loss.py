@@ -10,7 +10,7 @@ from torch import Tensor
 
 from simtune.distances import Distance
 from simtune.functional.mining import hardest_negative, hardest_positive, negative_mask, positive_mask
-from simtune.losses._checks import check_group_batch
+from simtune.losses._checks import check_references
 from simtune.losses.base import GroupLoss
 
 MINING_ALIASES = {"all": "all", "batch_all": "all", "hard": "hard", "batch_hard": "hard"}
@@ -22,8 +22,11 @@ class OnlineContrastiveLoss(GroupLoss):
     ``"all"`` uses every positive and every negative pair; ``"hard"`` uses each anchor's farthest
     positive and closest negative. The two terms are averaged separately because a batch holds far
     more negative than positive pairs. A row is never its own positive or negative; a term with no
-    pairs contributes 0. ``squared`` as in ``ContrastiveLoss``.
+    pairs contributes 0. ``squared`` as in ``ContrastiveLoss``. Takes references (cross-batch
+    memory), see ``GroupLoss``: pairs are (batch row, batch row or reference).
     """
+
+    supports_references = True
 
     def __init__(
         self, margin: float = 0.5, mining: str = "hard", squared: bool = True, distance: str | Distance = "cosine"
@@ -40,10 +43,12 @@ class OnlineContrastiveLoss(GroupLoss):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "margin": self.margin, "mining": self.mining, "squared": self.squared}
 
-    def forward(self, embeddings: Tensor, groups: Tensor) -> Tensor:
-        check_group_batch(embeddings, groups)
-        distances = self.distance.distance_matrix(embeddings)
-        positives, negatives = positive_mask(groups), negative_mask(groups)
+    def forward(
+        self, embeddings: Tensor, groups: Tensor, ref_embeddings: Tensor | None = None, ref_groups: Tensor | None = None
+    ) -> Tensor:
+        references = check_references(embeddings, groups, ref_embeddings, ref_groups)
+        distances = self.distance.distance_matrix(embeddings, references)
+        positives, negatives = positive_mask(groups, ref_groups), negative_mask(groups, ref_groups)
         if self.mining == "hard":
             positive_distances, positives = hardest_positive(distances, positives)
             negative_distances, negatives = hardest_negative(distances, negatives)

@@ -17,7 +17,7 @@ from simtune.functional.mining import (
     positive_mask,
     semi_hard_negative,
 )
-from simtune.losses._checks import check_group_batch
+from simtune.losses._checks import check_references
 from simtune.losses.base import GroupLoss
 
 MINING_ALIASES = {"all": "all", "batch_all": "all", "hard": "hard", "batch_hard": "hard", "semi_hard": "semi_hard"}
@@ -35,7 +35,11 @@ class TripletLoss(GroupLoss):
 
     ``soft=True`` replaces ``relu(x + margin)`` by ``softplus(x)`` (soft margin; ``margin`` is unused).
     It is refused for batch-all, where every one of the B^3 triplets would carry loss.
+
+    Takes references (cross-batch memory), see ``GroupLoss``: anchors stay the batch rows.
     """
+
+    supports_references = True
 
     def __init__(self, margin: float = 0.5, mining: str = "hard", soft: bool = False, distance: str | Distance = "cosine"):
         super().__init__(distance)
@@ -52,10 +56,12 @@ class TripletLoss(GroupLoss):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "margin": self.margin, "mining": self.mining, "soft": self.soft}
 
-    def forward(self, embeddings: Tensor, groups: Tensor) -> Tensor:
-        check_group_batch(embeddings, groups)
-        distances = self.distance.distance_matrix(embeddings)
-        positives, negatives = positive_mask(groups), negative_mask(groups)
+    def forward(
+        self, embeddings: Tensor, groups: Tensor, ref_embeddings: Tensor | None = None, ref_groups: Tensor | None = None
+    ) -> Tensor:
+        references = check_references(embeddings, groups, ref_embeddings, ref_groups)
+        distances = self.distance.distance_matrix(embeddings, references)
+        positives, negatives = positive_mask(groups, ref_groups), negative_mask(groups, ref_groups)
         if self.mining == "all":
             total, count = margin_violation_sum(distances, positives, negatives, self.margin)
             return total / count.clamp_min(1)
