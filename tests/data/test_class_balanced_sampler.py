@@ -69,3 +69,32 @@ def test_picklable_for_worker_processes():
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ClassBalancedBatchSampler(LABELS[:-2], **kwargs)
+
+
+def test_processes_draw_disjoint_shares_of_one_global_batch():
+    make = lambda **kwargs: ClassBalancedBatchSampler(LABELS[:-2], samples_per_class=2, seed=5, **kwargs)
+    ranks = [make(classes_per_batch=2, num_replicas=3, rank=rank) for rank in range(3)]
+    single = make(classes_per_batch=6)
+    assert [len(sampler) for sampler in ranks] == [len(LABELS[:-2]) // 12] * 3  # about one pass, all processes
+    for epoch in range(2):
+        for sampler in [*ranks, single]:
+            sampler.set_epoch(epoch)
+        per_rank = [list(sampler) for sampler in ranks]
+        for step, global_batch in enumerate(list(single)[: len(ranks[0])]):
+            shares = [batches[step] for batches in per_rank]
+            assert sum(shares, []) == global_batch  # together: the one-process batch with 3x the classes
+            labels = [{LABELS[i] for i in share} for share in shares]
+            assert all(len(share_labels) == 2 for share_labels in labels)
+            assert not (labels[0] & labels[1] or labels[0] & labels[2] or labels[1] & labels[2])
+
+
+def test_too_many_processes_for_the_classes_is_named():
+    sampler = ClassBalancedBatchSampler(LABELS[:-2], 4, 2, num_replicas=3, rank=0)
+    with pytest.raises(ValueError, match="classes_per_batch=4 on 3 processes needs 12 classes"):
+        next(iter(sampler))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"num_replicas": 2}, "pass both"), ({"num_replicas": 2, "rank": 2}, "rank must be")])
+def test_bad_replicas_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ClassBalancedBatchSampler(LABELS[:-2], 2, 2, **kwargs)

@@ -63,3 +63,14 @@ def test_wrong_items_and_collate_fn_are_refused_with_a_hint():
         next(iter(PairsSimilarityDataLoader(GROUP_SAMPLES, batch_size=2)))
     with pytest.raises(ValueError, match="feature_collate"):
         GroupSimilarityDataLoader(GROUP_SAMPLES, collate_fn=list)
+
+
+def test_lightning_can_re_create_the_loader_with_a_distributed_sampler():
+    """Under DDP Lightning rebuilds a loader from its attributes, collate_fn included, to swap the sampler."""
+    from lightning.pytorch.utilities.data import _update_dataloader
+    from torch.utils.data import DistributedSampler
+
+    loader = PairsSimilarityDataLoader(PAIR_SAMPLES, batch_size=2, feature_collate=to_tensor)
+    shards = [_update_dataloader(loader, DistributedSampler(PAIR_SAMPLES, num_replicas=2, rank=r, shuffle=False)) for r in (0, 1)]
+    assert all(type(shard) is PairsSimilarityDataLoader and shard.feature_collate is to_tensor for shard in shards)
+    assert sum(len(shard) for shard in shards) == len(loader)

@@ -19,11 +19,16 @@ class _SimilarityDataLoader(DataLoader):
     collate_type: type
 
     def __init__(self, dataset: Dataset, feature_collate: FeatureCollate = pass_through, **kwargs: Any):
-        if "collate_fn" in kwargs:
-            raise ValueError(
-                f"{type(self).__name__} builds its own collate_fn; pass feature_collate= (or call "
-                "set_feature_collate) for the objects' part"
-            )
+        collate_fn = kwargs.pop("collate_fn", None)
+        if collate_fn is not None:
+            # A copy of a loader of this kind: Lightning re-creates loaders this way to inject its
+            # DistributedSampler under DDP, passing the original's collate_fn back in.
+            if not isinstance(collate_fn, self.collate_type) or feature_collate is not pass_through:
+                raise ValueError(
+                    f"{type(self).__name__} builds its own collate_fn; pass feature_collate= (or call "
+                    "set_feature_collate) for the objects' part"
+                )
+            feature_collate = collate_fn.feature_collate
         super().__init__(dataset, collate_fn=self.collate_type(feature_collate), **kwargs)
 
     @property
