@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -12,9 +13,10 @@ from torch.utils.data import DataLoader
 
 from simtune.data import GroupSimilarityDataLoader, PairsSimilarityDataLoader
 from simtune.losses.base import GroupLoss
-from simtune.train.cache.cached_loader import CachedCollate, CachedItems, cached_dataloader
+from simtune.train.cache.cached_loader import CachedCollate
 from simtune.train.cache.config import CacheType
 from simtune.train.cache.encoder_cache import EncoderCache
+from simtune.train.indexed_loaders import IndexedCollate, IndexedItems, rebuild_dataloader, uses_own_batch_sampler
 from simtune.train.trainable_model import TrainableModel
 
 DEFAULT_MAX_EPOCHS = 20
@@ -22,21 +24,29 @@ DEFAULT_PATIENCE = 5
 
 
 def default_trainer(
-    has_validation: bool, max_epochs: int = DEFAULT_MAX_EPOCHS, root_dir: str | Path | None = None
+    has_validation: bool,
+    max_epochs: int = DEFAULT_MAX_EPOCHS,
+    root_dir: str | Path | None = None,
+    **trainer_kwargs: Any,
 ) -> pl.Trainer:
     """Progress bar, finite epochs, a ``last.ckpt`` (trainable parts only) and, with validation data,
-    the best checkpoint and early stopping on ``validation_loss``."""
+    the best checkpoint and early stopping on ``validation_loss``. ``trainer_kwargs`` (devices,
+    strategy, precision, ...) go to ``pl.Trainer`` over these defaults.
+
+    A train loader with its own batch sampler (``ClassBalancedBatchSampler``) shards itself under
+    DDP: pass ``use_distributed_sampler=False`` (``fit`` does when it builds this trainer)."""
     monitor = "validation_loss" if has_validation else None
     callbacks: list[pl.Callback] = [ModelCheckpoint(monitor=monitor, save_last=True)]
     if has_validation:
         callbacks.append(EarlyStopping(monitor="validation_loss", patience=DEFAULT_PATIENCE))
-    return pl.Trainer(
+    defaults = dict(
         max_epochs=max_epochs,
         callbacks=callbacks,
         enable_progress_bar=True,
         log_every_n_steps=1,
         default_root_dir=root_dir,
     )
+    return pl.Trainer(**(defaults | trainer_kwargs))
 
 
 def check_dataloader(trainable_model: TrainableModel, loader: DataLoader, name: str) -> None:
@@ -62,8 +72,13 @@ def fit(
     """Train ``trainable_model``; returns the trainer (``trainer.callback_metrics`` holds the last logs).
 
     With ``configure_caches()`` set and at least one frozen encoder, the frozen encoders run once over
-    the train and validation data and training reads their cached embeddings. The dataloaders passed
-    in are left as they were, ready for another fit or an evaluation.
+    the train and validation data and training reads their cached embeddings. Lightning gets loaders
+    rebuilt with the same samplers whose targets also carry each sample's dataset index; the
+    dataloaders passed in are left as they were, ready for another fit or an evaluation.
+
+    Under DDP a ``ClassBalancedBatchSampler`` shards itself, so the trainer needs
+    ``use_distributed_sampler=False`` (the default trainer has it); validation then runs unsharded on
+    every process and each sample is counted once.
     """
     if not isinstance(trainable_model, TrainableModel):
         raise TypeError(f"trainable_model must be a TrainableModel, got {type(trainable_model).__name__}")
@@ -75,40 +90,40 @@ def fit(
     pairwise = not isinstance(trainable_model.loss, GroupLoss)
     if trainable_model.attached_metrics and val_dataloader is not None and pairwise:
         raise ValueError("configure_metrics() needs group-labelled validation data; the loss here is pairwise")
-    trainer = trainer or default_trainer(has_validation=val_dataloader is not None)
+    trainer = trainer or default_trainer(
+        has_validation=val_dataloader is not None, use_distributed_sampler=not uses_own_batch_sampler(train_dataloader)
+    )
 
     model = trainable_model.model
     frozen = {name: enc for name, enc in model.encoders.items() if not enc.trainable}
     cache_config = trainable_model.configure_caches()
     use_cache = cache_config is not None and cache_config.cache_type != CacheType.NONE and bool(frozen)
-    previous_collates = {split: loader.feature_collate for split, loader in loaders.items()}
-    try:
-        if use_cache:
-            cache = EncoderCache(cache_config, frozen, {split: loader.dataset for split, loader in loaders.items()})
-            trainable_collates = {n: e.get_collate_fn() for n, e in model.encoders.items() if e.trainable}
-            fit_loaders = {
-                split: cached_dataloader(
-                    loader,
-                    CachedItems(loader.dataset, read_source=bool(trainable_collates)),
-                    CachedCollate(partial(cache.get, split), sorted(frozen), trainable_collates),
-                )
-                for split, loader in loaders.items()
-            }
-        else:
-            cache = None
-            for loader in loaders.values():
-                loader.set_feature_collate(model.get_collate_fn())
-            fit_loaders = loaders
-        trainable_model.encoder_cache = cache
-        with warnings.catch_warnings():
-            # A cache-backed loader reads memory; worker processes would only add overhead.
-            warnings.filterwarnings("ignore", ".*does not have many workers.*")
-            # Frozen encoders are meant to stay in eval mode (BatchNorm statistics must not move).
-            warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
-            trainer.fit(
-                trainable_model, fit_loaders["train"], fit_loaders.get("val"), ckpt_path=ckpt_path, weights_only=True
+    if use_cache:
+        cache = EncoderCache(cache_config, frozen, {split: loader.dataset for split, loader in loaders.items()})
+        trainable_collates = {n: e.get_collate_fn() for n, e in model.encoders.items() if e.trainable}
+        fit_loaders = {
+            split: rebuild_dataloader(
+                loader,
+                IndexedItems(loader.dataset, read_source=bool(trainable_collates)),
+                CachedCollate(partial(cache.get, split), sorted(frozen), trainable_collates),
             )
-    finally:
-        for split, loader in loaders.items():
-            loader.set_feature_collate(previous_collates[split])
+            for split, loader in loaders.items()
+        }
+    else:
+        cache = None
+        fit_loaders = {
+            split: rebuild_dataloader(
+                loader,
+                IndexedItems(loader.dataset, read_source=True),
+                IndexedCollate(loader.collate_type(model.get_collate_fn())),
+            )
+            for split, loader in loaders.items()
+        }
+    trainable_model.encoder_cache = cache
+    with warnings.catch_warnings():
+        # A cache-backed loader reads memory; worker processes would only add overhead.
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        # Frozen encoders are meant to stay in eval mode (BatchNorm statistics must not move).
+        warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
+        trainer.fit(trainable_model, fit_loaders["train"], fit_loaders.get("val"), ckpt_path=ckpt_path, weights_only=True)
     return trainer

@@ -77,10 +77,15 @@ class TrainableModel(pl.LightningModule):
             raise TypeError(f"configure_loss() must return a GroupLoss or PairwiseLoss, got {type(self.loss).__name__}")
         self.attached_metrics = self._metric_list(self.configure_metrics())
         xbm_config = self.configure_xbm()
-        if xbm_config is not None and not isinstance(self.loss, GroupLoss):
-            raise ValueError("configure_xbm() needs a GroupLoss: cross-batch memory mines by group labels")
+        if xbm_config is not None and not getattr(self.loss, "supports_references", False):
+            raise ValueError(
+                f"configure_xbm() needs a GroupLoss that compares batch rows with references "
+                f"(supports_references), got {type(self.loss).__name__}; cross-batch memory serves losses "
+                "that mine pairs by group labels, not proxy, softmax or pairwise losses"
+            )
         self.xbm = CrossBatchMemory(xbm_config, self._model.head.output_size) if xbm_config else None
         self.encoder_cache: EncoderCache | None = None
+        self._validated: set[int] = set()
 
     # ----- hooks a user implements -------------------------------------------------------------
     def configure_encoders(self) -> Encoder | dict[str, Encoder]:
@@ -145,10 +150,16 @@ class TrainableModel(pl.LightningModule):
         ]
         return self._model.head(torch.cat(outputs, dim=1))
 
-    def _compute_loss(self, embeddings: Tensor, targets: dict[str, Tensor]) -> Tensor:
-        """In float32 with autocast off: distances, exp and log-sum-exp overflow or lose ranks in bf16."""
+    def _compute_loss(
+        self, embeddings: Tensor, targets: dict[str, Tensor], references: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """In float32 with autocast off: distances, exp and log-sum-exp overflow or lose ranks in bf16.
+
+        ``references`` (embeddings, groups) are cross-batch memory rows the batch is also compared with."""
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
             embeddings = embeddings.float()
+            if references is not None:
+                return self.loss(embeddings, targets["groups"], references[0].float(), references[1])
             if isinstance(self.loss, GroupLoss):
                 return self.loss(embeddings, targets["groups"])
             return self.loss(embeddings, targets["pairs"], targets["labels"].float(), targets["subgroups"])
@@ -160,22 +171,25 @@ class TrainableModel(pl.LightningModule):
         targets = gather_targets(targets, counts)
         loss = self._compute_loss(embeddings, targets)
         if self.xbm is not None:
-            loss = loss + self._xbm_loss(embeddings, targets["groups"])
+            loss = loss + self._xbm_loss(embeddings, targets)
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(local), sync_dist=True)
         # Every process holds the loss of the whole gathered batch but backpropagates only its own
         # rows; DDP then averages gradients, so scale by the world size to get the full gradient.
         return loss * world_size()
 
-    def _xbm_loss(self, embeddings: Tensor, groups: Tensor) -> Tensor:
-        memory, memory_groups = self.xbm.contents()
-        use = self.global_step >= self.xbm.config.start_iteration and len(memory) > 0
-        extra = (
-            self.xbm.config.weight
-            * self._compute_loss(torch.cat([embeddings, memory]), {"groups": torch.cat([groups, memory_groups])})
-            if use
-            else embeddings.new_zeros(())
-        )
-        self.xbm.enqueue(embeddings, groups)
+    def _xbm_loss(self, embeddings: Tensor, targets: dict[str, Tensor]) -> Tensor:
+        """``weight * loss(batch vs batch + memory)`` from ``start_iteration`` on, then remember the batch."""
+        if "indices" not in targets:
+            raise ValueError(
+                "cross-batch memory needs each row's dataset index (targets['indices']) to leave a sample's "
+                "older embedding out of its own references; train with simtune.fit, whose loaders add them"
+            )
+        groups, indices = targets["groups"], targets["indices"]
+        extra = embeddings.new_zeros(())
+        if self.global_step >= self.xbm.config.start_iteration:
+            references = self.xbm.references(indices)
+            extra = self.xbm.config.weight * self._compute_loss(embeddings, targets, references)
+        self.xbm.enqueue(embeddings, groups, indices)
         return extra
 
     def validation_step(self, batch: tuple[dict[str, Any], dict[str, Tensor]], batch_idx: int) -> None:
@@ -183,12 +197,28 @@ class TrainableModel(pl.LightningModule):
         local = self._embed(features, "val")
         embeddings, counts = gather_rows(local)
         targets = gather_targets(targets, counts)
+        if "groups" in targets and "indices" in targets:
+            first_time = self._first_validation_rows(targets["indices"])
+            if not first_time.any():
+                return  # the same decision on every process: they hold the same gathered rows
+            embeddings, targets = embeddings[first_time], {key: value[first_time] for key, value in targets.items()}
         loss = self._compute_loss(embeddings, targets)
-        self.log("validation_loss", loss, prog_bar=True, on_epoch=True, batch_size=len(local), sync_dist=True)
+        self.log("validation_loss", loss, prog_bar=True, on_epoch=True, batch_size=len(embeddings), sync_dist=True)
         for metric in self.attached_metrics:
             metric.update(embeddings.float(), targets["groups"])
 
+    def _first_validation_rows(self, indices: Tensor) -> Tensor:
+        """Rows whose sample this validation epoch has not seen yet. A DistributedSampler pads the
+        last batches with repeated samples, and unsharded validation (``use_distributed_sampler=False``)
+        gives every process every sample; counted twice, they would inflate the retrieval metrics."""
+        first_time = []
+        for index in indices.tolist():
+            first_time.append(index not in self._validated)
+            self._validated.add(index)
+        return torch.tensor(first_time, dtype=torch.bool, device=indices.device)
+
     def on_validation_epoch_start(self) -> None:
+        self._validated.clear()
         for metric in self.attached_metrics:
             metric.reset()
 

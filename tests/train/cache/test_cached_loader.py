@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from simtune.data import SimilarityGroupSample, SimilarityPairSample
-from simtune.train.cache.cached_loader import CachedCollate, CachedItems, pair_targets
+from simtune.train.cache.cached_loader import CachedCollate, pair_targets
 from simtune.train.cache.fill import split_samples
 from simtune.train.cache.storage import CachedEmbeddings
 
@@ -20,12 +20,6 @@ def test_pair_batch_keys_point_at_both_objects_of_each_pair():
     features, targets = collate([2, 0])
     assert features["default"].tolist() == [[0, 4], [0, 5], [0, 0], [0, 1]]  # [view, row]
     assert targets["labels"].tolist() == [1.0, 1.0]
-
-
-def test_items_read_the_source_only_when_an_encoder_is_trainable():
-    source = [SimilarityGroupSample("a", 0)]
-    assert CachedItems(source, read_source=False)[0] == 0
-    assert CachedItems(source, read_source=True)[0] == (0, source[0])
 
 
 def test_mixed_sample_kinds_cannot_be_cached():

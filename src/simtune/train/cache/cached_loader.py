@@ -1,4 +1,4 @@
-"""A DataLoader over cache keys that reuses the original loader's sampler or batch sampler.
+"""The collate of a loader over cache keys (``simtune.train.indexed_loaders.rebuild_dataloader``).
 
 Batches keep the training format ``(features, targets)``; a cached encoder's feature is a (B, 2)
 tensor of ``[view, row]`` keys that the model resolves against the cache on its own device, so the
@@ -12,24 +12,9 @@ from typing import Any, Callable, Mapping
 
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from simtune.train.cache.fill import split_samples
 from simtune.train.cache.storage import CachedEmbeddings
-
-
-class CachedItems(Dataset):
-    """Item ``i`` is ``i`` (all encoders cached) or ``(i, source[i])`` (some encoders still trainable)."""
-
-    def __init__(self, source: Dataset, read_source: bool):
-        self.source = source
-        self.read_source = read_source
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __getitem__(self, index: int) -> Any:
-        return (index, self.source[index]) if self.read_source else index
 
 
 def pair_targets(scores: Tensor, subgroups: Tensor) -> dict[str, Tensor]:
@@ -39,7 +24,7 @@ def pair_targets(scores: Tensor, subgroups: Tensor) -> dict[str, Tensor]:
 
 
 class CachedCollate:
-    """indices -> (features, targets); trainable encoders get their usual collated input."""
+    """``IndexedItems`` -> (features, targets + {"indices"}); trainable encoders get their usual collated input."""
 
     def __init__(
         self,
@@ -70,33 +55,4 @@ class CachedCollate:
         views = torch.randint(cache.num_views, (len(rows),)) if cache.num_views > 1 else torch.zeros_like(rows)
         keys = torch.stack([views, rows], dim=1)
         features |= {name: keys for name in self.cached_names}
-        return features, targets
-
-
-def cached_dataloader(original: DataLoader, items: CachedItems, collate: CachedCollate) -> DataLoader:
-    """Same batches as ``original`` (same sampler state, shuffle, class balancing), read from the cache."""
-    workers = (
-        dict(
-            num_workers=original.num_workers,
-            worker_init_fn=original.worker_init_fn,
-            persistent_workers=original.persistent_workers,
-            multiprocessing_context=original.multiprocessing_context,
-        )
-        if items.read_source
-        else {}
-    )
-    if original.batch_sampler is None:
-        raise ValueError("train/val dataloader has batch_size=None; the cache needs batched loading")
-    if type(original.batch_sampler) is BatchSampler:
-        return DataLoader(
-            items,
-            batch_size=original.batch_size,
-            sampler=original.sampler,
-            drop_last=original.drop_last,
-            collate_fn=collate,
-            generator=original.generator,
-            **workers,
-        )
-    return DataLoader(
-        items, batch_sampler=original.batch_sampler, collate_fn=collate, generator=original.generator, **workers
-    )
+        return features, targets | {"indices": indices}
