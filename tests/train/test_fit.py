@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import simtune
-from simtune.data import GroupSimilarityDataLoader, PairsSimilarityDataLoader, pass_through
+from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader, PairsSimilarityDataLoader, pass_through
 from simtune.train import CacheConfig
 from simtune.train.fit import default_trainer
 
@@ -109,6 +109,17 @@ def test_default_trainer_is_finite_and_stops_early_on_validation_loss():
     assert trainer.early_stopping_callback.monitor == "validation_loss"
     assert trainer.checkpoint_callback.save_last
     assert default_trainer(has_validation=False).early_stopping_callback is None
+
+
+def test_default_trainer_leaves_a_class_balanced_sampler_to_shard_itself(tmp_path, monkeypatch):
+    """Lightning cannot inject a DistributedSampler into ClassBalancedBatchSampler (it shards itself)."""
+    monkeypatch.chdir(tmp_path)  # the default trainer writes checkpoints under the working directory
+    images = GroupImages()
+    sampler = ClassBalancedBatchSampler(images.groups.tolist(), 3, 4, batches_per_epoch=1)
+    train = GroupSimilarityDataLoader(images, batch_sampler=sampler)
+    trainer = simtune.fit(TinyTrainable(cache=CacheConfig(), metrics=False), None, train)
+    assert trainer._accelerator_connector.use_distributed_sampler is False
+    assert default_trainer(has_validation=False)._accelerator_connector.use_distributed_sampler is True
 
 
 def test_save_servable_round_trips(tmp_path):
