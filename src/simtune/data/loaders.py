@@ -1,9 +1,9 @@
 """DataLoaders for group and pair samples: plain torch DataLoaders with a similarity collate.
 
 Because they are ordinary DataLoaders, ``shuffle``, ``batch_sampler`` (e.g.
-``ClassBalancedBatchSampler``), ``num_workers`` and Lightning all work unchanged; the training layer
-installs the model's collate with ``set_feature_collate`` and can rebuild an equivalent loader from
-``loader.dataset`` and ``loader.batch_sampler``.
+``ClassBalancedBatchSampler``), ``num_workers`` and Lightning all work unchanged. ``simtune.fit``
+rebuilds an equivalent loader from ``loader.dataset``, its sampler or batch sampler and
+``collate_type`` with the model's collate; ``set_feature_collate`` installs one for direct iteration.
 """
 
 from __future__ import annotations

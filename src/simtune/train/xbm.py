@@ -8,7 +8,9 @@ term is ``weight * loss(batch vs batch + memory)`` on top of the plain batch los
 
 A remembered row of a sample that is in the current batch (its embedding from an earlier epoch) is
 left out: it is the same sample, not a positive. pytorch-metric-learning only leaves out the current
-batch's own copy (by position); the values agree whenever the memory holds no other copy.
+batch's own copy (by position); the values agree whenever the memory holds no other copy. The batch
+rows compared with each other keep their gradient on both sides, as in the plain batch loss
+(pytorch-metric-learning compares with a detached copy); memory rows carry none.
 """
 
 from __future__ import annotations
