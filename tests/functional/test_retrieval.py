@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from simtune.distances import get_distance
+from simtune.functional import retrieval
 from simtune.functional.retrieval import (
     pair_retrieval_metrics,
     ranked_blocks,
@@ -118,12 +119,71 @@ def test_equal_distances_are_ranked_by_gallery_index():
     assert block.top_indices.tolist() == [[0, 2, 3]]
 
 
-def test_mrr_is_exact_beyond_the_top_k():
+@pytest.mark.parametrize("max_memory_mb", [ONE_ROW_BLOCKS, 256])  # one query per block / leave-one-out pass
+def test_mrr_is_exact_beyond_the_top_k(max_memory_mb):
     # Only R-metric depth (R = 1) is retrieved; the single relevant item is ranked last of 6.
     embeddings = torch.tensor([[0.0], [1.0], [2.0], [3.0], [4.0], [5.0], [9.0]])
     groups = torch.tensor([0, 1, 1, 1, 1, 1, 0])
-    result = retrieval_metrics(embeddings, groups, metrics=("r_precision", "mrr"), distance="euclidean")
+    result = retrieval_metrics(
+        embeddings, groups, metrics=("r_precision", "mrr"), distance="euclidean", max_memory_mb=max_memory_mb
+    )
     assert result.per_query["mrr"][0].item() == pytest.approx(1 / 6)
+
+
+def exact_ranking(queries, gallery, excluded, distance, k):
+    """Each query's first k gallery indices by (distance, index), -1 where fewer are left.
+    Integer-valued data keeps every distance, and so every tie, exact."""
+    matrix = get_distance(distance).distance_matrix(queries, gallery).tolist()
+    ranking = [[g for _, g in sorted((d, g) for g, d in enumerate(row) if (q, g) not in excluded)] for q, row in enumerate(matrix)]
+    return [row[:k] + [-1] * (k - len(row[:k])) for row in ranking]
+
+
+@pytest.mark.parametrize("pair_block", [2, 7, 13, 64])  # 7 and 13 do not divide 60; 64 is one block
+@pytest.mark.parametrize("k", [1, 5, 20, 59, 60])  # 20 spans several blocks; 60 leaves one slot empty
+def test_leave_one_out_pass_ranks_exactly_for_any_block_size(monkeypatch, pair_block, k):
+    """Each block pair's product serves both of its blocks (the second through its transpose)."""
+    monkeypatch.setattr(retrieval, "_PAIR_BLOCK", pair_block)
+    generator = torch.Generator().manual_seed(7)
+    embeddings = torch.randint(0, 3, (60, 3), generator=generator).float()  # ties everywhere
+    blocks = list(ranked_blocks(embeddings, None, k, distance="euclidean"))
+    assert [block.rows.start for block in blocks] == list(range(0, 60, pair_block))
+    expected = exact_ranking(embeddings, embeddings, {(q, q) for q in range(60)}, "euclidean", k)
+    assert torch.cat([block.top_indices for block in blocks]).tolist() == expected
+
+
+@pytest.mark.parametrize("max_memory_mb", [0.001, 0.004, 256])  # blocks of 1 to 5 rows, and one block
+def test_gallery_pass_ranks_exactly_with_exclusions(max_memory_mb):
+    generator = torch.Generator().manual_seed(8)
+    queries = torch.randint(-1, 2, (25, 3), generator=generator).float()
+    gallery = torch.randint(-1, 2, (40, 3), generator=generator).float()
+    excluded = {(q, 3 * q % 40) for q in range(25)} | {(q, q) for q in range(0, 25, 2)}
+    for k in (3, 17, 40):  # 40: queries with exclusions have fewer than k items left
+        blocks = ranked_blocks(
+            queries, gallery, k, distance="dot_product",
+            excluded_pairs=torch.tensor(sorted(excluded)), max_memory_mb=max_memory_mb,
+        )
+        expected = exact_ranking(queries, gallery, excluded, "dot_product", k)
+        assert torch.cat([block.top_indices for block in blocks]).tolist() == expected
+
+
+def test_a_gallery_equal_to_the_queries_takes_the_leave_one_out_pass(monkeypatch):
+    """The Evaluator passes the gallery even when it is the queries; the cheaper pass must still run
+    and agree with the query-block pass (forced by a memory bound its top-k state does not fit)."""
+    calls = []
+    leave_one_out = retrieval._ranked_leave_one_out
+    monkeypatch.setattr(retrieval, "_ranked_leave_one_out", lambda *args: calls.append(1) or leave_one_out(*args))
+    generator = torch.Generator().manual_seed(9)
+    embeddings = torch.randint(0, 3, (120, 4), generator=generator).float()
+    groups = torch.randint(0, 5, (120,), generator=generator)
+    options = dict(metrics=ALL, distance="dot_product")
+    pairs = retrieval_metrics(
+        embeddings, groups, embeddings.clone(), groups.clone(), query_gallery_index=torch.arange(120), **options
+    )
+    assert calls == [1]
+    query_blocks = retrieval_metrics(embeddings, groups, max_memory_mb=0.01, **options)
+    assert calls == [1]
+    for name in ALL:
+        assert torch.equal(pairs.per_query[name], query_blocks.per_query[name]), name
 
 
 def test_blockwise_memory_bound_gives_the_same_numbers_on_more_blocks():
@@ -131,9 +191,9 @@ def test_blockwise_memory_bound_gives_the_same_numbers_on_more_blocks():
     embeddings = torch.randn(300, 16, generator=generator)
     groups = torch.randint(0, 10, (300,), generator=generator)
     one_block = retrieval_metrics(embeddings, groups, metrics=ALL)
-    blocks = list(ranked_blocks(embeddings, embeddings, 5, max_memory_mb=0.05))
+    blocks = list(ranked_blocks(embeddings, embeddings, 5, max_memory_mb=0.01))
     assert len(blocks) > 10
-    assert retrieval_metrics(embeddings, groups, metrics=ALL, max_memory_mb=0.05).metrics == pytest.approx(
+    assert retrieval_metrics(embeddings, groups, metrics=ALL, max_memory_mb=0.01).metrics == pytest.approx(
         one_block.metrics, abs=1e-12
     )
 

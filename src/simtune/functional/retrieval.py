@@ -173,19 +173,26 @@ def _contains(sorted_keys: Tensor, keys: Tensor) -> Tensor:
 
 # ---------------------------------------------------------------- blockwise exact top-k
 
+_NO_INDEX = torch.iinfo(torch.int32).max  # an empty slot: sorts after every gallery index
+_SLOTS = 3  # per row, in units of k: the top-k and a buffer
+_PAIR_BLOCK = 1024
+
 
 @dataclass
 class RankedBlock:
-    """Rows ``rows`` of the queries: their distance to every gallery item and their top-k."""
+    """Rows ``rows`` of the queries and their top-k gallery indices in rank order (-1 pads rows
+    with fewer than k gallery items left after the exclusions)."""
 
     rows: slice
-    distances: Tensor  # (B, G) ranking keys, excluded entries set to +inf
-    top_indices: Tensor  # (B, k) gallery indices in rank order
+    top_indices: Tensor  # (B, k) int64
 
 
-def _excluded_in_block(excluded: Tensor, rows: slice) -> Tensor:
+def _excluded_in_block(excluded: Tensor, rows: slice, columns: slice) -> Tensor:
+    """The excluded (query, gallery) pairs inside the block, as (row, column) positions in it."""
     start, stop = torch.searchsorted(excluded[:, 0].contiguous(), torch.tensor([rows.start, rows.stop]))
-    return excluded[start:stop]
+    pairs = excluded[start:stop]
+    inside = (pairs[:, 1] >= columns.start) & (pairs[:, 1] < columns.stop)
+    return pairs[inside] - torch.tensor([rows.start, columns.start])
 
 
 def _stable_topk(distances: Tensor, k: int) -> Tensor:
@@ -205,11 +212,73 @@ def _stable_topk(distances: Tensor, k: int) -> Tensor:
     return indices
 
 
+class _RunningTopK:
+    """Exact top-k per row of ranking keys that arrive block by block, in O(rows x k) memory.
+
+    Once a row holds k results, a key not below its k-th cannot enter, so one comparison discards
+    almost every key of the later blocks; the few survivors wait in a buffer of 2k more slots
+    (room for a second block's survivors, which are about k), and the sort that merges them runs
+    only when a buffer is full. (A top-k over every key, the cost
+    this replaces, took most of the time of large evaluations.) Each row must be offered its
+    gallery columns in increasing order: then equal keys already sit in index order, a stable sort
+    by key alone gives the (key, index) ranking rule, and an equal key arriving later ranks lower.
+    """
+
+    def __init__(self, num_rows: int, k: int, dtype: torch.dtype, device: torch.device):
+        self.k = k
+        # slots [0, k): the sorted top-k so far; [k, 3k): the buffer, used up to ``fill``
+        self.keys = torch.full((num_rows, _SLOTS * k), math.inf, dtype=dtype, device=device)
+        self.indices = torch.full((num_rows, _SLOTS * k), _NO_INDEX, dtype=torch.int32, device=device)
+        self.fill = torch.full((num_rows,), k, device=device)
+        self.threshold = torch.full((num_rows,), math.inf, dtype=dtype, device=device)
+
+    def add(self, rows: slice, keys: Tensor, first_column: int, excluded: Tensor) -> None:
+        """Offers ``keys`` (R, C) of ``rows`` against gallery columns from ``first_column`` on,
+        except the ``excluded`` (row, column) positions."""
+        candidates = keys < self.threshold[rows, None]
+        candidates[excluded[:, 0], excluded[:, 1]] = False
+        dense = bool(self.threshold[rows].isinf().any())
+        if not dense:
+            row, column = candidates.nonzero().unbind(1)
+            counts = torch.bincount(row, minlength=len(keys))
+            dense = int(counts.max()) > (_SLOTS - 1) * self.k
+        if dense:  # a row's first block, or one with many new results: only its top-k can enter
+            top = _stable_topk(keys.masked_fill(~candidates, math.inf), self.k).sort(dim=1).values
+            kept = candidates.gather(1, top)
+            row = torch.arange(len(keys), device=keys.device)[:, None].expand_as(top)[kept]
+            column = top[kept]
+            counts = kept.sum(1)
+        if int((self.fill[rows] + counts).max()) > _SLOTS * self.k:
+            self._merge(rows)
+        slot = torch.arange(len(row), device=row.device) + (self.fill[rows] - (counts.cumsum(0) - counts))[row]
+        self.keys[row + rows.start, slot] = keys[row, column]
+        self.indices[row + rows.start, slot] = (column + first_column).int()
+        self.fill[rows] += counts
+        if dense:
+            self._merge(rows)
+
+    def _merge(self, rows: slice) -> None:
+        keys, order = self.keys[rows].sort(dim=1, stable=True)
+        self.indices[rows, : self.k] = self.indices[rows].gather(1, order[:, : self.k])
+        self.keys[rows, : self.k] = keys[:, : self.k]
+        self.keys[rows, self.k :] = math.inf
+        self.indices[rows, self.k :] = _NO_INDEX
+        self.threshold[rows] = keys[:, self.k - 1]
+        self.fill[rows] = self.k
+
+    def finish(self, rows: slice) -> Tensor:
+        """The rows' top-k gallery indices (int64, -1 for slots no gallery item filled)."""
+        self._merge(rows)
+        indices = self.indices[rows, : self.k].long()
+        return indices.masked_fill_(indices == _NO_INDEX, -1)
+
+
 class _RankingKey:
-    """Prepares the gallery once so that each query block costs one matrix product."""
+    """Prepares the gallery once so that each block of keys costs one matrix product."""
 
     def __init__(self, distance: Distance, gallery: Tensor):
         self.distance = distance
+        self.squared_norms = None
         if distance.name == "cosine":
             self.gallery = -F.normalize(gallery, dim=1)
         elif distance.name == "dot_product":
@@ -220,19 +289,88 @@ class _RankingKey:
         else:
             self.gallery = gallery
 
-    def __call__(self, queries: Tensor) -> Tensor:
-        if self.distance.name == "cosine":
-            return F.normalize(queries, dim=1) @ self.gallery.T
-        if self.distance.name == "dot_product":
-            return queries @ self.gallery.T
-        if self.distance.name == "euclidean":
-            return torch.addmm(self.squared_norms[None, :], queries, self.gallery.T)
-        return self.distance.distance_matrix(queries, self.gallery)
+    @property
+    def is_product(self) -> bool:
+        """Keys from one matrix product, whose transpose gives the keys the other way round."""
+        return self.distance.name in ("cosine", "dot_product", "euclidean")
+
+    def prepare(self, queries: Tensor) -> Tensor:
+        return F.normalize(queries, dim=1) if self.distance.name == "cosine" else queries
+
+    def keys(self, prepared_queries: Tensor, columns: slice = slice(None)) -> Tensor:
+        """Keys of prepared query rows against the gallery ``columns``."""
+        if not self.is_product:
+            return self.distance.distance_matrix(prepared_queries, self.gallery[columns])
+        return self.complete(prepared_queries @ self.gallery[columns].T, columns)
+
+    def complete(self, product: Tensor, columns: slice) -> Tensor:
+        """Keys from the product with the gallery ``columns``: euclidean adds their squared norms."""
+        return product if self.squared_norms is None else product + self.squared_norms[columns]
+
+
+def _blocks(length: int, size: int) -> list[slice]:
+    return [slice(start, min(start + size, length)) for start in range(0, length, size)]
+
+
+def _progress(items: list, enabled: bool, desc: str) -> Iterator:
+    if not enabled:
+        return iter(items)
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(items, desc=desc, unit="block"))
+
+
+def _ranked(
+    queries: Tensor, key: _RankingKey, k: int, excluded_pairs: Tensor, leave_one_out: bool, budget: float, progress: bool
+) -> Iterator[RankedBlock]:
+    """Query blocks with their exact top-k. ``leave_one_out``: the queries are the gallery (``key``
+    prepared from them) and ``excluded_pairs`` are exactly each query's own entry."""
+    itemsize = key.gallery.element_size()
+    slot_bytes = _SLOTS * k * (itemsize + 4)  # a row's top-k and buffer
+    # a (B, B) key block, its transposed keys, and the top-k and mask temporaries of a dense add
+    pair_bytes = 4 * itemsize + 2
+    num_queries, device = len(queries), key.gallery.device
+    prepared = key.prepare(queries)
+    if leave_one_out and key.is_product and num_queries * slot_bytes < budget:
+        size = max(1, min(_PAIR_BLOCK, math.isqrt(int(budget - num_queries * slot_bytes) // pair_bytes)))
+        yield from _ranked_leave_one_out(prepared, key, k, _blocks(num_queries, size), progress)
+        return
+    excluded_pairs = excluded_pairs[excluded_pairs[:, 0].argsort(stable=True)]
+    size = max(1, int((math.sqrt(slot_bytes**2 + 4 * pair_bytes * budget) - slot_bytes) / (2 * pair_bytes)))
+    columns = _blocks(len(key.gallery), size)
+    for rows in _progress(_blocks(num_queries, size), progress, "ranking"):
+        top_k = _RunningTopK(rows.stop - rows.start, k, key.gallery.dtype, device)
+        local = slice(0, rows.stop - rows.start)
+        for block in columns:
+            excluded = _excluded_in_block(excluded_pairs, rows, block).to(device)
+            top_k.add(local, key.keys(prepared[rows], block), block.start, excluded)
+        yield RankedBlock(rows, top_k.finish(local).cpu())
+
+
+def _ranked_leave_one_out(
+    queries: Tensor, key: _RankingKey, k: int, blocks: list[slice], progress: bool
+) -> Iterator[RankedBlock]:
+    """Queries = gallery: each block pair (i, j >= i) is multiplied once and serves the rows of both
+    blocks (j's keys against i are the transposed product), which halves the matrix products.
+    Block i is final after its pairs (i, j >= i): the pairs (j < i, i) came before."""
+    num_rows, device = len(key.gallery), key.gallery.device
+    top_k = _RunningTopK(num_rows, k, key.gallery.dtype, device)
+    no_pairs = torch.zeros(0, 2, dtype=torch.long, device=device)
+    for position, rows in enumerate(_progress(blocks, progress, "ranking")):
+        for columns in blocks[position:]:
+            product = queries[rows] @ key.gallery[columns].T
+            if columns == rows:
+                diagonal = torch.arange(rows.stop - rows.start, device=device)[:, None].expand(-1, 2)
+                top_k.add(rows, key.complete(product, columns), columns.start, diagonal)
+            else:
+                top_k.add(columns, key.complete(product.T, rows), rows.start, no_pairs)
+                top_k.add(rows, key.complete(product, columns), columns.start, no_pairs)
+        yield RankedBlock(rows, top_k.finish(rows).cpu())
 
 
 def ranked_blocks(
     queries: Tensor,
-    gallery: Tensor,
+    gallery: Tensor | None,
     k: int | Tensor,
     *,
     distance: str | Distance = "cosine",
@@ -241,34 +379,34 @@ def ranked_blocks(
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> Iterator[RankedBlock]:
-    """Yields query blocks with their ranking-key rows and exact top-k (see the module ranking rule).
+    """Yields query blocks with their exact top-k (see the module ranking rule), in query order.
 
-    ``k`` is one depth for every query or a (Q,) tensor of per-query depths (a block gets its max).
+    ``k`` is one depth for every query or a (Q,) tensor of per-query depths (all get the largest).
+    ``gallery=None``: the queries are the gallery and each query's own entry is excluded.
     ``excluded_pairs`` (E, 2) are (query, gallery) index pairs removed from the ranking.
-    ``max_memory_mb`` bounds the per-block working memory (key rows and their temporaries); the
-    embeddings and one prepared copy of the gallery come on top.
+    ``max_memory_mb`` bounds the working memory (key blocks, the rows' top-k and their buffers);
+    the embeddings and one prepared copy of the gallery come on top.
     """
+    queries, key = _prepare(queries, gallery, distance, device)
+    excluded = torch.zeros(0, 2, dtype=torch.long) if excluded_pairs is None else excluded_pairs
+    if gallery is not None:
+        leave_one_out = False
+    else:
+        leave_one_out = len(excluded) == 0
+        excluded = torch.cat([excluded, torch.arange(len(queries))[:, None].expand(-1, 2)])
+    depth = int(torch.as_tensor(k).max().clamp(max=len(key.gallery)))
+    yield from _ranked(queries, key, depth, excluded, leave_one_out, max_memory_mb * 2**20, progress)
+
+
+def _prepare(
+    queries: Tensor, gallery: Tensor | None, distance: str | Distance, device: str | torch.device | None
+) -> tuple[Tensor, _RankingKey]:
+    """Queries on the device in the ranking dtype, and the ranking key of the gallery (None: the queries)."""
     device = torch.device(device) if device is not None else queries.device
     dtype = torch.float64 if queries.dtype == torch.float64 else torch.float32
-    ranking_key = _RankingKey(get_distance(distance), gallery.to(device=device, dtype=dtype))
-    depths = torch.as_tensor(k).clamp(max=len(gallery)).expand(len(queries))
-    if excluded_pairs is None:
-        excluded_pairs = torch.zeros(0, 2, dtype=torch.long)
-    excluded_pairs = excluded_pairs[excluded_pairs[:, 0].argsort(stable=True)]
-    # key rows + about two same-sized temporaries (topk, tie checks)
-    bytes_per_row = len(gallery) * (3 * torch.finfo(dtype).bits // 8 + 1)
-    block_size = max(1, int(max_memory_mb * 2**20 // bytes_per_row))
-    starts = range(0, len(queries), block_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="ranking", unit="block")
-    for start in starts:
-        rows = slice(start, min(start + block_size, len(queries)))
-        block = ranking_key(queries[rows].to(device=device, dtype=dtype))
-        excluded = _excluded_in_block(excluded_pairs, rows).to(device)
-        block[excluded[:, 0] - start, excluded[:, 1]] = math.inf
-        yield RankedBlock(rows, block, _stable_topk(block, int(depths[rows].max())).cpu())
+    queries = queries.to(device=device, dtype=dtype)
+    gallery = queries if gallery is None else gallery.to(device=device, dtype=dtype)
+    return queries, _RankingKey(get_distance(distance), gallery)
 
 
 # ---------------------------------------------------------------- the one-pass metric set
@@ -309,17 +447,32 @@ def _score(
     relevance: _GroupRelevance | _PairRelevance,
     metrics: Sequence[str],
     excluded_pairs: Tensor,
-    **ranking,
+    *,
+    leave_one_out: bool,
+    distance: str | Distance,
+    max_memory_mb: float,
+    device: str | torch.device | None,
+    progress: bool,
 ) -> tuple[dict[str, Tensor], Tensor]:
+    """Per-query scores from one ranking pass at the depth the metrics need (``leave_one_out``:
+    ``gallery`` is ``queries`` and ``excluded_pairs`` are exactly each query's own entry)."""
     parsed = _parse(metrics)
     num_relevant = relevance.num_relevant
-    fixed_depth = max([k for _, _, k in parsed if k is not None], default=1)
-    depths = num_relevant.clamp(min=fixed_depth) if any(kind in _AT_R for _, kind, _ in parsed) else fixed_depth
+    depth = max([k for _, _, k in parsed if k is not None], default=1)
+    if any(kind in _AT_R for _, kind, _ in parsed):
+        depth = max(depth, int(num_relevant.max()))
+    depth = min(depth, len(gallery))
+    queries, key = _prepare(queries, None if leave_one_out else gallery, distance, device)
+    budget = max_memory_mb * 2**20
     scores = {name: torch.full((len(queries),), math.nan, dtype=torch.float64) for name, _, _ in parsed}
-    for block in ranked_blocks(queries, gallery, depths, excluded_pairs=excluded_pairs, **ranking):
-        valid = num_relevant[block.rows] > 0
-        ranked = relevance.of_ranked(block.rows, block.top_indices)[valid]
-        count = num_relevant[block.rows][valid].double()
+    first_rank = torch.zeros(len(queries), dtype=torch.long)
+    for block in _ranked(queries, key, depth, excluded_pairs, leave_one_out, budget, progress):
+        indices = block.top_indices
+        rows = torch.arange(block.rows.start, block.rows.stop)
+        valid = num_relevant[rows] > 0
+        ranked = (relevance.of_ranked(block.rows, indices.clamp(min=0)) & (indices >= 0))[valid]
+        count = num_relevant[rows][valid].double()
+        first_rank[rows[valid]] = first_relevant_rank(ranked)
         for name, kind, k in parsed:
             if kind == "r_precision":
                 value = r_precision(ranked, count)
@@ -332,26 +485,38 @@ def _score(
             elif kind == "ndcg":
                 value = ndcg_at_k(ranked, count, k)
             else:
-                value = 1.0 / _exact_first_rank(block, relevance, valid, ranked).double()
-            scores[name][torch.arange(block.rows.start, block.rows.stop)[valid]] = value
+                continue
+            scores[name][rows[valid]] = value
+    if "mrr" in scores:
+        beyond = ((first_rank == 0) & (num_relevant > 0)).nonzero()[:, 0]
+        first_rank[beyond] = _first_relevant_rank_in_full_rows(queries, key, relevance, excluded_pairs, beyond, budget)
+        scores["mrr"] = torch.where(num_relevant > 0, 1.0 / first_rank.double(), math.nan)
     return scores, num_relevant
 
 
-def _exact_first_rank(block: RankedBlock, relevance, valid: Tensor, ranked: Tensor) -> Tensor:
-    """First relevant rank; queries with none in the top-k are ranked against their full row."""
-    rank = first_relevant_rank(ranked)
-    missing = (rank == 0).nonzero()[:, 0]
-    if len(missing):
-        local = valid.nonzero()[:, 0][missing]
-        rows = torch.arange(block.rows.start, block.rows.stop)[local]
-        distances = block.distances[local.to(block.distances.device)]
-        relevant = relevance.of_gallery(rows).to(distances.device)
+def _first_relevant_rank_in_full_rows(
+    queries: Tensor, key: _RankingKey, relevance, excluded_pairs: Tensor, rows: Tensor, budget: float
+) -> Tensor:
+    """Exact first relevant rank of queries with none in their top-k: their whole key rows,
+    recomputed in chunks, rank the first relevant item against every other."""
+    ranks = torch.zeros(len(rows), dtype=torch.long)
+    chunk = max(1, int(budget // (len(key.gallery) * (3 * key.gallery.element_size() + 2))))
+    local = torch.full((len(queries),), -1)
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        distances = key.keys(key.prepare(queries[part.to(queries.device)]))
+        local[part] = torch.arange(len(part))
+        position = local[excluded_pairs[:, 0]]
+        local[part] = -1
+        inside = position >= 0
+        distances[position[inside].to(distances.device), excluded_pairs[inside, 1].to(distances.device)] = math.inf
+        relevant = relevance.of_gallery(part).to(distances.device)
         best = distances.masked_fill(~relevant, math.inf).argmin(1, keepdim=True)  # first of equals
         best_distance = distances.gather(1, best)
         gallery_index = torch.arange(distances.shape[1], device=distances.device)
         ahead = (distances < best_distance) | ((distances == best_distance) & (gallery_index < best))
-        rank[missing] = (ahead.sum(1) + 1).cpu()
-    return rank
+        ranks[start : start + chunk] = (ahead.sum(1) + 1).cpu()
+    return ranks
 
 
 def _result(
@@ -407,9 +572,14 @@ def retrieval_metrics(
     if (gallery_groups[query_gallery_index[own]] != query_groups[own]).any():
         raise ValueError("query_gallery_index points some queries at gallery rows of another group")
     excluded = torch.stack([own.nonzero()[:, 0], query_gallery_index[own]], 1)
+    leave_one_out = gallery_embeddings is query_embeddings or (
+        len(gallery_embeddings) == len(query_embeddings)
+        and torch.equal(query_gallery_index, torch.arange(len(query_embeddings)))
+        and torch.equal(gallery_embeddings, query_embeddings)
+    )
     relevance = _GroupRelevance(query_groups, gallery_groups, query_gallery_index)
     scores, num_relevant = _score(
-        query_embeddings, gallery_embeddings, relevance, metrics, excluded,
+        query_embeddings, gallery_embeddings, relevance, metrics, excluded, leave_one_out=leave_one_out,
         distance=distance, max_memory_mb=max_memory_mb, device=device, progress=progress,
     )
     return _result(scores, num_relevant, query_groups if per_class else None)
@@ -435,6 +605,7 @@ def pair_retrieval_metrics(
     _check_embeddings("query_embeddings", query_embeddings)
     num_queries = len(query_embeddings)
     excluded = _check_pairs("excluded_pairs", excluded_pairs, num_queries, None)
+    leave_one_out = gallery_embeddings is None and len(excluded) == 0
     if gallery_embeddings is None:
         gallery_embeddings = query_embeddings
         own = torch.arange(num_queries)
@@ -449,7 +620,7 @@ def pair_retrieval_metrics(
         raise ValueError("a relevant pair is also excluded (or pairs a query with its own gallery entry)")
     relevance = _PairRelevance(relevant_pairs, num_queries, len(gallery_embeddings))
     scores, num_relevant = _score(
-        query_embeddings, gallery_embeddings, relevance, metrics, excluded,
+        query_embeddings, gallery_embeddings, relevance, metrics, excluded, leave_one_out=leave_one_out,
         distance=distance, max_memory_mb=max_memory_mb, device=device, progress=progress,
     )
     return _result(scores, num_relevant, None)
