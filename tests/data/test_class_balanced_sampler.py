@@ -94,7 +94,9 @@ def test_too_many_processes_for_the_classes_is_named():
         next(iter(sampler))
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"num_replicas": 2}, "pass both"), ({"num_replicas": 2, "rank": 2}, "rank must be")])
+@pytest.mark.parametrize(
+    ("kwargs", "message"), [({"num_replicas": 2}, "pass both"), ({"num_replicas": 2, "rank": 2}, "rank must be")]
+)
 def test_bad_replicas_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ClassBalancedBatchSampler(LABELS[:-2], 2, 2, **kwargs)

@@ -71,6 +71,7 @@ def test_lightning_can_re_create_the_loader_with_a_distributed_sampler():
     from torch.utils.data import DistributedSampler
 
     loader = PairsSimilarityDataLoader(PAIR_SAMPLES, batch_size=2, feature_collate=to_tensor)
-    shards = [_update_dataloader(loader, DistributedSampler(PAIR_SAMPLES, num_replicas=2, rank=r, shuffle=False)) for r in (0, 1)]
+    samplers = [DistributedSampler(PAIR_SAMPLES, num_replicas=2, rank=rank, shuffle=False) for rank in (0, 1)]
+    shards = [_update_dataloader(loader, sampler) for sampler in samplers]
     assert all(type(shard) is PairsSimilarityDataLoader and shard.feature_collate is to_tensor for shard in shards)
     assert sum(len(shard) for shard in shards) == len(loader)

@@ -26,7 +26,10 @@ AGREEING_LOSSES = {
     "online_contrastive_all": lambda: (
         OnlineContrastiveLoss(margin=1.0, mining="all", squared=False, distance="euclidean"),
         pml_losses.ContrastiveLoss(
-            pos_margin=0.0, neg_margin=1.0, distance=pml_distances.LpDistance(normalize_embeddings=False), reducer=pml_reducers.MeanReducer()
+            pos_margin=0.0,
+            neg_margin=1.0,
+            distance=pml_distances.LpDistance(normalize_embeddings=False),
+            reducer=pml_reducers.MeanReducer(),
         ),
         None,
     ),

@@ -37,7 +37,8 @@ def circle_loss(similarity: Tensor, groups: Tensor, m: float, gamma: float, ref_
 def multi_similarity_mining(
     similarity: Tensor, groups: Tensor, epsilon: float, ref_groups: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
-    """The Multi-Similarity pair miner: (positive, negative) masks, shaped like ``similarity``, of the informative pairs.
+    """The Multi-Similarity pair miner: (positive, negative) masks of the informative pairs, shaped like
+    ``similarity``.
 
     A negative is kept if it is more similar than the anchor's least similar positive minus epsilon;
     a positive is kept if it is less similar than the anchor's most similar negative plus epsilon.

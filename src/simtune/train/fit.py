@@ -125,5 +125,7 @@ def fit(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         # Frozen encoders are meant to stay in eval mode (BatchNorm statistics must not move).
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
-        trainer.fit(trainable_model, fit_loaders["train"], fit_loaders.get("val"), ckpt_path=ckpt_path, weights_only=True)
+        trainer.fit(
+            trainable_model, fit_loaders["train"], fit_loaders.get("val"), ckpt_path=ckpt_path, weights_only=True
+        )
     return trainer
