@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/eval_scale.py            # N=100,000, d=256, 1,000 classes + 8,100 x 1280
     .venv/bin/python benchmarks/eval_scale.py --n 20000  # a quicker look
+    .venv/bin/python benchmarks/eval_scale.py --cars-only --cars-run runs/cars  # + a trained run's real embeddings
 
 Each measurement runs in its own child process (same data, regenerated from the seed) so its peak
 RSS (``resource.getrusage``, the whole process: interpreter, torch, data and working memory) is its
@@ -40,24 +41,46 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
 
+def cars_run_embeddings(run_dir: str):
+    """The unseen-class (test-half) embeddings of a ``simtune cars`` run: the frozen backbone outputs
+    from its encoder cache (``cache/val-*``, see simtune.train.cache.storage) through its trained head."""
+    import torch
+    from safetensors.torch import load_file
+
+    from simtune.models import SimilarityModel
+
+    folders = sorted(Path(run_dir, "cache").glob("val-*"))
+    if len(folders) != 1:
+        raise SystemExit(f"expected one encoder cache {run_dir}/cache/val-*, found {len(folders)}")
+    tensors = load_file(folders[0] / "embeddings.safetensors")
+    model = SimilarityModel.load(Path(run_dir, "model")).eval()
+    backbone = torch.cat([tensors[f"embedding.{name}"][0].float() for name in sorted(model.encoders)], dim=1)
+    with torch.inference_mode():
+        return model.head(backbone), tensors["target.groups"]
+
+
 def run_simtune(spec: dict) -> dict:
     import torch
 
     from simtune.functional.retrieval import retrieval_metrics
 
     torch.manual_seed(0)
-    if spec["random"]:
+    if spec.get("run_dir"):
+        embeddings, groups = cars_run_embeddings(spec["run_dir"])
+    elif spec["random"]:
         embeddings, groups = torch.randn(spec["n"], spec["dim"]), torch.randint(0, spec["classes"], (spec["n"],))
     else:
         embeddings, groups = clustered(spec["n"], spec["dim"], spec["classes"], spec["seed"])
     data_rss = peak_rss_mb()
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     result = retrieval_metrics(
         embeddings, groups, metrics=spec["metrics"], distance=spec["distance"],
         max_memory_mb=spec["max_memory_mb"], progress=spec["progress"],
     )
     seconds = time.perf_counter() - start
-    run = dict(seconds=seconds, peak_rss_mb=peak_rss_mb(), rss_after_data_mb=data_rss, metrics=result.metrics)
+    run = dict(seconds=seconds, peak_rss_mb=peak_rss_mb(), rss_after_data_mb=data_rss, metrics=result.metrics,
+               load_average=[load_before, os.getloadavg()[0]], shape=list(embeddings.shape))
     if spec["random"]:  # the floor any exact method pays: one full matrix product, nothing else
         start = time.perf_counter()
         embeddings @ embeddings.T
@@ -71,11 +94,12 @@ def run_pml(spec: dict) -> dict:
 
     embeddings, groups = clustered(spec["n"], spec["dim"], spec["classes"], spec["seed"])
     calculator = AccuracyCalculator(include=tuple(PML_NAMES.values()), k="max_bin_count", device=torch.device("cpu"))
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     accuracy = calculator.get_accuracy(embeddings, groups)
     seconds = time.perf_counter() - start
     metrics = {ours: float(accuracy[theirs]) for ours, theirs in PML_NAMES.items()}
-    return dict(seconds=seconds, peak_rss_mb=peak_rss_mb(), metrics=metrics)
+    return dict(seconds=seconds, peak_rss_mb=peak_rss_mb(), metrics=metrics, load_average=[load_before, os.getloadavg()[0]])
 
 
 def in_child(function, spec: dict) -> dict:
@@ -100,6 +124,7 @@ def main() -> None:
     parser.add_argument("--max-memory-mb", type=float, default=256)
     parser.add_argument("--skip-pml", action="store_true", help="time simtune only")
     parser.add_argument("--cars-only", action="store_true", help="only the 8,100 x 1,280 timing")
+    parser.add_argument("--cars-run", help="also time the real unseen-class embeddings of this `simtune cars` run folder")
     args = parser.parse_args()
 
     report = {"threads": __import__("torch").get_num_threads(), "cpus": os.cpu_count(), "load_average": os.getloadavg()}
@@ -114,6 +139,9 @@ def main() -> None:
                 metrics=FULL_METRICS, max_memory_mb=args.max_memory_mb, progress=False)
     report["cars_size"] = {"data": {"n": 8_100, "dim": 1_280, "classes": 98, "random": True, "distance": "cosine"},
                            "simtune": in_child(run_simtune, cars)}
+    if args.cars_run:
+        report["cars_run"] = {"data": {"run_dir": args.cars_run, "distance": "cosine"},
+                              "simtune": in_child(run_simtune, {**cars, "run_dir": args.cars_run, "random": False})}
     write_atomically(RESULTS, report)
 
     if "scale" in report:
@@ -123,11 +151,18 @@ def main() -> None:
             if name == "data":
                 continue
             values = "  ".join(f"{run['metrics'][m]:>14.6f}" if m in run["metrics"] else f"{'-':>14}" for m in SCALE_METRICS)
-            print(f"{name:34} {run['seconds']:>8.1f} {run['peak_rss_mb']:>12.0f}  {values}")
+            print(f"{name:34} {run['seconds']:>8.1f} {run['peak_rss_mb']:>12.0f}  {values}"
+                  f"  (load {run['load_average'][0]:.1f} -> {run['load_average'][1]:.1f})")
     cars_run = report["cars_size"]["simtune"]
     print(f"\n8,100 x 1,280 random, cosine, {len(FULL_METRICS)} metrics ({', '.join(FULL_METRICS)}): "
           f"{cars_run['seconds']:.3f} s (bare 8,100 x 8,100 matrix product alone: "
-          f"{cars_run['bare_matrix_product_seconds']:.3f} s), peak RSS {cars_run['peak_rss_mb']:.0f} MB")
+          f"{cars_run['bare_matrix_product_seconds']:.3f} s), peak RSS {cars_run['peak_rss_mb']:.0f} MB "
+          f"(load {cars_run['load_average'][0]:.1f} -> {cars_run['load_average'][1]:.1f})")
+    if "cars_run" in report:
+        real = report["cars_run"]["simtune"]
+        print(f"{args.cars_run} unseen-class embeddings {real['shape'][0]:,} x {real['shape'][1]:,}, cosine, same metrics: "
+              f"{real['seconds']:.3f} s, peak RSS {real['peak_rss_mb']:.0f} MB "
+              f"(load {real['load_average'][0]:.1f} -> {real['load_average'][1]:.1f})")
     print(f"{report['threads']} torch threads, load average {report['load_average'][0]:.1f} at start")
     print(f"wrote {RESULTS}")
 

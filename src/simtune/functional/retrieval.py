@@ -1,15 +1,18 @@
-"""Exact retrieval metrics computed block by block: memory is O(block x gallery), never N x N.
+"""Exact retrieval metrics computed block by block: memory is O(block^2 + queries x k), never N x N.
 
-Every query block is ranked against the whole gallery and only its top-k survives, where k is the
+Query blocks are ranked against gallery blocks and only each query's top-k survives, where k is the
 largest depth any requested metric needs (the largest R for R-Precision/MAP@R, the largest K of the
-@K metrics), capped by the gallery size. Per-query scores are kept; averages are macro (per query).
+@K metrics), capped by the gallery size. When the queries are the gallery (leave-one-out), each
+block pair's matrix product is computed once and serves both blocks, halving the products.
+Per-query scores are kept; averages are macro (per query).
 
 Ranking rule (ties included): gallery items are ordered by a ranking key, lowest first, computed
 in the embeddings' float dtype (float32 unless float64 is given); items with exactly equal keys are
 ordered by gallery index, lowest first. The key is monotone in the distance and costs one matrix
 product per block against a gallery prepared once: cosine: -<q/|q|, g/|g|>; dot_product: -<q, g>;
-euclidean: |g|^2 - 2<q, g> (the squared distance less the query's constant |q|^2); any other
-distance: its ``distance_matrix``.
+euclidean: |g|^2 + (-2<q, g>) (the squared distance less the query's constant |q|^2); any other
+distance: its ``distance_matrix``. (The products' last bits can depend on the block shapes the
+memory bound picks: exactly equal keys are ordered as stated, keys one rounding apart may swap.)
 A query's own gallery entry (``query_gallery_index``) and ``excluded_pairs`` are removed by index,
 never by distance, so duplicates of a query stay in the ranking and count as ordinary results.
 
@@ -25,7 +28,7 @@ average, and reported in ``RetrievalResult.num_queries_without_relevant``.
 - recall_at_K: 1 if any relevant item is among the first K, else 0 (hit rate, CMC@K).
 - ndcg_at_K: binary-relevance DCG@K over the ideal DCG of min(K, R) relevant items.
 - mrr: 1 / rank of the first relevant item over the WHOLE ranking (exact, not cut at k: a query
-  whose first relevant item lies past the top-k is ranked against the full gallery row).
+  whose first relevant item lies past the top-k is ranked against its full gallery row, recomputed).
 
 pytorch-metric-learning's ``AccuracyCalculator`` gives the same r_precision, map_at_r (its
 ``mean_average_precision_at_r``), precision_at_1 and mrr (its ``mean_reciprocal_rank``) with
@@ -175,7 +178,7 @@ def _contains(sorted_keys: Tensor, keys: Tensor) -> Tensor:
 
 _NO_INDEX = torch.iinfo(torch.int32).max  # an empty slot: sorts after every gallery index
 _SLOTS = 3  # per row, in units of k: the top-k and a buffer
-_PAIR_BLOCK = 1024
+_PAIR_BLOCK = 2048  # larger: fewer, bigger operations; smaller: cheaper first (full top-k) block
 
 
 @dataclass
@@ -258,11 +261,14 @@ class _RunningTopK:
             self._merge(rows)
 
     def _merge(self, rows: slice) -> None:
-        keys, order = self.keys[rows].sort(dim=1, stable=True)
-        self.indices[rows, : self.k] = self.indices[rows].gather(1, order[:, : self.k])
+        used = int(self.fill[rows].max())  # the slots after it are empty in every row
+        if used == self.k:
+            return
+        keys, order = self.keys[rows, :used].sort(dim=1, stable=True)
+        self.indices[rows, : self.k] = self.indices[rows, :used].gather(1, order[:, : self.k])
         self.keys[rows, : self.k] = keys[:, : self.k]
-        self.keys[rows, self.k :] = math.inf
-        self.indices[rows, self.k :] = _NO_INDEX
+        self.keys[rows, self.k : used] = math.inf
+        self.indices[rows, self.k : used] = _NO_INDEX
         self.threshold[rows] = keys[:, self.k - 1]
         self.fill[rows] = self.k
 
@@ -304,8 +310,8 @@ class _RankingKey:
         return self.complete(prepared_queries @ self.gallery[columns].T, columns)
 
     def complete(self, product: Tensor, columns: slice) -> Tensor:
-        """Keys from the product with the gallery ``columns``: euclidean adds their squared norms."""
-        return product if self.squared_norms is None else product + self.squared_norms[columns]
+        """Keys from the product with the gallery ``columns``, in place: euclidean adds their squared norms."""
+        return product if self.squared_norms is None else product.add_(self.squared_norms[columns])
 
 
 def _blocks(length: int, size: int) -> list[slice]:
@@ -353,18 +359,23 @@ def _ranked_leave_one_out(
     """Queries = gallery: each block pair (i, j >= i) is multiplied once and serves the rows of both
     blocks (j's keys against i are the transposed product), which halves the matrix products.
     Block i is final after its pairs (i, j >= i): the pairs (j < i, i) came before."""
-    num_rows, device = len(key.gallery), key.gallery.device
-    top_k = _RunningTopK(num_rows, k, key.gallery.dtype, device)
+    num_rows, device, dtype = len(key.gallery), key.gallery.device, key.gallery.dtype
+    top_k = _RunningTopK(num_rows, k, dtype, device)
     no_pairs = torch.zeros(0, 2, dtype=torch.long, device=device)
+    # reused for every pair: fresh multi-megabyte tensors cost page faults comparable to the product
+    product_buffer, transposed_buffer = torch.empty(2, blocks[0].stop ** 2, dtype=dtype, device=device)
     for position, rows in enumerate(_progress(blocks, progress, "ranking")):
         for columns in blocks[position:]:
-            product = queries[rows] @ key.gallery[columns].T
+            shape = (rows.stop - rows.start, columns.stop - columns.start)
+            product = product_buffer[: shape[0] * shape[1]].view(shape)
+            torch.mm(queries[rows], key.gallery[columns].T, out=product)
             if columns == rows:
-                diagonal = torch.arange(rows.stop - rows.start, device=device)[:, None].expand(-1, 2)
+                diagonal = torch.arange(shape[0], device=device)[:, None].expand(-1, 2)
                 top_k.add(rows, key.complete(product, columns), columns.start, diagonal)
-            else:
-                top_k.add(columns, key.complete(product.T, rows), rows.start, no_pairs)
-                top_k.add(rows, key.complete(product, columns), columns.start, no_pairs)
+                continue
+            transposed = transposed_buffer[: shape[0] * shape[1]].view(shape[::-1]).copy_(product.T)
+            top_k.add(columns, key.complete(transposed, rows), rows.start, no_pairs)
+            top_k.add(rows, key.complete(product, columns), columns.start, no_pairs)
         yield RankedBlock(rows, top_k.finish(rows).cpu())
 
 
