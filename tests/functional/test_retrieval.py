@@ -138,7 +138,7 @@ def exact_ranking(queries, gallery, excluded, distance, k):
     return [row[:k] + [-1] * (k - len(row[:k])) for row in ranking]
 
 
-@pytest.mark.parametrize("pair_block", [2, 7, 13, 64])  # 7 and 13 do not divide 60; 64 is one block
+@pytest.mark.parametrize("pair_block", [2, 7, 13, 64])  # 7 and 13 do not divide 60; 64 holds it all
 @pytest.mark.parametrize("k", [1, 5, 20, 59, 60])  # 20 spans several blocks; 60 leaves one slot empty
 def test_leave_one_out_pass_ranks_exactly_for_any_block_size(monkeypatch, pair_block, k):
     """Each block pair's product serves both of its blocks (the second through its transpose)."""
@@ -146,7 +146,9 @@ def test_leave_one_out_pass_ranks_exactly_for_any_block_size(monkeypatch, pair_b
     generator = torch.Generator().manual_seed(7)
     embeddings = torch.randint(0, 3, (60, 3), generator=generator).float()  # ties everywhere
     blocks = list(ranked_blocks(embeddings, None, k, distance="euclidean"))
-    assert [block.rows.start for block in blocks] == list(range(0, 60, pair_block))
+    widths = [block.rows.stop - block.rows.start for block in blocks]
+    assert [block.rows.start for block in blocks] == [sum(widths[:i]) for i in range(len(blocks))]
+    assert sum(widths) == 60 and max(widths) <= pair_block
     expected = exact_ranking(embeddings, embeddings, {(q, q) for q in range(60)}, "euclidean", k)
     assert torch.cat([block.top_indices for block in blocks]).tolist() == expected
 

@@ -177,7 +177,7 @@ def _contains(sorted_keys: Tensor, keys: Tensor) -> Tensor:
 # ---------------------------------------------------------------- blockwise exact top-k
 
 _NO_INDEX = torch.iinfo(torch.int32).max  # an empty slot: sorts after every gallery index
-_SLOTS = 3  # per row, in units of k: the top-k and a buffer
+_FIRST_BLOCK = 2  # in units of k: the width of the first gallery block, where every row is cold
 _PAIR_BLOCK = 2048  # larger: fewer, bigger operations; smaller: cheaper first (full top-k) block
 
 
@@ -215,13 +215,18 @@ def _stable_topk(distances: Tensor, k: int) -> Tensor:
     return indices
 
 
+def _slots(k: int) -> int:
+    """A row's top-k and its buffer: 2k, room for the about k survivors of each of two blocks,
+    and at least 64, as a small k's survivor counts vary more."""
+    return k + max(2 * k, 64)
+
+
 class _RunningTopK:
     """Exact top-k per row of ranking keys that arrive block by block, in O(rows x k) memory.
 
     Once a row holds k results, a key not below its k-th cannot enter, so one comparison discards
-    almost every key of the later blocks; the few survivors wait in a buffer of 2k more slots
-    (room for a second block's survivors, which are about k), and the sort that merges them runs
-    only when a buffer is full. (A top-k over every key, the cost
+    almost every key of the later blocks; the few survivors wait in a buffer, and the sort that
+    merges them runs only when a buffer is full. (A top-k over every key, the cost
     this replaces, took most of the time of large evaluations.) Each row must be offered its
     gallery columns in increasing order: then equal keys already sit in index order, a stable sort
     by key alone gives the (key, index) ranking rule, and an equal key arriving later ranks lower.
@@ -229,9 +234,10 @@ class _RunningTopK:
 
     def __init__(self, num_rows: int, k: int, dtype: torch.dtype, device: torch.device):
         self.k = k
-        # slots [0, k): the sorted top-k so far; [k, 3k): the buffer, used up to ``fill``
-        self.keys = torch.full((num_rows, _SLOTS * k), math.inf, dtype=dtype, device=device)
-        self.indices = torch.full((num_rows, _SLOTS * k), _NO_INDEX, dtype=torch.int32, device=device)
+        # slots [0, k): the sorted top-k so far; then the buffer, used up to ``fill``
+        self.slots = _slots(k)
+        self.keys = torch.full((num_rows, self.slots), math.inf, dtype=dtype, device=device)
+        self.indices = torch.full((num_rows, self.slots), _NO_INDEX, dtype=torch.int32, device=device)
         self.fill = torch.full((num_rows,), k, device=device)
         self.threshold = torch.full((num_rows,), math.inf, dtype=dtype, device=device)
 
@@ -244,27 +250,32 @@ class _RunningTopK:
         if not dense:
             row, column = candidates.nonzero().unbind(1)
             counts = torch.bincount(row, minlength=len(keys))
-            dense = int(counts.max()) > (_SLOTS - 1) * self.k
+            dense = int(counts.max()) > self.slots - self.k
         if dense:  # a row's first block, or one with many new results: only its top-k can enter
             top = _stable_topk(keys.masked_fill(~candidates, math.inf), self.k).sort(dim=1).values
             kept = candidates.gather(1, top)
             row = torch.arange(len(keys), device=keys.device)[:, None].expand_as(top)[kept]
             column = top[kept]
             counts = kept.sum(1)
-        if int((self.fill[rows] + counts).max()) > _SLOTS * self.k:
+        if int((self.fill[rows] + counts).max()) > self.slots:
             self._merge(rows)
         slot = torch.arange(len(row), device=row.device) + (self.fill[rows] - (counts.cumsum(0) - counts))[row]
         self.keys[row + rows.start, slot] = keys[row, column]
         self.indices[row + rows.start, slot] = (column + first_column).int()
         self.fill[rows] += counts
-        if dense:
+        # a threshold as old as one block lets about twice as many keys pass: merge at half full
+        if dense or 2 * (int(self.fill[rows].max()) - self.k) > self.slots - self.k:
             self._merge(rows)
 
     def _merge(self, rows: slice) -> None:
         used = int(self.fill[rows].max())  # the slots after it are empty in every row
         if used == self.k:
             return
-        keys, order = self.keys[rows, :used].sort(dim=1, stable=True)
+        keys, order = self.keys[rows, :used].topk(self.k + 1, dim=1, largest=False)
+        # topk orders equal keys arbitrarily; the slots hold them in index order, which a stable sort keeps
+        tied = (keys[:, 1:] == keys[:, :-1]).any(1).nonzero()[:, 0]
+        if len(tied):
+            keys[tied], order[tied] = (t[:, : self.k + 1] for t in self.keys[rows][tied, :used].sort(dim=1, stable=True))
         self.indices[rows, : self.k] = self.indices[rows, :used].gather(1, order[:, : self.k])
         self.keys[rows, : self.k] = keys[:, : self.k]
         self.keys[rows, self.k : used] = math.inf
@@ -314,8 +325,16 @@ class _RankingKey:
         return product if self.squared_norms is None else product.add_(self.squared_norms[columns])
 
 
-def _blocks(length: int, size: int) -> list[slice]:
-    return [slice(start, min(start + size, length)) for start in range(0, length, size)]
+def _blocks(length: int, size: int, first: int | None = None) -> list[slice]:
+    """Blocks of ``size``; with ``first``, the leading ones grow as first, first, 2 first, 4 first, ...:
+    a row's first block gets a full top-k, so a narrow one is cheap, and each later block, as wide as
+    all before it, lets only about k keys per row past the threshold they set."""
+    blocks, start, width = [], 0, min(first or size, size)
+    while start < length:
+        blocks.append(slice(start, min(start + width, length)))
+        start += width
+        width = min(2 * width, size) if len(blocks) > 1 else width
+    return blocks
 
 
 def _progress(items: list, enabled: bool, desc: str) -> Iterator:
@@ -332,18 +351,18 @@ def _ranked(
     """Query blocks with their exact top-k. ``leave_one_out``: the queries are the gallery (``key``
     prepared from them) and ``excluded_pairs`` are exactly each query's own entry."""
     itemsize = key.gallery.element_size()
-    slot_bytes = _SLOTS * k * (itemsize + 4)  # a row's top-k and buffer
+    slot_bytes = _slots(k) * (itemsize + 4)  # a row's top-k and buffer
     # a (B, B) key block, its transposed keys, and the top-k and mask temporaries of a dense add
     pair_bytes = 4 * itemsize + 2
     num_queries, device = len(queries), key.gallery.device
     prepared = key.prepare(queries)
     if leave_one_out and key.is_product and num_queries * slot_bytes < budget:
         size = max(1, min(_PAIR_BLOCK, math.isqrt(int(budget - num_queries * slot_bytes) // pair_bytes)))
-        yield from _ranked_leave_one_out(prepared, key, k, _blocks(num_queries, size), progress)
+        yield from _ranked_leave_one_out(prepared, key, k, _blocks(num_queries, size, _FIRST_BLOCK * k), progress)
         return
     excluded_pairs = excluded_pairs[excluded_pairs[:, 0].argsort(stable=True)]
     size = max(1, int((math.sqrt(slot_bytes**2 + 4 * pair_bytes * budget) - slot_bytes) / (2 * pair_bytes)))
-    columns = _blocks(len(key.gallery), size)
+    columns = _blocks(len(key.gallery), size, _FIRST_BLOCK * k)
     for rows in _progress(_blocks(num_queries, size), progress, "ranking"):
         top_k = _RunningTopK(rows.stop - rows.start, k, key.gallery.dtype, device)
         local = slice(0, rows.stop - rows.start)
@@ -363,7 +382,8 @@ def _ranked_leave_one_out(
     top_k = _RunningTopK(num_rows, k, dtype, device)
     no_pairs = torch.zeros(0, 2, dtype=torch.long, device=device)
     # reused for every pair: fresh multi-megabyte tensors cost page faults comparable to the product
-    product_buffer, transposed_buffer = torch.empty(2, blocks[0].stop ** 2, dtype=dtype, device=device)
+    size = max(block.stop - block.start for block in blocks)
+    product_buffer, transposed_buffer = torch.empty(2, size**2, dtype=dtype, device=device)
     for position, rows in enumerate(_progress(blocks, progress, "ranking")):
         for columns in blocks[position:]:
             shape = (rows.stop - rows.start, columns.stop - columns.start)
