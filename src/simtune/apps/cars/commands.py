@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import typer
 
@@ -82,10 +82,14 @@ def train_command(
     data: Path = _DATA,
     run: Path = _RUN,
     backbone: list[str] = _BACKBONE,
-    head: str = typer.Option("skip", help="skip | linear | mlp (L2-normalised output)."),
+    head: str = typer.Option(
+        "last-conv",
+        help="last-conv (fine-tune EfficientNet-Lite's final convolution; one lite backbone) | skip | linear | mlp "
+        "(on pooled features). Output L2-normalised.",
+    ),
     loss: str = typer.Option("multi-similarity", help="multi-similarity | triplet | proxy-anchor."),
     epochs: int = typer.Option(15, min=1),
-    learning_rate: float = typer.Option(1e-2, min=0.0),
+    learning_rate: Optional[float] = typer.Option(None, min=0.0, help="Peak learning rate [default: the head's]."),
     classes_per_batch: int = typer.Option(64, min=2),
     samples_per_class: int = typer.Option(8, min=2),
     mirror: bool = typer.Option(False, help="Also train on horizontally mirrored images (+50% encoding)."),
@@ -121,12 +125,13 @@ def demo_command(
 ) -> None:
     """Prepare, train, evaluate and report in one go; a second run reuses every cache and finishes in minutes."""
     from simtune.apps.cars.indexing import serve_hint
-    from simtune.apps.cars.train import TrainSettings
+    from simtune.apps.cars.train import TrainSettings, supports_last_conv
 
     defaults = TrainSettings()
+    head = defaults.head if supports_last_conv(list(backbone)) else "skip"
     with _clean_errors():
         settings = _settings(
-            backbone, defaults.head, defaults.loss, epochs, defaults.learning_rate, defaults.classes_per_batch,
+            backbone, head, defaults.loss, epochs, None, defaults.classes_per_batch,
             defaults.samples_per_class, defaults.mirror, defaults.seed, workers,
         )
         with _stage("prepare"):

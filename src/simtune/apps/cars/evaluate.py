@@ -2,7 +2,9 @@
 
 Exact leave-one-out retrieval over every unseen image: each image queries all the others (its own
 entry excluded). Base and tuned embeddings both come from the run's encoder cache (the head is applied
-to the cached backbone outputs), so evaluation never decodes an image it has already encoded.
+to the cached backbone outputs), so evaluation never decodes an image it has already encoded. Base is
+always the frozen backbones' pooled features: for a ``last-conv`` run, the pretrained final convolution
+is applied to the cached feature maps.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from simtune.eval import (
 )
 from simtune.functional.retrieval import ranked_blocks
 from simtune.models import SimilarityModel
+from simtune.models.heads import EfficientNetLiteTopHead
 from simtune.train import CacheConfig
 from simtune.train.cache.encoder_cache import EncoderCache
 
@@ -55,9 +58,19 @@ def unseen_backbone_embeddings(model: SimilarityModel, samples: CarSamples, cach
 
 
 @torch.inference_mode()
-def head_embeddings(model: SimilarityModel, backbone_outputs: Tensor, batch_size: int = 4096) -> Tensor:
+def head_embeddings(model: SimilarityModel, backbone_outputs: Tensor, batch_size: int = 512) -> Tensor:
     model.eval()
     return torch.cat([model.head(chunk) for chunk in backbone_outputs.split(batch_size)])
+
+
+@torch.inference_mode()
+def base_embeddings(model: SimilarityModel, backbone_outputs: Tensor, batch_size: int = 512) -> Tensor:
+    """What the frozen backbones alone give: their outputs, or for feature maps the pretrained final layers."""
+    head = model.head
+    if not isinstance(head, EfficientNetLiteTopHead):
+        return backbone_outputs
+    pretrained = EfficientNetLiteTopHead(head.input_embedding_size, head.variant).eval()
+    return torch.cat([pretrained(chunk) for chunk in backbone_outputs.split(batch_size)])
 
 
 def nearest(embeddings: Tensor, queries: list[int], k: int) -> list[list[int]]:
@@ -91,8 +104,9 @@ def evaluate_run(run_dir: Path, grid_queries: int = 6, neighbours: int = 8, prog
     model = SimilarityModel.load(run_dir / MODEL_DIR)
     unseen_records = dataset.subset(UNSEEN)
     samples = CarSamples(unseen_records)
-    base = unseen_backbone_embeddings(model, samples, run_dir / CACHE_DIR, settings.workers)
-    tuned = head_embeddings(model, base)
+    backbone_outputs = unseen_backbone_embeddings(model, samples, run_dir / CACHE_DIR, settings.workers)
+    base, tuned = base_embeddings(model, backbone_outputs), head_embeddings(model, backbone_outputs)
+    del backbone_outputs
     evaluator = Evaluator(list(EVALUATOR_METRICS))
     task = GroupSampler().sample(samples)
     results = {"base": evaluator.score(task, base), "tuned": evaluator.score(task, tuned)}

@@ -1,7 +1,10 @@
 """``simtune cars train``: a trainable head on frozen backbones, trained on the run's training classes.
 
+The default head, ``last-conv``, is EfficientNet-Lite's own final 1x1 convolution, started from its
+pretrained weights and fine-tuned: the backbone then stops one layer earlier and caches its last feature
+maps instead of pooled vectors. The other heads reshape the pooled features of one or more frozen backbones.
 The frozen backbones run once over every image (training classes, their mirror images, and the unseen
-classes); the embeddings are cached in ``<run>/cache`` and every epoch, evaluation and rerun reads them
+classes); their outputs are cached in ``<run>/cache`` and every epoch, evaluation and rerun reads them
 from there. Lightning checkpoints the head each epoch (``<run>/checkpoints/last.ckpt``), so an
 interrupted run resumes where it stopped. The unseen classes are monitored each epoch for the curves
 only: the epoch count is fixed and the last weights are kept, so nothing is selected on them.
@@ -27,16 +30,26 @@ from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader
 from simtune.eval import AttachedMetric, MeanAveragePrecisionAtR, PrecisionAtK, RetrievalRPrecision
 from simtune.losses import GroupLoss, MultiSimilarityLoss, ProxyAnchorLoss, TripletLoss
 from simtune.models.encoders import Encoder
-from simtune.models.heads import EncoderHead, LinearHead, SkipConnectionHead, StackedProjectionHead
+from simtune.models.encoders.efficientnet_lite import VARIANTS
+from simtune.models.heads import (
+    EfficientNetLiteTopHead,
+    EncoderHead,
+    LinearHead,
+    SkipConnectionHead,
+    StackedProjectionHead,
+)
 from simtune.train import CacheConfig, TrainableModel
 
 MODEL_DIR, CACHE_DIR, CHECKPOINT_DIR = "model", "cache", "checkpoints"
 SETTINGS_FILE, HISTORY_FILE = "train_settings.json", "history.json"
 
-HEADS: dict[str, Callable[[int], EncoderHead]] = {
-    "skip": lambda size: SkipConnectionHead(size, normalize=True),
-    "linear": lambda size: LinearHead(size, normalize=True),
-    "mlp": lambda size: StackedProjectionHead(size, [2 * size, size], normalize=True),
+LAST_CONV = "last-conv"
+# head -> (builder(input size, backbones), default learning rate)
+HEADS: dict[str, tuple[Callable[[int, list[str]], EncoderHead], float]] = {
+    LAST_CONV: (lambda size, backbones: EfficientNetLiteTopHead(size, backbones[0], normalize=True), 1e-3),
+    "skip": (lambda size, backbones: SkipConnectionHead(size, normalize=True), 1e-2),
+    "linear": (lambda size, backbones: LinearHead(size, normalize=True), 1e-3),
+    "mlp": (lambda size, backbones: StackedProjectionHead(size, [2 * size, size], normalize=True), 1e-3),
 }
 # (loss builder, whether the loss owns one proxy per training class: those cannot score unseen classes)
 LOSSES: dict[str, tuple[Callable[[int, int], GroupLoss], bool]] = {
@@ -51,10 +64,10 @@ class TrainSettings:
     """Everything that defines a training run; saved to ``train_settings.json`` and compared on resume."""
 
     backbones: list[str] = field(default_factory=lambda: ["lite0"])
-    head: str = "skip"
+    head: str = LAST_CONV
     loss: str = "multi-similarity"
     epochs: int = 15
-    learning_rate: float = 1e-2
+    learning_rate: float | None = None  # None: the head's default (HEADS)
     weight_decay: float = 1e-4
     classes_per_batch: int = 64
     samples_per_class: int = 8
@@ -65,6 +78,13 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ValueError(f"unknown head {self.head!r}; expected one of {sorted(HEADS)}")
+        if self.head == LAST_CONV and not supports_last_conv(self.backbones):
+            raise ValueError(
+                f"head {LAST_CONV!r} fine-tunes the last convolution of exactly one EfficientNet-Lite backbone "
+                f"({', '.join(sorted(VARIANTS))}), not {self.backbones}; choose another head (e.g. skip)"
+            )
+        if self.learning_rate is None:
+            self.learning_rate = HEADS[self.head][1]
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; expected one of {sorted(LOSSES)}")
         if self.epochs < 1:
@@ -82,10 +102,11 @@ class CarsTrainable(TrainableModel):
         super().__init__()
 
     def configure_encoders(self) -> dict[str, Encoder]:
-        return build_backbones(self.settings.backbones)
+        return build_backbones(self.settings.backbones, feature_maps=self.settings.head == LAST_CONV)
 
     def configure_head(self, input_embedding_size: int) -> EncoderHead:
-        return HEADS[self.settings.head](input_embedding_size)
+        build, _ = HEADS[self.settings.head]
+        return build(input_embedding_size, self.settings.backbones)
 
     def configure_loss(self) -> GroupLoss:
         build, _ = LOSSES[self.settings.loss]
@@ -124,6 +145,10 @@ class EpochHistory(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = {k: [tuple(p) for p in v] for k, v in json.loads(state_dict["history"]).items()}
+
+
+def supports_last_conv(backbones: list[str]) -> bool:
+    return len(backbones) == 1 and backbones[0] in VARIANTS
 
 
 def load_settings(run_dir: Path) -> TrainSettings:

@@ -1,0 +1,25 @@
+import pytest
+
+from simtune.apps.cars.backbones import build_backbone
+from simtune.apps.cars.train import HEADS, TrainSettings
+
+
+def test_default_fine_tunes_lite0s_last_convolution_at_its_own_learning_rate():
+    settings = TrainSettings()
+    assert settings.backbones == ["lite0"] and settings.head == "last-conv"
+    assert settings.learning_rate == HEADS["last-conv"][1]
+    assert TrainSettings(head="skip").learning_rate == HEADS["skip"][1] != settings.learning_rate
+    assert TrainSettings(head="skip", learning_rate=0.5).learning_rate == 0.5
+
+
+@pytest.mark.parametrize("backbones", [["lite0", "lite1"], ["torchvision:resnet152"]])
+def test_last_conv_needs_exactly_one_efficientnet_lite(backbones):
+    with pytest.raises(ValueError, match="exactly one EfficientNet-Lite backbone"):
+        TrainSettings(backbones=backbones, head="last-conv")
+    assert TrainSettings(backbones=backbones, head="skip").head == "skip"
+
+
+def test_only_efficientnet_lite_gives_feature_maps():
+    assert build_backbone("lite1", feature_maps=True).output == "blocks"
+    with pytest.raises(ValueError, match="only EfficientNet-Lite backbones"):
+        build_backbone("torchvision:resnet18", feature_maps=True)
