@@ -41,6 +41,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
 
+def cars_run_cache(run_dir: str) -> Path:
+    """The run's one unseen-class encoder cache folder; checked before any timing starts."""
+    folders = sorted(Path(run_dir, "cache").glob("val-*"))
+    if len(folders) != 1 or not Path(run_dir, "model", "config.json").is_file():
+        raise ValueError(f"--cars-run {run_dir}: expected model/ and one cache/val-* (a finished run), "
+                         f"found {len(folders)} caches")
+    return folders[0]
+
+
 def cars_run_embeddings(run_dir: str):
     """The unseen-class (test-half) embeddings of a ``simtune cars`` run: the frozen backbone outputs
     from its encoder cache (``cache/val-*``, see simtune.train.cache.storage) through its trained head."""
@@ -49,10 +58,7 @@ def cars_run_embeddings(run_dir: str):
 
     from simtune.models import SimilarityModel
 
-    folders = sorted(Path(run_dir, "cache").glob("val-*"))
-    if len(folders) != 1:
-        raise SystemExit(f"expected one encoder cache {run_dir}/cache/val-*, found {len(folders)}")
-    tensors = load_file(folders[0] / "embeddings.safetensors")
+    tensors = load_file(cars_run_cache(run_dir) / "embeddings.safetensors")
     model = SimilarityModel.load(Path(run_dir, "model")).eval()
     backbone = torch.cat([tensors[f"embedding.{name}"][0].float() for name in sorted(model.encoders)], dim=1)
     with torch.inference_mode():
@@ -128,6 +134,8 @@ def main() -> None:
     parser.add_argument("--cars-only", action="store_true", help="only the 8,100 x 1,280 timing")
     parser.add_argument("--cars-run", help="also time the real unseen-class embeddings of this `simtune cars` run folder")
     args = parser.parse_args()
+    if args.cars_run:
+        cars_run_cache(args.cars_run)
 
     report = {"threads": __import__("torch").get_num_threads(), "cpus": os.cpu_count(), "load_average": os.getloadavg()}
     if not args.cars_only:

@@ -153,11 +153,12 @@ def test_leave_one_out_pass_ranks_exactly_for_any_block_size(monkeypatch, pair_b
     assert torch.cat([block.top_indices for block in blocks]).tolist() == expected
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("max_memory_mb", [0.001, 0.004, 256])  # blocks of 1 to 5 rows, and one block
-def test_gallery_pass_ranks_exactly_with_exclusions(max_memory_mb):
+def test_gallery_pass_ranks_exactly_with_exclusions(max_memory_mb, dtype):
     generator = torch.Generator().manual_seed(8)
-    queries = torch.randint(-1, 2, (25, 3), generator=generator).float()
-    gallery = torch.randint(-1, 2, (40, 3), generator=generator).float()
+    queries = torch.randint(-1, 2, (25, 3), generator=generator).to(dtype)
+    gallery = torch.randint(-1, 2, (40, 3), generator=generator).to(dtype)
     excluded = {(q, 3 * q % 40) for q in range(25)} | {(q, q) for q in range(0, 25, 2)}
     for k in (3, 17, 40):  # 40: queries with exclusions have fewer than k items left
         blocks = ranked_blocks(

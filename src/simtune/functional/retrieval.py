@@ -225,11 +225,11 @@ class _RunningTopK:
     """Exact top-k per row of ranking keys that arrive block by block, in O(rows x k) memory.
 
     Once a row holds k results, a key not below its k-th cannot enter, so one comparison discards
-    almost every key of the later blocks; the few survivors wait in a buffer, and the sort that
-    merges them runs only when a buffer is full. (A top-k over every key, the cost
-    this replaces, took most of the time of large evaluations.) Each row must be offered its
-    gallery columns in increasing order: then equal keys already sit in index order, a stable sort
-    by key alone gives the (key, index) ranking rule, and an equal key arriving later ranks lower.
+    almost every key of the later blocks; the few survivors wait in a buffer, merged (a top-k of
+    top-k and buffer) only when it is half full. (A top-k over every key, the cost this replaces,
+    took most of the time of large evaluations.) Each row must be offered its gallery columns in
+    increasing order: then equal keys already sit in index order, a stable order by key alone gives
+    the (key, index) ranking rule, and an equal key arriving later ranks lower.
     """
 
     def __init__(self, num_rows: int, k: int, dtype: torch.dtype, device: torch.device):
