@@ -260,8 +260,8 @@ class _RunningTopK:
         if int((self.fill[rows] + counts).max()) > self.slots:
             self._merge(rows)
         slot = torch.arange(len(row), device=row.device) + (self.fill[rows] - (counts.cumsum(0) - counts))[row]
-        self.keys[row + rows.start, slot] = keys[row, column]
-        self.indices[row + rows.start, slot] = (column + first_column).int()
+        self.keys[rows][row, slot] = keys[row, column]
+        self.indices[rows][row, slot] = column.int().add_(first_column)
         self.fill[rows] += counts
         # a threshold as old as one block lets about twice as many keys pass: merge at half full
         if dense or 2 * (int(self.fill[rows].max()) - self.k) > self.slots - self.k:
