@@ -8,7 +8,7 @@ def test_default_fine_tunes_lite0s_last_convolution_at_its_own_learning_rate():
     settings = TrainSettings()
     assert settings.backbones == ["lite0"] and settings.head == "last-conv"
     assert settings.learning_rate == HEADS["last-conv"][1]
-    assert TrainSettings(head="skip").learning_rate == HEADS["skip"][1] != settings.learning_rate
+    assert TrainSettings(head="linear").learning_rate == HEADS["linear"][1] != settings.learning_rate
     assert TrainSettings(head="skip", learning_rate=0.5).learning_rate == 0.5
 
 
@@ -23,3 +23,14 @@ def test_only_efficientnet_lite_gives_feature_maps():
     assert build_backbone("lite1", feature_maps=True).output == "blocks"
     with pytest.raises(ValueError, match="only EfficientNet-Lite backbones"):
         build_backbone("torchvision:resnet18", feature_maps=True)
+
+
+def test_last_conv_tunes_the_pretrained_convolution_ten_times_slower(tmp_path):
+    from simtune.apps.cars.train import CarsTrainable
+
+    trainable = CarsTrainable(TrainSettings(), num_train_classes=4, steps_per_epoch=3, cache_dir=tmp_path)
+    optimizer = trainable.configure_optimizers()["optimizer"]
+    conv = {id(p) for p in trainable.model.head.conv.parameters()}
+    by_rate = {group["max_lr"]: {id(p) for p in group["params"]} for group in optimizer.param_groups}
+    assert by_rate[1e-3] == conv
+    assert id(trainable.model.head.residual.fc.weight) in by_rate[1e-2]

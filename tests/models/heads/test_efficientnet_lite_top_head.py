@@ -30,11 +30,25 @@ def test_gem_pooling_learns_its_power_and_the_convolution_trains(encoders):
     assert head.gem_power.grad is not None and head.conv.weight.grad.abs().sum() > 0
 
 
+def test_residual_starts_near_the_pretrained_features_and_is_not_a_pretrained_parameter(encoders, car_images):
+    pooled, blocks = encoders
+    plain = EfficientNetLiteTopHead(49 * 320, "lite0").eval()
+    residual = EfficientNetLiteTopHead(49 * 320, "lite0", residual=True).eval()
+    with torch.no_grad():
+        maps = blocks(pooled.get_collate_fn()(car_images[:3]))
+        cosine = torch.nn.functional.cosine_similarity(plain(maps), residual(maps))
+    assert cosine.min() > 0.95
+    pretrained = {id(p) for p in residual.pretrained_parameters()}
+    assert pretrained == {id(residual.conv.weight), id(residual.conv.bias)}
+    assert all(id(p) not in pretrained for p in residual.residual.parameters())
+
+
 def test_save_and_load_inside_a_model_needs_no_weights_package(encoders, tmp_path, monkeypatch):
     _, blocks = encoders
-    head = EfficientNetLiteTopHead(blocks.embedding_size, "lite0", pooling="gem", normalize=True)
+    head = EfficientNetLiteTopHead(blocks.embedding_size, "lite0", pooling="gem", residual=True, normalize=True)
     with torch.no_grad():
         head.conv.weight.add_(0.01)
+        head.residual.gates.add_(1.0)
     SimilarityModel(blocks, head).save(tmp_path / "model")
     monkeypatch.setattr(
         "simtune.models.encoders.efficientnet_lite._pretrained_state_dict",

@@ -44,9 +44,12 @@ MODEL_DIR, CACHE_DIR, CHECKPOINT_DIR = "model", "cache", "checkpoints"
 SETTINGS_FILE, HISTORY_FILE = "train_settings.json", "history.json"
 
 LAST_CONV = "last-conv"
+PRETRAINED_LR_FACTOR = 0.1
 # head -> (builder(input size, backbones), default learning rate)
 HEADS: dict[str, tuple[Callable[[int, list[str]], EncoderHead], float]] = {
-    LAST_CONV: (lambda size, backbones: EfficientNetLiteTopHead(size, backbones[0], normalize=True), 1e-3),
+    LAST_CONV: (
+        lambda size, backbones: EfficientNetLiteTopHead(size, backbones[0], residual=True, normalize=True), 1e-2
+    ),
     "skip": (lambda size, backbones: SkipConnectionHead(size, normalize=True), 1e-2),
     "linear": (lambda size, backbones: LinearHead(size, normalize=True), 1e-3),
     "mlp": (lambda size, backbones: StackedProjectionHead(size, [2 * size, size], normalize=True), 1e-3),
@@ -113,12 +116,17 @@ class CarsTrainable(TrainableModel):
         return build(self.model.head.output_size, self.num_train_classes)
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.AdamW(
-            self.trainable_parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
-        )
+        rate = self.settings.learning_rate
+        head = self.model.head
+        pretrained = head.pretrained_parameters() if isinstance(head, EfficientNetLiteTopHead) else []
+        slow = {id(p) for p in pretrained}
+        groups = [{"params": [p for p in self.trainable_parameters() if id(p) not in slow], "lr": rate}]
+        if pretrained:  # the pretrained convolution moves 10x slower than the new layers
+            groups.append({"params": pretrained, "lr": rate * PRETRAINED_LR_FACTOR})
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.settings.weight_decay)
         schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.settings.learning_rate, total_steps=self.settings.epochs * self.steps_per_epoch,
-            pct_start=0.1,
+            optimizer, max_lr=[group["lr"] for group in groups],
+            total_steps=self.settings.epochs * self.steps_per_epoch, pct_start=0.1,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 

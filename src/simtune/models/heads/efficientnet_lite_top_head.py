@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simtune.models.heads.base import EncoderHead
+from simtune.models.heads.skip_connection_head import SkipConnectionHead
 
 POOLINGS = ("avg", "gem")
 INITIAL_GEM_POWER = 3.0
@@ -26,6 +27,7 @@ class EfficientNetLiteTopHead(EncoderHead):
         input_embedding_size: int,
         variant: str = "lite0",
         pooling: str = "avg",
+        residual: bool = False,
         pretrained: bool = True,
         dropout: float = 0.0,
         normalize: bool = False,
@@ -59,6 +61,11 @@ class EfficientNetLiteTopHead(EncoderHead):
             self.conv.weight.copy_(conv.weight.flatten(1) * scale[:, None])
             self.conv.bias.copy_(norm.bias - norm.running_mean * scale)
         self.gem_power = nn.Parameter(torch.tensor(INITIAL_GEM_POWER)) if pooling == "gem" else None
+        self.residual = SkipConnectionHead(conv.out_channels) if residual else None
+
+    def pretrained_parameters(self) -> list[nn.Parameter]:
+        """The convolution's weights: pretrained, so usually tuned at a lower learning rate than the rest."""
+        return list(self.conv.parameters())
 
     @property
     def output_size(self) -> int:
@@ -68,11 +75,15 @@ class EfficientNetLiteTopHead(EncoderHead):
         positions = embeddings.reshape(len(embeddings), -1, self.channels)
         activations = F.relu6(self.conv(positions))
         if self.gem_power is None:
-            return activations.mean(dim=1)
-        return activations.clamp(min=1e-6).pow(self.gem_power).mean(dim=1).pow(1.0 / self.gem_power)
+            pooled = activations.mean(dim=1)
+        else:
+            pooled = activations.clamp(min=1e-6).pow(self.gem_power).mean(dim=1).pow(1.0 / self.gem_power)
+        return pooled if self.residual is None else self.residual(pooled)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "variant": self.variant, "pooling": self.pooling}
+        return {
+            **super().get_config(), "variant": self.variant, "pooling": self.pooling, "residual": self.residual is not None
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "EfficientNetLiteTopHead":
