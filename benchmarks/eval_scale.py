@@ -50,7 +50,7 @@ def cars_run_cache(run_dir: str) -> Path:
     return folders[0]
 
 
-def cars_run_embeddings(run_dir: str):
+def cars_run_embeddings(run_dir: str) -> tuple["torch.Tensor", "torch.Tensor"]:
     """The unseen-class (test-half) embeddings of a ``simtune cars`` run: the frozen backbone outputs
     from its encoder cache (``cache/val-*``, see simtune.train.cache.storage) through its trained head."""
     import torch
