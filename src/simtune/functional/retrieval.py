@@ -585,6 +585,8 @@ def retrieval_metrics(
     Without a gallery, the queries are the gallery and each is excluded from its own results.
     With a separate gallery, ``query_gallery_index[i]`` is query i's row in the gallery (its own
     entry, excluded from its results) or -1 when the query is not in the gallery (the default).
+    A gallery equal to the queries with ``query_gallery_index`` = 0..N-1 (the Evaluator's full
+    leave-one-out task) is ranked like no gallery, by the cheaper symmetric pass.
     """
     _check_embeddings("query_embeddings", query_embeddings)
     query_groups = _check_groups("query_groups", query_groups, len(query_embeddings))
