@@ -48,7 +48,10 @@ PRETRAINED_LR_FACTOR = 0.1
 # head -> (builder(input size, backbones), default learning rate)
 HEADS: dict[str, tuple[Callable[[int, list[str]], EncoderHead], float]] = {
     LAST_CONV: (
-        lambda size, backbones: EfficientNetLiteTopHead(size, backbones[0], pooling="gem", residual=True, normalize=True), 1e-2
+        lambda size, backbones: EfficientNetLiteTopHead(
+            size, backbones[0], pooling="gem", residual=True, normalize=True
+        ),
+        1e-2,
     ),
     "skip": (lambda size, backbones: SkipConnectionHead(size, normalize=True), 1e-2),
     "linear": (lambda size, backbones: LinearHead(size, normalize=True), 1e-3),

@@ -81,9 +81,8 @@ class EfficientNetLiteTopHead(EncoderHead):
         return pooled if self.residual is None else self.residual(pooled)
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(), "variant": self.variant, "pooling": self.pooling, "residual": self.residual is not None
-        }
+        residual = self.residual is not None
+        return {**super().get_config(), "variant": self.variant, "pooling": self.pooling, "residual": residual}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "EfficientNetLiteTopHead":
