@@ -61,8 +61,8 @@ def cars_run_embeddings(run_dir: str) -> tuple["torch.Tensor", "torch.Tensor"]:
     tensors = load_file(cars_run_cache(run_dir) / "embeddings.safetensors")
     model = SimilarityModel.load(Path(run_dir, "model")).eval()
     backbone = torch.cat([tensors[f"embedding.{name}"][0].float() for name in sorted(model.encoders)], dim=1)
-    with torch.inference_mode():
-        return model.head(backbone), tensors["target.groups"]
+    with torch.inference_mode():  # in chunks: a feature-map head's activations are ~50x its input
+        return torch.cat([model.head(chunk) for chunk in backbone.split(512)]), tensors["target.groups"]
 
 
 def run_simtune(spec: dict) -> dict:
