@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from simtune.distances import Distance, get_distance
+from simtune.functional.mining import negative_mask, positive_mask
+from simtune.losses._checks import check_references
 
 
 class SimilarityLoss(nn.Module, ABC):
@@ -47,6 +49,15 @@ class GroupLoss(SimilarityLoss):
 
     @abstractmethod
     def forward(self, embeddings: Tensor, groups: Tensor) -> Tensor: ...
+
+    def anchor_distances(
+        self, embeddings: Tensor, groups: Tensor, ref_embeddings: Tensor | None, ref_groups: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Checked inputs -> (B, B + R) distances from the batch rows to the batch then the references,
+        with the positive and negative masks over the same columns (a row is never its own pair)."""
+        references = check_references(embeddings, groups, ref_embeddings, ref_groups)
+        distances = self.distance.distance_matrix(embeddings, references)
+        return distances, positive_mask(groups, ref_groups), negative_mask(groups, ref_groups)
 
 
 class PairwiseLoss(SimilarityLoss):

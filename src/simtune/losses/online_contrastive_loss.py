@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from simtune.distances import Distance
-from simtune.functional.mining import hardest_negative, hardest_positive, negative_mask, positive_mask
-from simtune.losses._checks import check_references
+from simtune.functional.mining import hardest_negative, hardest_positive
 from simtune.losses.base import GroupLoss
 
 MINING_ALIASES = {"all": "all", "batch_all": "all", "hard": "hard", "batch_hard": "hard"}
@@ -46,9 +45,7 @@ class OnlineContrastiveLoss(GroupLoss):
     def forward(
         self, embeddings: Tensor, groups: Tensor, ref_embeddings: Tensor | None = None, ref_groups: Tensor | None = None
     ) -> Tensor:
-        references = check_references(embeddings, groups, ref_embeddings, ref_groups)
-        distances = self.distance.distance_matrix(embeddings, references)
-        positives, negatives = positive_mask(groups, ref_groups), negative_mask(groups, ref_groups)
+        distances, positives, negatives = self.anchor_distances(embeddings, groups, ref_embeddings, ref_groups)
         if self.mining == "hard":
             positive_distances, positives = hardest_positive(distances, positives)
             negative_distances, negatives = hardest_negative(distances, negatives)

@@ -13,11 +13,8 @@ from simtune.functional.mining import (
     hardest_negative,
     hardest_positive,
     margin_violation_sum,
-    negative_mask,
-    positive_mask,
     semi_hard_negative,
 )
-from simtune.losses._checks import check_references
 from simtune.losses.base import GroupLoss
 
 MINING_ALIASES = {"all": "all", "batch_all": "all", "hard": "hard", "batch_hard": "hard", "semi_hard": "semi_hard"}
@@ -59,9 +56,7 @@ class TripletLoss(GroupLoss):
     def forward(
         self, embeddings: Tensor, groups: Tensor, ref_embeddings: Tensor | None = None, ref_groups: Tensor | None = None
     ) -> Tensor:
-        references = check_references(embeddings, groups, ref_embeddings, ref_groups)
-        distances = self.distance.distance_matrix(embeddings, references)
-        positives, negatives = positive_mask(groups, ref_groups), negative_mask(groups, ref_groups)
+        distances, positives, negatives = self.anchor_distances(embeddings, groups, ref_embeddings, ref_groups)
         if self.mining == "all":
             total, count = margin_violation_sum(distances, positives, negatives, self.margin)
             return total / count.clamp_min(1)
