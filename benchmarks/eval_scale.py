@@ -12,13 +12,13 @@ own. Prints a table and writes benchmarks/results/eval_scale.json (atomically).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import resource
-import tempfile
 import time
 from pathlib import Path
+
+from simtune.apps.cars.atomic import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results" / "eval_scale.json"
 SCALE_METRICS = ("r_precision", "map_at_r", "precision_at_1", "recall_at_10")
@@ -114,13 +114,6 @@ def in_child(function, spec: dict) -> dict:
         return pool.apply(function, (spec,))
 
 
-def write_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(handle.name, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000)
@@ -152,7 +145,7 @@ def main() -> None:
     if args.cars_run:
         report["cars_run"] = {"data": {"run_dir": args.cars_run, "distance": "cosine"},
                               "simtune": in_child(run_simtune, {**cars, "run_dir": args.cars_run, "random": False})}
-    write_atomically(RESULTS, report)
+    write_json_atomic(RESULTS, report)
 
     if "scale" in report:
         print(f"\nN={args.n:,} d={args.dim} classes={args.classes} (exact; euclidean)")

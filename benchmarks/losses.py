@@ -15,14 +15,14 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from tqdm import tqdm
+
+from simtune.apps.cars.atomic import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results" / "losses.json"
 SAMPLES_PER_GROUP = 4  # a class-balanced batch: B / 4 groups of 4
@@ -111,13 +111,6 @@ def run_case(class_name: str, kwargs: dict, batch_size: int, dim: int) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def write_json_atomically(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(handle.name, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[512, 1024, 2048])
@@ -145,7 +138,7 @@ def main() -> None:
                 print(f"{label} B={size}: {row['error']}")
     bxb = {str(s): s * s * 4 / 2**20 for s in args.batch_sizes}
     print("one B x B float32 matrix, MiB: " + ", ".join(f"B={s}: {m:.0f}" for s, m in bxb.items()))
-    write_json_atomically(
+    write_json_atomic(
         RESULTS,
         {"dim": args.dim, "samples_per_group": SAMPLES_PER_GROUP, "bxb_float32_mib": bxb, "losses": results},
     )
