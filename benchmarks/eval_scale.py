@@ -56,13 +56,13 @@ def cars_run_embeddings(run_dir: str) -> tuple["torch.Tensor", "torch.Tensor"]:
     import torch
     from safetensors.torch import load_file
 
+    from simtune.apps.cars.evaluate import head_embeddings
     from simtune.models import SimilarityModel
 
     tensors = load_file(cars_run_cache(run_dir) / "embeddings.safetensors")
-    model = SimilarityModel.load(Path(run_dir, "model")).eval()
+    model = SimilarityModel.load(Path(run_dir, "model"))
     backbone = torch.cat([tensors[f"embedding.{name}"][0].float() for name in sorted(model.encoders)], dim=1)
-    with torch.inference_mode():  # in chunks: a feature-map head's activations are ~50x its input
-        return torch.cat([model.head(chunk) for chunk in backbone.split(512)]), tensors["target.groups"]
+    return head_embeddings(model, backbone), tensors["target.groups"]
 
 
 def run_simtune(spec: dict) -> dict:

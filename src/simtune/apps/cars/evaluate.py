@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from simtune.apps.cars.atomic import write_json_atomic
 from simtune.apps.cars.dataset import DATASET_FILE, SPLIT_FILE, TRAIN, UNSEEN, CarsDataset
@@ -58,19 +58,22 @@ def unseen_backbone_embeddings(model: SimilarityModel, samples: CarSamples, cach
 
 
 @torch.inference_mode()
-def head_embeddings(model: SimilarityModel, backbone_outputs: Tensor, batch_size: int = 512) -> Tensor:
-    model.eval()
-    return torch.cat([model.head(chunk) for chunk in backbone_outputs.split(batch_size)])
+def _in_chunks(head: nn.Module, backbone_outputs: Tensor, batch_size: int = 512) -> Tensor:
+    """Chunked: a feature-map head's activations are ~50x its input."""
+    head.eval()
+    return torch.cat([head(chunk) for chunk in backbone_outputs.split(batch_size)])
 
 
-@torch.inference_mode()
-def base_embeddings(model: SimilarityModel, backbone_outputs: Tensor, batch_size: int = 512) -> Tensor:
+def head_embeddings(model: SimilarityModel, backbone_outputs: Tensor) -> Tensor:
+    return _in_chunks(model.head, backbone_outputs)
+
+
+def base_embeddings(model: SimilarityModel, backbone_outputs: Tensor) -> Tensor:
     """What the frozen backbones alone give: their outputs, or for feature maps the pretrained final layers."""
     head = model.head
     if not isinstance(head, EfficientNetLiteTopHead):
         return backbone_outputs
-    pretrained = EfficientNetLiteTopHead(head.input_embedding_size, head.variant).eval()
-    return torch.cat([pretrained(chunk) for chunk in backbone_outputs.split(batch_size)])
+    return _in_chunks(EfficientNetLiteTopHead(head.input_embedding_size, head.variant), backbone_outputs)
 
 
 def nearest(embeddings: Tensor, queries: list[int], k: int) -> list[list[int]]:
