@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import psutil
+
+from simtune.apps.cars.atomic import write_json_atomic
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -62,9 +63,7 @@ def main() -> None:
         "queries": metrics["queries"],
         "training": metrics["training"],
     }
-    RESULTS.mkdir(exist_ok=True)
-    name = f"cars_demo{'_' + args.label if args.label else ''}.json"
-    (RESULTS / name).write_text(json.dumps(result, indent=2))
+    write_json_atomic(RESULTS / f"cars_demo{'_' + args.label if args.label else ''}.json", result)
     print(json.dumps(result, indent=2))
 
 
