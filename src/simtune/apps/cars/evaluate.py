@@ -33,7 +33,7 @@ from simtune.eval import (
     RecallAtK,
     RetrievalRPrecision,
 )
-from simtune.functional.retrieval import ranked_blocks
+from simtune.functional.ranking import ranked_blocks
 from simtune.models import SimilarityModel
 from simtune.models.heads import EfficientNetLiteTopHead
 from simtune.train import CacheConfig

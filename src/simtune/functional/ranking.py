@@ -1,0 +1,315 @@
+"""Exact top-k rankings computed block by block: memory is O(block^2 + queries x k), never N x N.
+
+Two engines, one result. On CPUs with AMX matrix units, float32 embeddings of 64 or more
+dimensions are ranked approximately by bfloat16 products and each query's few candidates re-ranked
+by float32 keys (simtune.functional.screening): several times faster, same ranking. Elsewhere
+query blocks are ranked against gallery blocks by float32 (or float64) products and only each
+query's top-k survives; when the queries are the gallery (leave-one-out), each block pair's
+product is computed once and serves both blocks, halving the products.
+
+Ranking rule (ties included): gallery items are ordered by a ranking key, lowest first, computed
+in the embeddings' float dtype (float32 unless float64 is given); items with exactly equal keys are
+ordered by gallery index, lowest first. The key is monotone in the distance and costs one matrix
+product per block against a gallery prepared once: cosine: -<q/|q|, g/|g|>; dot_product: -<q, g>;
+euclidean: |g|^2 + (-2<q, g>) (the squared distance less the query's constant |q|^2); any other
+distance: its ``distance_matrix``. (The products' last bits can depend on the block shapes the
+memory bound picks: exactly equal keys are ordered as stated, keys one rounding apart may swap.)
+A query's own gallery entry and ``excluded_pairs`` are removed by index, never by distance, so
+duplicates of a query stay in the ranking and count as ordinary results.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from simtune.distances import Distance, get_distance
+from simtune.functional.screening import BFloat16Screen, candidate_width, screening_pays
+
+DEFAULT_MAX_MEMORY_MB = 256
+
+
+_NO_INDEX = torch.iinfo(torch.int32).max  # an empty slot: sorts after every gallery index
+_FIRST_BLOCK = 2  # in units of k: the width of the first gallery block, where every row is cold
+_PAIR_BLOCK = 4096  # larger: fewer, bigger operations; smaller: cheaper first (full top-k) block
+
+
+@dataclass
+class RankedBlock:
+    """Rows ``rows`` of the queries and their top-k gallery indices in rank order (-1 pads rows
+    with fewer than k gallery items left after the exclusions)."""
+
+    rows: slice
+    top_indices: Tensor  # (B, k) int64
+
+
+def _excluded_in_block(excluded: Tensor, rows: slice, columns: slice) -> Tensor:
+    """The excluded (query, gallery) pairs inside the block, as (row, column) positions in it."""
+    start, stop = torch.searchsorted(excluded[:, 0].contiguous(), torch.tensor([rows.start, rows.stop]))
+    pairs = excluded[start:stop]
+    inside = (pairs[:, 1] >= columns.start) & (pairs[:, 1] < columns.stop)
+    return pairs[inside] - torch.tensor([rows.start, columns.start])
+
+
+def _stable_topk(distances: Tensor, k: int) -> Tensor:
+    """Indices of the k smallest entries per row, ordered by (distance, gallery index)."""
+    num_gallery = distances.shape[1]
+    values, indices = distances.topk(min(k + 1, num_gallery), dim=1, largest=False)
+    # Equal to the first left-out value: topk may have kept the wrong one of several equal items.
+    tied_at_boundary = values[:, k] == values[:, k - 1] if k < num_gallery else None
+    values, indices = values[:, :k], indices[:, :k]
+    # Order equal distances by index: sort by index, then stable-sort by distance.
+    indices, order = indices.sort(dim=1)
+    _, order = values.gather(1, order).sort(dim=1, stable=True)
+    indices = indices.gather(1, order)
+    if tied_at_boundary is not None and tied_at_boundary.any():
+        rows = tied_at_boundary.nonzero()[:, 0]
+        indices[rows] = distances[rows].sort(dim=1, stable=True).indices[:, :k]
+    return indices
+
+
+def _slots(k: int) -> int:
+    """A row's top-k and its buffer: 2k, room for the about k survivors of each of two blocks,
+    and at least 64, as a small k's survivor counts vary more."""
+    return k + max(2 * k, 64)
+
+
+class _RunningTopK:
+    """Exact top-k per row of ranking keys that arrive block by block, in O(rows x k) memory.
+
+    Once a row holds k results, a key not below its k-th cannot enter, so one comparison discards
+    almost every key of the later blocks; the few survivors wait in a buffer, merged (a top-k of
+    top-k and buffer) only when it is half full. (A top-k over every key, the cost this replaces,
+    took most of the time of large evaluations.) Each row must be offered its gallery columns in
+    increasing order: then equal keys already sit in index order, a stable order by key alone gives
+    the (key, index) ranking rule, and an equal key arriving later ranks lower.
+    """
+
+    def __init__(self, num_rows: int, k: int, dtype: torch.dtype, device: torch.device):
+        self.k = k
+        # slots [0, k): the sorted top-k so far; then the buffer, used up to ``fill``
+        self.slots = _slots(k)
+        self.keys = torch.full((num_rows, self.slots), math.inf, dtype=dtype, device=device)
+        self.indices = torch.full((num_rows, self.slots), _NO_INDEX, dtype=torch.int32, device=device)
+        self.fill = torch.full((num_rows,), k, device=device)
+        self.threshold = torch.full((num_rows,), math.inf, dtype=dtype, device=device)
+
+    def add(self, rows: slice, keys: Tensor, first_column: int, excluded: Tensor) -> None:
+        """Offers ``keys`` (R, C) of ``rows`` against gallery columns from ``first_column`` on,
+        except the ``excluded`` (row, column) positions."""
+        candidates = keys < self.threshold[rows, None]
+        candidates[excluded[:, 0], excluded[:, 1]] = False
+        dense = bool(self.threshold[rows].isinf().any())
+        if not dense:
+            row, column = candidates.nonzero().unbind(1)
+            counts = torch.bincount(row, minlength=len(keys))
+            dense = int(counts.max()) > self.slots - self.k
+        if dense:  # a row's first block, or one with many new results: only its top-k can enter
+            top = _stable_topk(keys.masked_fill(~candidates, math.inf), self.k).sort(dim=1).values
+            kept = candidates.gather(1, top)
+            row = torch.arange(len(keys), device=keys.device)[:, None].expand_as(top)[kept]
+            column = top[kept]
+            counts = kept.sum(1)
+        if int((self.fill[rows] + counts).max()) > self.slots:
+            self._merge(rows)
+        slot = torch.arange(len(row), device=row.device) + (self.fill[rows] - (counts.cumsum(0) - counts))[row]
+        self.keys[rows][row, slot] = keys[row, column]
+        self.indices[rows][row, slot] = column.int().add_(first_column)
+        self.fill[rows] += counts
+        # a threshold as old as one block lets about twice as many keys pass: merge at half full
+        if dense or 2 * (int(self.fill[rows].max()) - self.k) > self.slots - self.k:
+            self._merge(rows)
+
+    def _merge(self, rows: slice) -> None:
+        used = int(self.fill[rows].max())  # the slots after it are empty in every row
+        if used == self.k:
+            return
+        keys, order = self.keys[rows, :used].topk(self.k + 1, dim=1, largest=False)
+        # topk orders equal keys arbitrarily; the slots hold them in index order, which a stable sort keeps
+        tied = (keys[:, 1:] == keys[:, :-1]).any(1).nonzero()[:, 0]
+        if len(tied):
+            keys[tied], order[tied] = (t[:, : self.k + 1] for t in self.keys[rows][tied, :used].sort(dim=1, stable=True))
+        self.indices[rows, : self.k] = self.indices[rows, :used].gather(1, order[:, : self.k])
+        self.keys[rows, : self.k] = keys[:, : self.k]
+        self.keys[rows, self.k : used] = math.inf
+        self.indices[rows, self.k : used] = _NO_INDEX
+        self.threshold[rows] = keys[:, self.k - 1]
+        self.fill[rows] = self.k
+
+    def finish(self, rows: slice) -> Tensor:
+        """The rows' top-k gallery indices (int64, -1 for slots no gallery item filled)."""
+        self._merge(rows)
+        indices = self.indices[rows, : self.k].long()
+        return indices.masked_fill_(indices == _NO_INDEX, -1)
+
+
+class RankingKey:
+    """Prepares the gallery once so that each block of keys costs one matrix product."""
+
+    def __init__(self, distance: Distance, gallery: Tensor):
+        self.distance = distance
+        self.squared_norms = None
+        if distance.name == "cosine":
+            self.gallery = -F.normalize(gallery, dim=1)
+        elif distance.name == "dot_product":
+            self.gallery = -gallery
+        elif distance.name == "euclidean":
+            self.squared_norms = (gallery * gallery).sum(1)
+            self.gallery = -2.0 * gallery  # exact: a power-of-two scale
+        else:
+            self.gallery = gallery
+
+    @property
+    def is_product(self) -> bool:
+        """Keys from one matrix product, whose transpose gives the keys the other way round."""
+        return self.distance.name in ("cosine", "dot_product", "euclidean")
+
+    def prepare(self, queries: Tensor) -> Tensor:
+        return F.normalize(queries, dim=1) if self.distance.name == "cosine" else queries
+
+    def keys(self, prepared_queries: Tensor, columns: slice = slice(None)) -> Tensor:
+        """Keys of prepared query rows against the gallery ``columns``."""
+        if not self.is_product:
+            return self.distance.distance_matrix(prepared_queries, self.gallery[columns])
+        return self.complete(prepared_queries @ self.gallery[columns].T, columns)
+
+    def complete(self, product: Tensor, columns: slice) -> Tensor:
+        """Keys from the product with the gallery ``columns``, in place: euclidean adds their squared norms."""
+        return product if self.squared_norms is None else product.add_(self.squared_norms[columns])
+
+
+def _blocks(length: int, size: int, first: int | None = None) -> list[slice]:
+    """Blocks of ``size``; with ``first``, the leading ones grow as first, first, 2 first, 4 first, ...:
+    a row's first block gets a full top-k, so a narrow one is cheap, and each later block, as wide as
+    all before it, lets only about k keys per row past the threshold they set."""
+    blocks, start, width = [], 0, min(first or size, size)
+    while start < length:
+        blocks.append(slice(start, min(start + width, length)))
+        start += width
+        width = min(2 * width, size) if len(blocks) > 1 else width
+    return blocks
+
+
+def _progress(items: list, enabled: bool, desc: str) -> Iterator:
+    if not enabled:
+        return iter(items)
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(items, desc=desc, unit="block"))
+
+
+def ranked(
+    queries: Tensor, key: RankingKey, k: int, excluded_pairs: Tensor, leave_one_out: bool, budget: float, progress: bool
+) -> Iterator[RankedBlock]:
+    """Query blocks with their exact top-k. ``leave_one_out``: the queries are the gallery (``key``
+    prepared from them) and ``excluded_pairs`` are exactly each query's own entry."""
+    itemsize = key.gallery.element_size()
+    slot_bytes = _slots(k) * (itemsize + 4)  # a row's top-k and buffer
+    # a (B, B) key block, its transposed keys, and the top-k and mask temporaries of a dense add
+    pair_bytes = 4 * itemsize + 2
+    num_queries, device = len(queries), key.gallery.device
+    prepared = key.prepare(queries)
+    excluded_pairs = excluded_pairs[excluded_pairs[:, 0].argsort(stable=True)]
+    if key.is_product and screening_pays(key.gallery, k):
+        yield from _ranked_screened(prepared, key, k, excluded_pairs, budget, progress)
+        return
+    if leave_one_out and key.is_product and num_queries * slot_bytes < budget:
+        size = max(1, min(_PAIR_BLOCK, math.isqrt(int(budget - num_queries * slot_bytes) // pair_bytes)))
+        yield from _ranked_leave_one_out(prepared, key, k, _blocks(num_queries, size, _FIRST_BLOCK * k), progress)
+        return
+    size = max(1, int((math.sqrt(slot_bytes**2 + 4 * pair_bytes * budget) - slot_bytes) / (2 * pair_bytes)))
+    columns = _blocks(len(key.gallery), size, _FIRST_BLOCK * k)
+    for rows in _progress(_blocks(num_queries, size), progress, "ranking"):
+        top_k = _RunningTopK(rows.stop - rows.start, k, key.gallery.dtype, device)
+        local = slice(0, rows.stop - rows.start)
+        for block in columns:
+            excluded = _excluded_in_block(excluded_pairs, rows, block).to(device)
+            top_k.add(local, key.keys(prepared[rows], block), block.start, excluded)
+        yield RankedBlock(rows, top_k.finish(local).cpu())
+
+
+def _ranked_screened(
+    queries: Tensor, key: RankingKey, k: int, excluded_pairs: Tensor, budget: float, progress: bool
+) -> Iterator[RankedBlock]:
+    """Query blocks against the whole gallery, screened in bfloat16 (simtune.functional.screening)."""
+    screen = BFloat16Screen(key.gallery, key.squared_norms)
+    num_gallery = len(key.gallery)
+    # a row's bfloat16 product and float32 keys, and its candidates' temporaries
+    row_bytes = 6 * num_gallery + 64 * candidate_width(k)
+    size = max(1, min(len(queries), int(budget // row_bytes)))
+    for rows in _progress(_blocks(len(queries), size), progress, "ranking"):
+        excluded = _excluded_in_block(excluded_pairs, rows, slice(0, num_gallery)).to(key.gallery.device)
+        yield RankedBlock(rows, screen.top_k(queries[rows], k, excluded).cpu())
+
+
+def _ranked_leave_one_out(
+    queries: Tensor, key: RankingKey, k: int, blocks: list[slice], progress: bool
+) -> Iterator[RankedBlock]:
+    """Queries = gallery: each block pair (i, j >= i) is multiplied once and serves the rows of both
+    blocks (j's keys against i are the transposed product), which halves the matrix products.
+    Block i is final after its pairs (i, j >= i): the pairs (j < i, i) came before."""
+    num_rows, device, dtype = len(key.gallery), key.gallery.device, key.gallery.dtype
+    top_k = _RunningTopK(num_rows, k, dtype, device)
+    no_pairs = torch.zeros(0, 2, dtype=torch.long, device=device)
+    # reused for every pair: fresh multi-megabyte tensors cost page faults comparable to the product
+    size = max(block.stop - block.start for block in blocks)
+    product_buffer, transposed_buffer = torch.empty(2, size**2, dtype=dtype, device=device)
+    for position, rows in enumerate(_progress(blocks, progress, "ranking")):
+        for columns in blocks[position:]:
+            shape = (rows.stop - rows.start, columns.stop - columns.start)
+            product = product_buffer[: shape[0] * shape[1]].view(shape)
+            torch.mm(queries[rows], key.gallery[columns].T, out=product)
+            if columns == rows:
+                diagonal = torch.arange(shape[0], device=device)[:, None].expand(-1, 2)
+                top_k.add(rows, key.complete(product, columns), columns.start, diagonal)
+                continue
+            transposed = transposed_buffer[: shape[0] * shape[1]].view(shape[::-1]).copy_(product.T)
+            top_k.add(columns, key.complete(transposed, rows), rows.start, no_pairs)
+            top_k.add(rows, key.complete(product, columns), columns.start, no_pairs)
+        yield RankedBlock(rows, top_k.finish(rows).cpu())
+
+
+def ranked_blocks(
+    queries: Tensor,
+    gallery: Tensor | None,
+    k: int | Tensor,
+    *,
+    distance: str | Distance = "cosine",
+    excluded_pairs: Tensor | None = None,
+    max_memory_mb: float = DEFAULT_MAX_MEMORY_MB,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> Iterator[RankedBlock]:
+    """Yields query blocks with their exact top-k (see the module ranking rule), in query order.
+
+    ``k`` is one depth for every query or a (Q,) tensor of per-query depths (all get the largest).
+    ``gallery=None``: the queries are the gallery and each query's own entry is excluded.
+    ``excluded_pairs`` (E, 2) are (query, gallery) index pairs removed from the ranking.
+    ``max_memory_mb`` bounds the working memory (key blocks, the rows' top-k and their buffers);
+    the embeddings and one prepared copy of the gallery come on top.
+    """
+    queries, key = prepare_ranking(queries, gallery, distance, device)
+    excluded = torch.zeros(0, 2, dtype=torch.long) if excluded_pairs is None else excluded_pairs
+    if gallery is not None:
+        leave_one_out = False
+    else:
+        leave_one_out = len(excluded) == 0
+        excluded = torch.cat([excluded, torch.arange(len(queries))[:, None].expand(-1, 2)])
+    depth = int(torch.as_tensor(k).max().clamp(max=len(key.gallery)))
+    yield from ranked(queries, key, depth, excluded, leave_one_out, max_memory_mb * 2**20, progress)
+
+
+def prepare_ranking(
+    queries: Tensor, gallery: Tensor | None, distance: str | Distance, device: str | torch.device | None
+) -> tuple[Tensor, RankingKey]:
+    """Queries on the device in the ranking dtype, and the ranking key of the gallery (None: the queries)."""
+    device = torch.device(device) if device is not None else queries.device
+    dtype = torch.float64 if queries.dtype == torch.float64 else torch.float32
+    queries = queries.to(device=device, dtype=dtype)
+    gallery = queries if gallery is None else gallery.to(device=device, dtype=dtype)
+    return queries, RankingKey(get_distance(distance), gallery)

@@ -1,0 +1,101 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from simtune.functional import ranking, screening
+from simtune.functional.ranking import prepare_ranking, ranked_blocks
+from simtune.functional.screening import BFloat16Screen
+
+
+def clustered(num, dim, groups, spread, seed):
+    """Unit vectors around a few centres: many neighbours within bfloat16's error of each other."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(groups, dim, generator=generator)
+    return centres[torch.arange(num) % groups] + spread * torch.randn(num, dim, generator=generator)
+
+
+def screened(monkeypatch, on: bool):
+    monkeypatch.setattr(ranking, "screening_pays", lambda gallery, k: on and screening.screening_is_safe(gallery))
+
+
+@pytest.mark.parametrize("distance", ["cosine", "dot_product", "euclidean"])
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 50.0])
+def test_the_error_bound_holds_for_every_pair(distance, scale):
+    embeddings = scale * clustered(300, 96, 5, 0.3, seed=0)
+    queries, key = prepare_ranking(embeddings[:100], embeddings, distance, None)
+    queries = key.prepare(queries)
+    screen = BFloat16Screen(key.gallery, key.squared_norms)
+    approximate = screen.approximate_keys(queries).double()
+    exact = (queries.double() @ key.gallery.double().T)
+    if key.squared_norms is not None:
+        exact += key.squared_norms.double()
+    float32 = key.keys(queries).double()
+    bound = screen.error_bounds(queries)[:, None]
+    assert ((approximate - exact).abs() <= bound).all()
+    assert ((approximate - float32).abs() <= bound).all()
+    # and tight enough to be worth it: within 30x of the error actually made, here
+    assert (bound[:, 0] < 30 * (approximate - exact).abs().amax(1)).all()
+
+
+def ranks(monkeypatch, on, *args, **kwargs):
+    screened(monkeypatch, on)
+    return torch.cat([block.top_indices for block in ranked_blocks(*args, **kwargs)])
+
+
+def float64_keys(queries, gallery, indices, distance):
+    """Each ranked item's key in float64 (inf for -1 padding)."""
+    queries, key = prepare_ranking(queries.double(), gallery.double(), distance, None)
+    keys = key.keys(key.prepare(queries))
+    return torch.where(indices >= 0, keys.gather(1, indices.clamp(min=0)), torch.inf)
+
+
+@pytest.mark.parametrize("distance", ["cosine", "dot_product", "euclidean"])
+@pytest.mark.parametrize("k", [1, 10, 57, 300])  # 300: more than the candidate width, every row overflows
+def test_screened_ranking_is_the_float32_ranking_on_continuous_data(monkeypatch, distance, k):
+    embeddings = clustered(400, 80, 7, 0.25, seed=1)
+    exact = ranks(monkeypatch, False, embeddings, None, k, distance=distance)
+    fast = ranks(monkeypatch, True, embeddings, None, k, distance=distance, max_memory_mb=1)
+    # equal, except where two keys are one float32 rounding apart and swap places
+    differ = exact != fast
+    assert differ.float().mean() < 0.01
+    gallery = embeddings
+    torch.testing.assert_close(
+        float64_keys(embeddings, gallery, fast, distance), float64_keys(embeddings, gallery, exact, distance),
+        rtol=2e-6, atol=1e-6,  # a few float32 roundings
+    )
+
+
+@pytest.mark.parametrize("k", [3, 40, 64])  # 64: the whole gallery, exclusions leave fewer
+def test_screened_ranking_equals_the_float32_ranking_exactly_on_integer_data(monkeypatch, k):
+    """Small integers: every key is exact in bfloat16 and float32 alike, so ties are everywhere and
+    both rankings must order them by gallery index."""
+    generator = torch.Generator().manual_seed(2)
+    queries = torch.randint(-2, 3, (30, 70), generator=generator).float()
+    gallery = torch.randint(-2, 3, (64, 70), generator=generator).float()
+    gallery[10:20] = gallery[0]  # exact duplicates
+    excluded = torch.tensor([[q, (5 * q) % 64] for q in range(30)] + [[q, 0] for q in range(0, 30, 3)])
+    for distance in ("dot_product", "euclidean"):
+        options = dict(distance=distance, excluded_pairs=excluded, max_memory_mb=0.05)
+        assert torch.equal(ranks(monkeypatch, True, queries, gallery, k, **options),
+                           ranks(monkeypatch, False, queries, gallery, k, **options))
+
+
+def test_rows_whose_candidates_overflow_the_width_are_ranked_from_their_full_row(monkeypatch):
+    embeddings = clustered(500, 64, 3, 0.05, seed=3)  # tight clusters: hundreds of near-equal keys
+    monkeypatch.setattr(screening, "candidate_width", lambda k: k + 1)
+    exact = ranks(monkeypatch, False, embeddings, None, 20)
+    fast = ranks(monkeypatch, True, embeddings, None, 20)
+    torch.testing.assert_close(
+        float64_keys(embeddings, embeddings, fast, "cosine"), float64_keys(embeddings, embeddings, exact, "cosine"),
+        rtol=2e-6, atol=1e-6,  # a few float32 roundings
+    )
+
+
+def test_screening_is_chosen_only_where_it_pays():
+    gallery = F.normalize(torch.randn(2000, 128), dim=1)
+    amx = bool(torch.cpu._is_amx_tile_supported())
+    assert screening.screening_pays(gallery, 10) == amx
+    assert not screening.screening_pays(gallery[:, :16], 10)  # few dimensions: products are cheap
+    assert not screening.screening_pays(gallery[:300], 10)  # candidates not few next to the gallery
+    assert not screening.screening_pays(gallery.double(), 10)
+    assert not screening.screening_pays(gallery * 1e20, 10)  # keys near bfloat16/float32 overflow
