@@ -21,6 +21,7 @@ def engine(request, monkeypatch):
     on AMX CPUs and large dimensions; forced here for any float32 data)."""
     on = request.param == "bfloat16-screened"
     monkeypatch.setattr(ranking, "screening_pays", lambda gallery, k: on and screening.screening_is_safe(gallery))
+    monkeypatch.setattr(ranking, "MAX_CANDIDATES_PER_RESULT", math.inf)  # however many candidates
     return request.param
 
 

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,7 @@ def clustered(num, dim, groups, spread, seed):
 
 def screened(monkeypatch, on: bool):
     monkeypatch.setattr(ranking, "screening_pays", lambda gallery, k: on and screening.screening_is_safe(gallery))
+    monkeypatch.setattr(ranking, "MAX_CANDIDATES_PER_RESULT", math.inf)
 
 
 @pytest.mark.parametrize("distance", ["cosine", "dot_product", "euclidean"])
@@ -80,14 +83,48 @@ def test_screened_ranking_equals_the_float32_ranking_exactly_on_integer_data(mon
                            ranks(monkeypatch, False, queries, gallery, k, **options))
 
 
-def test_rows_whose_candidates_overflow_the_width_are_ranked_from_their_full_row(monkeypatch):
-    embeddings = clustered(500, 64, 3, 0.05, seed=3)  # tight clusters: hundreds of near-equal keys
-    monkeypatch.setattr(screening, "candidate_width", lambda k: k + 1)
-    exact = ranks(monkeypatch, False, embeddings, None, 20)
-    fast = ranks(monkeypatch, True, embeddings, None, 20)
+@pytest.mark.parametrize("k", [1, 7, 100, 999, 1000])
+def test_the_kth_key_bound_is_never_below_the_kth_key_and_close_to_it(k):
+    generator = torch.Generator().manual_seed(3)
+    keys = torch.randn(50, 1000, generator=generator)
+    keys[:5, :] = torch.arange(1000.0)  # sorted rows: the best keys share column groups if any do
+    keys[5:10, 500:] = torch.inf  # excluded items: fewer than k left when k > 500
+    bound = screening._kth_smallest_bound(keys, k)
+    ordered = keys.sort(dim=1).values
+    assert (bound >= ordered[:, k - 1]).all()
+    assert (bound <= ordered[:, min(k + k // 4 + 2, 1000) - 1]).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rounding_never_lowers_a_limit(dtype):
+    limits = torch.tensor([0.1, -0.3, 1 / 3, -1 / 3, 1e-40, 0.0, 2.0**-10, torch.inf], dtype=torch.float64)
+    rounded = screening._rounded_up(limits, dtype)
+    assert rounded.dtype == dtype
+    assert (rounded.double() >= limits).all()
+    assert torch.equal(rounded[5:].double(), limits[5:])  # representable ones stay
+
+
+def test_data_with_too_many_candidates_fall_back_to_float32_after_one_small_block(monkeypatch):
+    """Gaussian noise in many dimensions: every key is near every other, so nearly all items are
+    candidates and screening would lose; the first block shows it and float32 ranks them all."""
+    embeddings = torch.randn(3000, 1024, generator=torch.Generator().manual_seed(4))
+    monkeypatch.setattr(ranking, "screening_pays", lambda gallery, k: True)
+    screened_rows, float_calls = [], []
+    top_k, ranked_float = BFloat16Screen.top_k, ranking._ranked_float
+    monkeypatch.setattr(BFloat16Screen, "top_k", lambda self, q, *a: screened_rows.append(len(q)) or top_k(self, q, *a))
+    monkeypatch.setattr(ranking, "_ranked_float", lambda *a: float_calls.append(1) or ranked_float(*a))
+    blocks = list(ranked_blocks(embeddings, None, 60))
+    assert screened_rows == [ranking._PROBE_ROWS] and float_calls == [1]
+    assert [block.rows.start for block in blocks][:2] == [0, blocks[0].rows.stop]  # every row, once
+    assert sum(block.rows.stop - block.rows.start for block in blocks) == 3000
+    monkeypatch.setattr(ranking, "MAX_CANDIDATES_PER_RESULT", math.inf)
+    screened_rows.clear()
+    forced = torch.cat([b.top_indices for b in ranked_blocks(embeddings, None, 60)])
+    assert sum(screened_rows) == 3000
     torch.testing.assert_close(
-        float64_keys(embeddings, embeddings, fast, "cosine"), float64_keys(embeddings, embeddings, exact, "cosine"),
-        rtol=2e-6, atol=1e-6,  # a few float32 roundings
+        float64_keys(embeddings, embeddings, forced, "cosine"),
+        float64_keys(embeddings, embeddings, torch.cat([b.top_indices for b in blocks]), "cosine"),
+        rtol=2e-6, atol=1e-6,
     )
 
 
@@ -96,6 +133,6 @@ def test_screening_is_chosen_only_where_it_pays():
     amx = bool(torch.cpu._is_amx_tile_supported())
     assert screening.screening_pays(gallery, 10) == amx
     assert not screening.screening_pays(gallery[:, :16], 10)  # few dimensions: products are cheap
-    assert not screening.screening_pays(gallery[:300], 10)  # candidates not few next to the gallery
+    assert not screening.screening_pays(gallery[:150], 10)  # candidates not few next to the gallery
     assert not screening.screening_pays(gallery.double(), 10)
     assert not screening.screening_pays(gallery * 1e20, 10)  # keys near bfloat16/float32 overflow

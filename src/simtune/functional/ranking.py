@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from simtune.distances import Distance, get_distance
-from simtune.functional.screening import BFloat16Screen, candidate_width, screening_pays
+from simtune.functional.screening import MAX_CANDIDATES_PER_RESULT, BFloat16Screen, screening_pays
 
 DEFAULT_MAX_MEMORY_MB = 256
 
@@ -37,6 +37,7 @@ DEFAULT_MAX_MEMORY_MB = 256
 _NO_INDEX = torch.iinfo(torch.int32).max  # an empty slot: sorts after every gallery index
 _FIRST_BLOCK = 2  # in units of k: the width of the first gallery block, where every row is cold
 _PAIR_BLOCK = 4096  # larger: fewer, bigger operations; smaller: cheaper first (full top-k) block
+_PROBE_ROWS = 256  # screening's first block, which decides whether screening pays for these data
 
 
 @dataclass
@@ -208,19 +209,51 @@ def ranked(
 ) -> Iterator[RankedBlock]:
     """Query blocks with their exact top-k. ``leave_one_out``: the queries are the gallery (``key``
     prepared from them) and ``excluded_pairs`` are exactly each query's own entry."""
+    prepared = key.prepare(queries)
+    excluded_pairs = excluded_pairs[excluded_pairs[:, 0].argsort(stable=True)]
+    if key.is_product and screening_pays(key.gallery, k):
+        screened = _ranked_screened(prepared, key, k, excluded_pairs, budget, progress)
+        probe = next(screened, None)
+        if probe is not None:  # None: the first block's candidates were too many to win
+            yield probe
+            yield from screened
+            return
+    yield from _ranked_float(prepared, key, k, excluded_pairs, leave_one_out, budget, progress)
+
+
+def _ranked_screened(
+    queries: Tensor, key: RankingKey, k: int, excluded_pairs: Tensor, budget: float, progress: bool
+) -> Iterator[RankedBlock]:
+    """Query blocks against the whole gallery, screened in bfloat16 (simtune.functional.screening).
+    Stops before its first block when that block's candidates are too many for screening to pay:
+    data with little structure (near-equal keys everywhere) ranks faster in float32."""
+    screen = BFloat16Screen(key.gallery, key.squared_norms)
+    num_gallery = len(key.gallery)
+    # a row's bfloat16 product, float32 (euclidean) keys and candidate mask, and its candidates' temporaries
+    row_bytes = 8 * num_gallery + 64 * k
+    size = max(1, min(len(queries), int(budget // row_bytes)))
+    blocks = _blocks(len(queries), size, min(size, _PROBE_ROWS))
+    for position, rows in enumerate(_progress(blocks, progress, "ranking")):
+        excluded = _excluded_in_block(excluded_pairs, rows, slice(0, num_gallery)).to(key.gallery.device)
+        top_k, candidates = screen.top_k(queries[rows], k, excluded)
+        if position == 0 and candidates > MAX_CANDIDATES_PER_RESULT * k * (rows.stop - rows.start):
+            return
+        yield RankedBlock(rows, top_k.cpu())
+
+
+def _ranked_float(
+    queries: Tensor, key: RankingKey, k: int, excluded_pairs: Tensor, leave_one_out: bool, budget: float, progress: bool
+) -> Iterator[RankedBlock]:
+    """Every key a float32 (float64) product or distance: gallery blocks stream past query blocks,
+    or, leave-one-out, each block pair is multiplied once for both of its blocks."""
     itemsize = key.gallery.element_size()
     slot_bytes = _slots(k) * (itemsize + 4)  # a row's top-k and buffer
     # a (B, B) key block, its transposed keys, and the top-k and mask temporaries of a dense add
     pair_bytes = 4 * itemsize + 2
     num_queries, device = len(queries), key.gallery.device
-    prepared = key.prepare(queries)
-    excluded_pairs = excluded_pairs[excluded_pairs[:, 0].argsort(stable=True)]
-    if key.is_product and screening_pays(key.gallery, k):
-        yield from _ranked_screened(prepared, key, k, excluded_pairs, budget, progress)
-        return
     if leave_one_out and key.is_product and num_queries * slot_bytes < budget:
         size = max(1, min(_PAIR_BLOCK, math.isqrt(int(budget - num_queries * slot_bytes) // pair_bytes)))
-        yield from _ranked_leave_one_out(prepared, key, k, _blocks(num_queries, size, _FIRST_BLOCK * k), progress)
+        yield from _ranked_leave_one_out(queries, key, k, _blocks(num_queries, size, _FIRST_BLOCK * k), progress)
         return
     size = max(1, int((math.sqrt(slot_bytes**2 + 4 * pair_bytes * budget) - slot_bytes) / (2 * pair_bytes)))
     columns = _blocks(len(key.gallery), size, _FIRST_BLOCK * k)
@@ -229,22 +262,8 @@ def ranked(
         local = slice(0, rows.stop - rows.start)
         for block in columns:
             excluded = _excluded_in_block(excluded_pairs, rows, block).to(device)
-            top_k.add(local, key.keys(prepared[rows], block), block.start, excluded)
+            top_k.add(local, key.keys(queries[rows], block), block.start, excluded)
         yield RankedBlock(rows, top_k.finish(local).cpu())
-
-
-def _ranked_screened(
-    queries: Tensor, key: RankingKey, k: int, excluded_pairs: Tensor, budget: float, progress: bool
-) -> Iterator[RankedBlock]:
-    """Query blocks against the whole gallery, screened in bfloat16 (simtune.functional.screening)."""
-    screen = BFloat16Screen(key.gallery, key.squared_norms)
-    num_gallery = len(key.gallery)
-    # a row's bfloat16 product and float32 keys, and its candidates' temporaries
-    row_bytes = 6 * num_gallery + 64 * candidate_width(k)
-    size = max(1, min(len(queries), int(budget // row_bytes)))
-    for rows in _progress(_blocks(len(queries), size), progress, "ranking"):
-        excluded = _excluded_in_block(excluded_pairs, rows, slice(0, num_gallery)).to(key.gallery.device)
-        yield RankedBlock(rows, screen.top_k(queries[rows], k, excluded).cpu())
 
 
 def _ranked_leave_one_out(
