@@ -23,6 +23,8 @@ from simtune.apps.cars.atomic import write_json_atomic
 RESULTS = Path(__file__).parent / "results" / "eval_scale.json"
 SCALE_METRICS = ("r_precision", "map_at_r", "precision_at_1", "recall_at_10")
 FULL_METRICS = ("r_precision", "map_at_r", "precision_at_1", "precision_at_5", "recall_at_1", "recall_at_10", "mrr", "ndcg_at_10")
+# "auto": what simtune picks here (bfloat16 screening on AMX CPUs); "float32": the engine everywhere else
+ENGINES = ("auto", "float32")
 PML_NAMES = {"r_precision": "r_precision", "map_at_r": "mean_average_precision_at_r", "precision_at_1": "precision_at_1"}
 
 
@@ -66,10 +68,15 @@ def cars_run_embeddings(run_dir: str) -> tuple["torch.Tensor", "torch.Tensor"]:
 
 
 def run_simtune(spec: dict) -> dict:
+    import statistics
+
     import torch
 
+    from simtune.functional import ranking
     from simtune.functional.retrieval import retrieval_metrics
 
+    if spec["engine"] == "float32":  # what a CPU without AMX (or screening off) runs
+        ranking.screening_pays = lambda gallery, k: False
     torch.manual_seed(0)
     if spec.get("run_dir"):
         embeddings, groups = cars_run_embeddings(spec["run_dir"])
@@ -79,14 +86,17 @@ def run_simtune(spec: dict) -> dict:
         embeddings, groups = clustered(spec["n"], spec["dim"], spec["classes"], spec["seed"])
     data_rss = peak_rss_mb()
     load_before = os.getloadavg()[0]
-    start = time.perf_counter()
-    result = retrieval_metrics(
-        embeddings, groups, metrics=spec["metrics"], distance=spec["distance"],
-        max_memory_mb=spec["max_memory_mb"], progress=spec["progress"],
-    )
-    seconds = time.perf_counter() - start
-    run = dict(seconds=seconds, peak_rss_mb=peak_rss_mb(), rss_after_data_mb=data_rss, metrics=result.metrics,
-               load_average=[load_before, os.getloadavg()[0]], shape=list(embeddings.shape))
+    times = []
+    for _ in range(spec["repeats"]):
+        start = time.perf_counter()
+        result = retrieval_metrics(
+            embeddings, groups, metrics=spec["metrics"], distance=spec["distance"],
+            max_memory_mb=spec["max_memory_mb"], progress=spec["progress"],
+        )
+        times.append(time.perf_counter() - start)
+    run = dict(seconds=statistics.median(times), all_seconds=times, engine=spec["engine"], peak_rss_mb=peak_rss_mb(),
+               rss_after_data_mb=data_rss, metrics=result.metrics, load_average=[load_before, os.getloadavg()[0]],
+               shape=list(embeddings.shape))
     if spec["random"]:  # the floor any exact method pays: one full matrix product, nothing else
         start = time.perf_counter()
         embeddings @ embeddings.T
@@ -126,25 +136,33 @@ def main() -> None:
     parser.add_argument("--skip-pml", action="store_true", help="time simtune only")
     parser.add_argument("--cars-only", action="store_true", help="only the 8,100 x 1,280 timing")
     parser.add_argument("--cars-run", help="also time the real unseen-class embeddings of this `simtune cars` run folder")
+    parser.add_argument("--repeats", type=int, default=5, help="calls per 8,100 x 1,280 timing (the median is reported)")
     args = parser.parse_args()
     if args.cars_run:
         cars_run_cache(args.cars_run)
 
-    report = {"threads": __import__("torch").get_num_threads(), "cpus": os.cpu_count(), "load_average": os.getloadavg()}
+    import torch
+
+    report = {"threads": torch.get_num_threads(), "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+              "amx": bool(torch.cpu._is_amx_tile_supported())}
     if not args.cars_only:
         scale = dict(n=args.n, dim=args.dim, classes=args.classes, seed=args.seed, random=False, distance="euclidean",
-                     metrics=SCALE_METRICS, max_memory_mb=args.max_memory_mb, progress=True)
+                     metrics=SCALE_METRICS, max_memory_mb=args.max_memory_mb, progress=True, repeats=1, engine="auto")
         report["scale"] = {"data": {k: scale[k] for k in ("n", "dim", "classes", "seed")}}
         report["scale"]["simtune"] = in_child(run_simtune, scale)
         if not args.skip_pml:
             report["scale"]["pml_accuracy_calculator_faiss"] = in_child(run_pml, scale)
+    # sub-second timings: the median of --repeats calls, for each engine
     cars = dict(n=8_100, dim=1_280, classes=98, seed=args.seed, random=True, distance="cosine",
-                metrics=FULL_METRICS, max_memory_mb=args.max_memory_mb, progress=False)
-    report["cars_size"] = {"data": {"n": 8_100, "dim": 1_280, "classes": 98, "random": True, "distance": "cosine"},
-                           "simtune": in_child(run_simtune, cars)}
+                metrics=FULL_METRICS, max_memory_mb=args.max_memory_mb, progress=False, repeats=args.repeats)
+    report["cars_size"] = {"data": {"n": 8_100, "dim": 1_280, "classes": 98, "random": True, "distance": "cosine"}}
+    for engine in ENGINES:
+        report["cars_size"][f"simtune_{engine}"] = in_child(run_simtune, {**cars, "engine": engine})
     if args.cars_run:
-        report["cars_run"] = {"data": {"run_dir": args.cars_run, "distance": "cosine"},
-                              "simtune": in_child(run_simtune, {**cars, "run_dir": args.cars_run, "random": False})}
+        report["cars_run"] = {"data": {"run_dir": args.cars_run, "distance": "cosine"}}
+        for engine in ENGINES:
+            real = {**cars, "run_dir": args.cars_run, "random": False, "engine": engine}
+            report["cars_run"][f"simtune_{engine}"] = in_child(run_simtune, real)
     write_json_atomic(RESULTS, report)
 
     if "scale" in report:
@@ -156,17 +174,15 @@ def main() -> None:
             values = "  ".join(f"{run['metrics'][m]:>14.6f}" if m in run["metrics"] else f"{'-':>14}" for m in SCALE_METRICS)
             print(f"{name:34} {run['seconds']:>8.1f} {run['peak_rss_mb']:>12.0f}  {values}"
                   f"  (load {run['load_average'][0]:.1f} -> {run['load_average'][1]:.1f})")
-    cars_run = report["cars_size"]["simtune"]
-    print(f"\n8,100 x 1,280 random, cosine, {len(FULL_METRICS)} metrics ({', '.join(FULL_METRICS)}): "
-          f"{cars_run['seconds']:.3f} s (bare 8,100 x 8,100 matrix product alone: "
-          f"{cars_run['bare_matrix_product_seconds']:.3f} s), peak RSS {cars_run['peak_rss_mb']:.0f} MB "
-          f"(load {cars_run['load_average'][0]:.1f} -> {cars_run['load_average'][1]:.1f})")
-    if "cars_run" in report:
-        real = report["cars_run"]["simtune"]
-        print(f"{args.cars_run} unseen-class embeddings {real['shape'][0]:,} x {real['shape'][1]:,}, cosine, same metrics: "
-              f"{real['seconds']:.3f} s, peak RSS {real['peak_rss_mb']:.0f} MB "
-              f"(load {real['load_average'][0]:.1f} -> {real['load_average'][1]:.1f})")
-    print(f"{report['threads']} torch threads, load average {report['load_average'][0]:.1f} at start")
+    for name, label in (("cars_size", "8,100 x 1,280 random"), ("cars_run", f"{args.cars_run} unseen-class embeddings")):
+        for engine in ENGINES if name in report else ():
+            run = report[name][f"simtune_{engine}"]
+            bare = f" (bare matrix product alone: {run['bare_matrix_product_seconds']:.3f} s)" if "bare_matrix_product_seconds" in run else ""
+            print(f"{label}, cosine, {len(FULL_METRICS)} metrics, engine {engine}: median {run['seconds']:.3f} s "
+                  f"of {len(run['all_seconds'])}{bare}, peak RSS {run['peak_rss_mb']:.0f} MB "
+                  f"(load {run['load_average'][0]:.1f} -> {run['load_average'][1]:.1f})")
+    print(f"metrics: {', '.join(FULL_METRICS)}")
+    print(f"{report['threads']} torch threads, AMX {report['amx']}, load average {report['load_average'][0]:.1f} at start")
     print(f"wrote {RESULTS}")
 
 

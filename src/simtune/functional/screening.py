@@ -62,41 +62,43 @@ class BFloat16Screen:
     def __init__(self, gallery: Tensor, squared_norms: Tensor | None):
         self.gallery = gallery
         self.squared_norms = squared_norms
-        self.low = gallery.bfloat16()
-        # float32 norms: their relative error (< d 2^-24) is far inside the bound's 2^-10 widening
-        self.norm = float(gallery.norm(dim=1).max())
-        self.low_norm = float(self.low.float().norm(dim=1).max())
-        self.residual = float((gallery - self.low.float()).norm(dim=1).max())  # the difference is exact
+        self.low, *norms = _rounded(gallery)
+        self.norm, self.low_norm, self.residual = (float(n.max()) for n in norms)
         self.gamma = gallery.shape[1] * _FP32_ROUNDOFF / (1 - gallery.shape[1] * _FP32_ROUNDOFF)
         self.largest_squared_norm = 0.0 if squared_norms is None else float(squared_norms.abs().max())
 
     def approximate_keys(self, queries: Tensor) -> Tensor:
         """(B, N) bfloat16-product keys of prepared queries (float32 for euclidean keys)."""
-        product = queries.bfloat16() @ self.low.T
-        return product if self.squared_norms is None else product.float().add_(self.squared_norms)
+        return self._approximate_keys(queries.bfloat16())
 
     def error_bounds(self, queries: Tensor) -> Tensor:
         """(B,) float64: per query, the largest |approximate key - float32 key| over the gallery."""
-        low = queries.bfloat16().float()
-        norm, low_norm, residual = (x.norm(dim=1).double() for x in (queries, low, queries - low))
+        return self._error_bounds(*_rounded(queries)[1:])
+
+    def top_k(self, queries: Tensor, k: int, excluded: Tensor) -> tuple[Tensor, int]:
+        """(B, k) exact top-k gallery indices of prepared float32 ``queries`` (-1 where fewer than k
+        items remain), skipping the ``excluded`` (row, gallery index) positions; and how many
+        candidates were re-scored."""
+        low, *norms = _rounded(queries)
+        approximate = self._approximate_keys(low)
+        approximate[excluded[:, 0], excluded[:, 1]] = math.inf
+        limit = _kth_smallest_bound(approximate, k).double() + 2 * self._error_bounds(*norms)
+        rows, columns = (approximate <= _rounded_up(limit, approximate.dtype)[:, None]).nonzero().unbind(1)
+        finite = approximate[rows, columns].isfinite()  # an inf limit (fewer than k items) admits excluded ones
+        rows, columns = rows[finite], columns[finite]
+        return self._exact_top_k(queries, rows, columns, k), len(rows)
+
+    def _approximate_keys(self, low_queries: Tensor) -> Tensor:
+        product = low_queries @ self.low.T
+        return product if self.squared_norms is None else product.float().add_(self.squared_norms)
+
+    def _error_bounds(self, norm: Tensor, low_norm: Tensor, residual: Tensor) -> Tensor:
         gamma, u = self.gamma, _BF16_ROUNDOFF
         bound = norm * self.residual + residual * self.low_norm + (u + gamma * (1 + u)) * low_norm * self.low_norm
         bound += gamma * norm * self.norm
         if self.squared_norms is not None:  # both keys round |g|^2 + product to float32
             bound += 4 * _FP32_ROUNDOFF * (self.largest_squared_norm + 2 * norm * self.norm)
         return bound * _SAFETY + 1e-30  # + bfloat16 units flushing subnormal values to zero
-
-    def top_k(self, queries: Tensor, k: int, excluded: Tensor) -> tuple[Tensor, int]:
-        """(B, k) exact top-k gallery indices of prepared float32 ``queries`` (-1 where fewer than k
-        items remain), skipping the ``excluded`` (row, gallery index) positions; and how many
-        candidates were re-scored."""
-        approximate = self.approximate_keys(queries)
-        approximate[excluded[:, 0], excluded[:, 1]] = math.inf
-        limit = _kth_smallest_bound(approximate, k).double() + 2 * self.error_bounds(queries)
-        rows, columns = (approximate <= _rounded_up(limit, approximate.dtype)[:, None]).nonzero().unbind(1)
-        finite = approximate[rows, columns].isfinite()  # an inf limit (fewer than k items) admits excluded ones
-        rows, columns = rows[finite], columns[finite]
-        return self._exact_top_k(queries, rows, columns, k), len(rows)
 
     def _exact_top_k(self, queries: Tensor, rows: Tensor, columns: Tensor, k: int) -> Tensor:
         """Float32 keys at the candidate (row, column) positions, given row by row with columns
@@ -122,17 +124,27 @@ class BFloat16Screen:
         return padded_columns.gather(1, ranking)
 
 
+def _rounded(rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """float32 ``rows`` in bfloat16, and float64 per-row norms of the rows, of their bfloat16 copies
+    and of the rounding residuals (exact in float32). The norms are computed in float32: their
+    relative error (< d 2^-24) lies far inside the bound's 2^-10 widening."""
+    low = rows.bfloat16()
+    widened = low.float()
+    norms = (rows.norm(dim=1), widened.norm(dim=1), widened.sub_(rows).norm(dim=1))
+    return low, *(n.double() for n in norms)
+
+
 def _kth_smallest_bound(keys: Tensor, k: int) -> Tensor:
     """(B,) a value at least each row's k-th smallest key, about as small, at a fraction of a top-k's
-    cost: the k-th smallest of the minima of 8k column groups. (The k smallest minima are k keys, so
-    at least k keys lie at or below it; the few top-k items that share a group loosen it slightly.)
-    Groups take every 8k-th column, so galleries ordered by class still spread a query's best
-    matches over many groups."""
+    cost: the k-th smallest of the minima of about 8k column groups. (The k smallest minima are k
+    keys, so at least k keys lie at or below it; the few top-k items that share a group loosen it
+    slightly.) A group takes every (N / depth)-th column, so galleries ordered by class still
+    spread a query's best matches over many groups."""
     num_columns = keys.shape[1]
-    groups = min(8 * k, num_columns)
-    depth = num_columns // groups
+    depth = max(1, num_columns // (8 * k))
+    groups = num_columns // depth
     minima = keys[:, : depth * groups].view(len(keys), depth, groups).amin(1)
-    minima = torch.cat([minima, keys[:, depth * groups :]], dim=1)  # leftover columns: one group each
+    minima = torch.cat([minima, keys[:, depth * groups :]], dim=1)  # fewer than depth left over: one group each
     return minima.topk(k, dim=1, largest=False, sorted=False).values.amax(1)
 
 
