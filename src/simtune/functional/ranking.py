@@ -37,6 +37,7 @@ DEFAULT_MAX_MEMORY_MB = 256
 _NO_INDEX = torch.iinfo(torch.int32).max  # an empty slot: sorts after every gallery index
 _FIRST_BLOCK = 2  # in units of k: the width of the first gallery block, where every row is cold
 _PAIR_BLOCK = 4096  # larger: fewer, bigger operations; smaller: cheaper first (full top-k) block
+_TRANSPOSE_ABOVE_DIMENSION = 384  # below it a second product is cheaper than a transposed copy
 _PROBE_ROWS = 256  # screening's first block, which decides whether screening pays for these data
 
 
@@ -287,7 +288,11 @@ def _ranked_leave_one_out(
                 diagonal = torch.arange(shape[0], device=device)[:, None].expand(-1, 2)
                 top_k.add(rows, key.complete(product, columns), columns.start, diagonal)
                 continue
-            transposed = transposed_buffer[: shape[0] * shape[1]].view(shape[::-1]).copy_(product.T)
+            transposed = transposed_buffer[: shape[0] * shape[1]].view(shape[::-1])
+            if queries.shape[1] <= _TRANSPOSE_ABOVE_DIMENSION:
+                torch.mm(queries[columns], key.gallery[rows].T, out=transposed)
+            else:
+                transposed.copy_(product.T)
             top_k.add(columns, key.complete(transposed, rows), rows.start, no_pairs)
             top_k.add(rows, key.complete(product, columns), columns.start, no_pairs)
         yield RankedBlock(rows, top_k.finish(rows).cpu())
