@@ -1,4 +1,4 @@
-"""The README's Quickstart example runs as written (on two real car images named as in the example)."""
+"""The README's python examples run as written (Quickstart: on two real car images named as in the example)."""
 
 import re
 import runpy
@@ -10,18 +10,19 @@ ROOT = Path(__file__).resolve().parents[1]
 CARS = ROOT / "../shared/datasets/stanford-cars-crop224/images"
 
 
-def quickstart_code() -> str:
+def python_block(title: str) -> str:
+    """The first python code block of the README section ``## {title}``."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = re.search(r"^## Quickstart\n(.*?)(?=^## |\Z)", readme, flags=re.M | re.S)
-    assert section, "README.md has no '## Quickstart' section"
+    section = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", readme, flags=re.M | re.S)
+    assert section, f"README.md has no '## {title}' section"
     block = re.search(r"^```python\n(.*?)^```", section.group(1), flags=re.M | re.S)
-    assert block, "the Quickstart section has no python code block"
+    assert block, f"the {title} section has no python code block"
     return block.group(1)
 
 
 @pytest.mark.slow
 def test_quickstart_example_runs(tmp_path, monkeypatch):
-    code = quickstart_code()
+    code = python_block("Quickstart")
     assert len(code.strip().splitlines()) <= 12
     for name, image in zip(("car1.jpg", "car2.jpg"), (next((CARS / "001").glob("*.jpg")), next((CARS / "100").glob("*.jpg")))):
         (tmp_path / name).symlink_to(image.resolve())
@@ -31,3 +32,13 @@ def test_quickstart_example_runs(tmp_path, monkeypatch):
     namespace = runpy.run_path(str(script))
     assert namespace["embeddings"].shape == (2, 1280)
     assert (tmp_path / "my_model" / "config.json").is_file()
+
+
+def test_measure_retrieval_example_runs(tmp_path, capsys):
+    script = tmp_path / "measure.py"
+    script.write_text(python_block("Measure retrieval"))
+    namespace = runpy.run_path(str(script))
+    result = namespace["result"]
+    assert set(result.metrics) == {"r_precision", "map_at_r", "precision_at_1", "recall_at_10", "mrr", "ndcg_at_10"}
+    assert result.num_queries == 2000 and 0 < result.metrics["r_precision"] < 0.2  # random embeddings: near chance
+    assert "r_precision" in capsys.readouterr().out

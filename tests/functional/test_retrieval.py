@@ -349,7 +349,7 @@ def test_agrees_with_pytorch_metric_learning_on_efficientnet_lite0_cars_embeddin
             [encoder(collate([root / row["filename"] for row in rows[i : i + 50]])) for i in range(0, len(rows), 50)]
         )
     groups = torch.tensor([int(row["class_id"]) for row in rows])
-    embeddings, groups = without_duplicates(embeddings, groups)
+    embeddings, groups = without_near_ties(*without_duplicates(embeddings, groups))
     ours = retrieval_metrics(embeddings, groups, metrics=tuple(PML_NAMES), distance="euclidean")
     assert ours.num_queries > 1900 and ours.num_queries_without_relevant == 0
     assert_agrees_with_pml(ours.metrics, pml_metrics(None, embeddings, groups))
@@ -364,6 +364,20 @@ def without_duplicates(embeddings, groups):
     unique, inverse = torch.unique(embeddings, dim=0, return_inverse=True)
     first = torch.full((len(unique),), len(embeddings)).scatter_reduce(0, inverse, torch.arange(len(embeddings)), "amin")
     keep = first.sort().values
+    return embeddings[keep], groups[keep]
+
+
+def without_near_ties(embeddings, groups):
+    """Drops the items whose nearest relevant neighbour lies within a float32 rounding (1e-6
+    relative) of a non-relevant item: float32 kernels order such pairs by their rounding, which
+    differs between faiss's CPU-specific kernels and ours (on an AVX-512 Xeon faiss ranked one such
+    query's first relevant item 8th where float64 arithmetic, and simtune, rank it 9th: MRR 7e-6)."""
+    x = embeddings.double()
+    distances = torch.cdist(x, x).square().fill_diagonal_(math.inf)
+    same = groups[:, None] == groups[None, :]
+    nearest = distances.masked_fill(~same, math.inf).amin(1, keepdim=True)
+    keep = ~((~same) & ((distances - nearest).abs() <= 1e-6 * nearest)).any(1)
+    assert keep.sum() >= len(keep) - 10
     return embeddings[keep], groups[keep]
 
 

@@ -89,10 +89,13 @@ def test_the_kth_key_bound_is_never_below_the_kth_key_and_close_to_it(k):
     keys = torch.randn(50, 1000, generator=generator)
     keys[:5, :] = torch.arange(1000.0)  # sorted rows: the best keys share column groups if any do
     keys[5:10, 500:] = torch.inf  # excluded items: fewer than k left when k > 500
-    bound = screening._kth_smallest_bound(keys, k)
+    depths = torch.full((50,), k)
+    depths[40:] = torch.arange(1, 11).clamp(max=k)  # rows with depths of their own
+    bound = screening._kth_smallest_bound(keys, depths)
     ordered = keys.sort(dim=1).values
-    assert (bound >= ordered[:, k - 1]).all()
-    assert (bound <= ordered[:, min(k + k // 4 + 2, 1000) - 1]).all()
+    assert (bound >= ordered[torch.arange(50), depths - 1]).all()
+    looser = (depths + depths // 4 + 2).clamp(max=1000)
+    assert (bound <= ordered[torch.arange(50), looser - 1]).all()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -125,6 +128,22 @@ def test_data_with_too_many_candidates_fall_back_to_float32_after_one_small_bloc
         float64_keys(embeddings, embeddings, forced, "cosine"),
         float64_keys(embeddings, embeddings, torch.cat([b.top_indices for b in blocks]), "cosine"),
         rtol=2e-6, atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("on", [False, True])
+def test_per_query_depths_give_each_row_its_own_top_then_minus_one(monkeypatch, on):
+    embeddings = clustered(300, 96, 6, 0.3, seed=5)
+    depths = torch.randint(1, 40, (300,), generator=torch.Generator().manual_seed(5))
+    full = ranks(monkeypatch, on, embeddings, None, 39)
+    cut = ranks(monkeypatch, on, embeddings, None, depths)
+    assert cut.shape == (300, 39)
+    kept = torch.arange(39)[None, :] < depths[:, None]
+    assert (cut[~kept] == -1).all()
+    assert (cut[kept] >= 0).all()
+    torch.testing.assert_close(
+        float64_keys(embeddings, embeddings, cut, "cosine")[kept],
+        float64_keys(embeddings, embeddings, full, "cosine")[kept], rtol=2e-6, atol=1e-6,
     )
 
 

@@ -43,11 +43,11 @@ _PROBE_ROWS = 256  # screening's first block, which decides whether screening pa
 
 @dataclass
 class RankedBlock:
-    """Rows ``rows`` of the queries and their top-k gallery indices in rank order (-1 pads rows
-    with fewer than k gallery items left after the exclusions)."""
+    """Rows ``rows`` of the queries and their gallery indices in rank order: each row its query's
+    top-depth items, then -1 (up to the largest depth, and where the exclusions left fewer items)."""
 
     rows: slice
-    top_indices: Tensor  # (B, k) int64
+    top_indices: Tensor  # (B, largest depth) int64
 
 
 def _excluded_in_block(excluded: Tensor, rows: slice, columns: slice) -> Tensor:
@@ -206,24 +206,34 @@ def _progress(items: list, enabled: bool, desc: str) -> Iterator:
 
 
 def ranked(
-    queries: Tensor, key: RankingKey, k: int, excluded_pairs: Tensor, leave_one_out: bool, budget: float, progress: bool
+    queries: Tensor, key: RankingKey, depths: Tensor, excluded_pairs: Tensor, leave_one_out: bool, budget: float,
+    progress: bool,
 ) -> Iterator[RankedBlock]:
-    """Query blocks with their exact top-k. ``leave_one_out``: the queries are the gallery (``key``
-    prepared from them) and ``excluded_pairs`` are exactly each query's own entry."""
+    """Query blocks with their exact top-``depths`` (Q,), each at least 1 and at most the gallery
+    size. ``leave_one_out``: the queries are the gallery (``key`` prepared from them) and
+    ``excluded_pairs`` are exactly each query's own entry."""
     prepared = key.prepare(queries)
     excluded_pairs = excluded_pairs[excluded_pairs[:, 0].argsort(stable=True)]
+    k = int(depths.max())
     if key.is_product and screening_pays(key.gallery, k):
-        screened = _ranked_screened(prepared, key, k, excluded_pairs, budget, progress)
+        screened = _ranked_screened(prepared, key, depths, excluded_pairs, budget, progress)
         probe = next(screened, None)
         if probe is not None:  # None: the first block's candidates were too many to win
             yield probe
             yield from screened
             return
-    yield from _ranked_float(prepared, key, k, excluded_pairs, leave_one_out, budget, progress)
+    for block in _ranked_float(prepared, key, k, excluded_pairs, leave_one_out, budget, progress):
+        yield RankedBlock(block.rows, _cut(block.top_indices, depths[block.rows]))
+
+
+def _cut(top_indices: Tensor, depths: Tensor) -> Tensor:
+    """-1 after each row's own depth."""
+    positions = torch.arange(top_indices.shape[1])
+    return top_indices.masked_fill_(positions[None, :] >= depths[:, None], -1)
 
 
 def _ranked_screened(
-    queries: Tensor, key: RankingKey, k: int, excluded_pairs: Tensor, budget: float, progress: bool
+    queries: Tensor, key: RankingKey, depths: Tensor, excluded_pairs: Tensor, budget: float, progress: bool
 ) -> Iterator[RankedBlock]:
     """Query blocks against the whole gallery, screened in bfloat16 (simtune.functional.screening).
     Stops before its first block when that block's candidates are too many for screening to pay:
@@ -231,13 +241,13 @@ def _ranked_screened(
     screen = BFloat16Screen(key.gallery, key.squared_norms)
     num_gallery = len(key.gallery)
     # a row's bfloat16 product, float32 (euclidean) keys and candidate mask, and its candidates' temporaries
-    row_bytes = 8 * num_gallery + 64 * k
+    row_bytes = 8 * num_gallery + 64 * int(depths.max())
     size = max(1, min(len(queries), int(budget // row_bytes)))
     blocks = _blocks(len(queries), size, min(size, _PROBE_ROWS))
     for position, rows in enumerate(_progress(blocks, progress, "ranking")):
         excluded = _excluded_in_block(excluded_pairs, rows, slice(0, num_gallery)).to(key.gallery.device)
-        top_k, candidates = screen.top_k(queries[rows], k, excluded)
-        if position == 0 and candidates > MAX_CANDIDATES_PER_RESULT * k * (rows.stop - rows.start):
+        top_k, candidates = screen.top_k(queries[rows], depths[rows].to(key.gallery.device), excluded)
+        if position == 0 and candidates > MAX_CANDIDATES_PER_RESULT * int(depths[rows].sum()):
             return
         yield RankedBlock(rows, top_k.cpu())
 
@@ -311,7 +321,8 @@ def ranked_blocks(
 ) -> Iterator[RankedBlock]:
     """Yields query blocks with their exact top-k (see the module ranking rule), in query order.
 
-    ``k`` is one depth for every query or a (Q,) tensor of per-query depths (all get the largest).
+    ``k`` is one depth for every query or a (Q,) tensor of per-query depths (each row holds its
+    query's top-depth items, then -1 up to the largest depth).
     ``gallery=None``: the queries are the gallery and each query's own entry is excluded.
     ``excluded_pairs`` (E, 2) are (query, gallery) index pairs removed from the ranking.
     ``max_memory_mb`` bounds the working memory (key blocks, the rows' top-k and their buffers);
@@ -324,8 +335,8 @@ def ranked_blocks(
     else:
         leave_one_out = len(excluded) == 0
         excluded = torch.cat([excluded, torch.arange(len(queries))[:, None].expand(-1, 2)])
-    depth = int(torch.as_tensor(k).max().clamp(max=len(key.gallery)))
-    yield from ranked(queries, key, depth, excluded, leave_one_out, max_memory_mb * 2**20, progress)
+    depths = torch.as_tensor(k).long().cpu().expand(len(queries)).clamp(1, len(key.gallery))
+    yield from ranked(queries, key, depths, excluded, leave_one_out, max_memory_mb * 2**20, progress)
 
 
 def prepare_ranking(

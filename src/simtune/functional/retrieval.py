@@ -214,15 +214,16 @@ def _score(
     ``gallery`` is ``queries`` and ``excluded_pairs`` are exactly each query's own entry)."""
     parsed = _parse(metrics)
     num_relevant = relevance.num_relevant
-    depth = max([k for _, _, k in parsed if k is not None], default=1)
+    # each query's depth: the largest K, or its R where larger and an R metric is asked for
+    depths = torch.full_like(num_relevant, max([k for _, _, k in parsed if k is not None], default=1))
     if any(kind in _AT_R for _, kind, _ in parsed):
-        depth = max(depth, int(num_relevant.max()))
-    depth = min(depth, len(gallery))
+        depths = torch.maximum(depths, num_relevant)
+    depths = depths.clamp(max=len(gallery))
     queries, key = prepare_ranking(queries, None if leave_one_out else gallery, distance, device)
     budget = max_memory_mb * 2**20
     scores = {name: torch.full((len(queries),), math.nan, dtype=torch.float64) for name, _, _ in parsed}
     first_rank = torch.zeros(len(queries), dtype=torch.long)
-    for block in ranked(queries, key, depth, excluded_pairs, leave_one_out, budget, progress):
+    for block in ranked(queries, key, depths, excluded_pairs, leave_one_out, budget, progress):
         indices = block.top_indices
         rows = torch.arange(block.rows.start, block.rows.stop)
         valid = num_relevant[rows] > 0

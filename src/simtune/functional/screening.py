@@ -75,18 +75,18 @@ class BFloat16Screen:
         """(B,) float64: per query, the largest |approximate key - float32 key| over the gallery."""
         return self._error_bounds(*_rounded(queries)[1:])
 
-    def top_k(self, queries: Tensor, k: int, excluded: Tensor) -> tuple[Tensor, int]:
-        """(B, k) exact top-k gallery indices of prepared float32 ``queries`` (-1 where fewer than k
-        items remain), skipping the ``excluded`` (row, gallery index) positions; and how many
-        candidates were re-scored."""
+    def top_k(self, queries: Tensor, depths: Tensor, excluded: Tensor) -> tuple[Tensor, int]:
+        """(B, largest depth) gallery indices of prepared float32 ``queries``: each row its exact
+        top-depth (``depths`` (B,)), then -1, skipping the ``excluded`` (row, gallery index)
+        positions; and how many candidates were re-scored."""
         low, *norms = _rounded(queries)
         approximate = self._approximate_keys(low)
         approximate[excluded[:, 0], excluded[:, 1]] = math.inf
-        limit = _kth_smallest_bound(approximate, k).double() + 2 * self._error_bounds(*norms)
-        rows, columns = (approximate <= _rounded_up(limit, approximate.dtype)[:, None]).nonzero().unbind(1)
-        finite = approximate[rows, columns].isfinite()  # an inf limit (fewer than k items) admits excluded ones
-        rows, columns = rows[finite], columns[finite]
-        return self._exact_top_k(queries, rows, columns, k), len(rows)
+        limit = _kth_smallest_bound(approximate, depths).double() + 2 * self._error_bounds(*norms)
+        # an inf limit (fewer items than the depth) admits every item but the excluded (inf) ones
+        limit = _rounded_up(limit, approximate.dtype).clamp(max=torch.finfo(approximate.dtype).max)
+        rows, columns = (approximate <= limit[:, None]).nonzero().unbind(1)
+        return self._exact_top_k(queries, rows, columns, depths), len(rows)
 
     def _approximate_keys(self, low_queries: Tensor) -> Tensor:
         product = low_queries @ self.low.T
@@ -100,7 +100,7 @@ class BFloat16Screen:
             bound += 4 * _FP32_ROUNDOFF * (self.largest_squared_norm + 2 * norm * self.norm)
         return bound * _SAFETY + 1e-30  # + bfloat16 units flushing subnormal values to zero
 
-    def _exact_top_k(self, queries: Tensor, rows: Tensor, columns: Tensor, k: int) -> Tensor:
+    def _exact_top_k(self, queries: Tensor, rows: Tensor, columns: Tensor, depths: Tensor) -> Tensor:
         """Float32 keys at the candidate (row, column) positions, given row by row with columns
         ascending (CSR order), ranked by (key, gallery index)."""
         num_rows, num_gallery = len(queries), len(self.gallery)
@@ -114,6 +114,7 @@ class BFloat16Screen:
             keys = torch.sparse.sampled_addmm(pattern, queries, self.gallery.T, beta=0.0).values()
         if self.squared_norms is not None:
             keys = keys + self.squared_norms[columns]
+        k = int(depths.max())
         width = max(k, int(counts.max()) if len(counts) else 0)
         slot = torch.arange(len(rows)) - row_starts[rows]
         padded_keys = queries.new_full((num_rows, width), math.inf)
@@ -121,7 +122,8 @@ class BFloat16Screen:
         padded_keys[rows, slot], padded_columns[rows, slot] = keys, columns
         # columns ascend within a row, so a stable sort by key orders equal keys by gallery index
         ranking = padded_keys.sort(dim=1, stable=True).indices[:, :k]
-        return padded_columns.gather(1, ranking)
+        top = padded_columns.gather(1, ranking)
+        return top.masked_fill_(torch.arange(k, device=top.device)[None, :] >= depths[:, None], -1)
 
 
 def _rounded(rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -134,18 +136,19 @@ def _rounded(rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return low, *(n.double() for n in norms)
 
 
-def _kth_smallest_bound(keys: Tensor, k: int) -> Tensor:
-    """(B,) a value at least each row's k-th smallest key, about as small, at a fraction of a top-k's
-    cost: the k-th smallest of the minima of about 8k column groups. (The k smallest minima are k
+def _kth_smallest_bound(keys: Tensor, depths: Tensor) -> Tensor:
+    """(B,) a value at least each row's k-th smallest key (k: its ``depths`` entry), about as small,
+    at a fraction of a top-k's cost: the k-th smallest of the minima of about 8k column groups. (The k smallest minima are k
     keys, so at least k keys lie at or below it; the few top-k items that share a group loosen it
     slightly.) A group takes every (N / depth)-th column, so galleries ordered by class still
     spread a query's best matches over many groups."""
-    num_columns = keys.shape[1]
+    num_columns, k = keys.shape[1], int(depths.max())
     depth = max(1, num_columns // (8 * k))
     groups = num_columns // depth
     minima = keys[:, : depth * groups].view(len(keys), depth, groups).amin(1)
     minima = torch.cat([minima, keys[:, depth * groups :]], dim=1)  # fewer than depth left over: one group each
-    return minima.topk(k, dim=1, largest=False, sorted=False).values.amax(1)
+    smallest = minima.topk(k, dim=1, largest=False, sorted=True).values
+    return smallest.gather(1, (depths - 1)[:, None])[:, 0]
 
 
 def _rounded_up(values: Tensor, dtype: torch.dtype) -> Tensor:
