@@ -147,6 +147,18 @@ def test_per_query_depths_give_each_row_its_own_top_then_minus_one(monkeypatch, 
     )
 
 
+@pytest.mark.parametrize("distance", ["cosine", "dot_product", "euclidean"])
+def test_leave_one_out_queries_reuse_the_gallery_rounding_exactly(distance):
+    embeddings = clustered(200, 72, 4, 0.3, seed=6)
+    queries, key = prepare_ranking(embeddings, None, distance, None)
+    screen = BFloat16Screen(key.gallery, key.squared_norms)
+    rows = slice(50, 120)
+    prepared = key.prepare(queries)[rows]
+    assert torch.equal(key.gallery[rows] * key.query_scale, prepared)
+    for reused, computed in zip(screen.scaled_rows(rows, key.query_scale), screening._rounded(prepared)):
+        torch.testing.assert_close(reused, computed, rtol=1e-6, atol=0)
+
+
 def test_screening_is_chosen_only_where_it_pays():
     gallery = F.normalize(torch.randn(2000, 128), dim=1)
     amx = bool(torch.cpu._is_amx_tile_supported())

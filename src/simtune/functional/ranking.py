@@ -174,6 +174,12 @@ class RankingKey:
     def prepare(self, queries: Tensor) -> Tensor:
         return F.normalize(queries, dim=1) if self.distance.name == "cosine" else queries
 
+    @property
+    def query_scale(self) -> float:
+        """Product keys: the prepared gallery times this is the same embeddings prepared as queries
+        (a power of two: exact), which spares leave-one-out rankings a second preparation."""
+        return -0.5 if self.distance.name == "euclidean" else -1.0
+
     def keys(self, prepared_queries: Tensor, columns: slice = slice(None)) -> Tensor:
         """Keys of prepared query rows against the gallery ``columns``."""
         if not self.is_product:
@@ -212,11 +218,12 @@ def ranked(
     """Query blocks with their exact top-``depths`` (Q,), each at least 1 and at most the gallery
     size. ``leave_one_out``: the queries are the gallery (``key`` prepared from them) and
     ``excluded_pairs`` are exactly each query's own entry."""
-    prepared = key.prepare(queries)
+    same_rows = leave_one_out and key.is_product
+    prepared = key.gallery * key.query_scale if same_rows else key.prepare(queries)
     excluded_pairs = excluded_pairs[excluded_pairs[:, 0].argsort(stable=True)]
     k = int(depths.max())
     if key.is_product and screening_pays(key.gallery, k):
-        screened = _ranked_screened(prepared, key, depths, excluded_pairs, budget, progress)
+        screened = _ranked_screened(prepared, key, depths, excluded_pairs, same_rows, budget, progress)
         probe = next(screened, None)
         if probe is not None:  # None: the first block's candidates were too many to win
             yield probe
@@ -233,11 +240,13 @@ def _cut(top_indices: Tensor, depths: Tensor) -> Tensor:
 
 
 def _ranked_screened(
-    queries: Tensor, key: RankingKey, depths: Tensor, excluded_pairs: Tensor, budget: float, progress: bool
+    queries: Tensor, key: RankingKey, depths: Tensor, excluded_pairs: Tensor, same_rows: bool, budget: float,
+    progress: bool,
 ) -> Iterator[RankedBlock]:
     """Query blocks against the whole gallery, screened in bfloat16 (simtune.functional.screening).
     Stops before its first block when that block's candidates are too many for screening to pay:
-    data with little structure (near-equal keys everywhere) ranks faster in float32."""
+    data with little structure (near-equal keys everywhere) ranks faster in float32. ``same_rows``:
+    the queries are the gallery rows scaled by ``key.query_scale``, whose rounding is known."""
     screen = BFloat16Screen(key.gallery, key.squared_norms)
     num_gallery = len(key.gallery)
     # a row's bfloat16 product, float32 (euclidean) keys and candidate mask, and its candidates' temporaries
@@ -246,7 +255,8 @@ def _ranked_screened(
     blocks = _blocks(len(queries), size, min(size, _PROBE_ROWS))
     for position, rows in enumerate(_progress(blocks, progress, "ranking")):
         excluded = _excluded_in_block(excluded_pairs, rows, slice(0, num_gallery)).to(key.gallery.device)
-        top_k, candidates = screen.top_k(queries[rows], depths[rows].to(key.gallery.device), excluded)
+        rounded = screen.scaled_rows(rows, key.query_scale) if same_rows else None
+        top_k, candidates = screen.top_k(queries[rows], depths[rows].to(key.gallery.device), excluded, rounded)
         if position == 0 and candidates > MAX_CANDIDATES_PER_RESULT * int(depths[rows].sum()):
             return
         yield RankedBlock(rows, top_k.cpu())

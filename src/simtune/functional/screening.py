@@ -62,8 +62,8 @@ class BFloat16Screen:
     def __init__(self, gallery: Tensor, squared_norms: Tensor | None):
         self.gallery = gallery
         self.squared_norms = squared_norms
-        self.low, *norms = _rounded(gallery)
-        self.norm, self.low_norm, self.residual = (float(n.max()) for n in norms)
+        self.low, *self.row_norms = _rounded(gallery)
+        self.norm, self.low_norm, self.residual = (float(n.max()) for n in self.row_norms)
         self.gamma = gallery.shape[1] * _FP32_ROUNDOFF / (1 - gallery.shape[1] * _FP32_ROUNDOFF)
         self.largest_squared_norm = 0.0 if squared_norms is None else float(squared_norms.abs().max())
 
@@ -75,11 +75,19 @@ class BFloat16Screen:
         """(B,) float64: per query, the largest |approximate key - float32 key| over the gallery."""
         return self._error_bounds(*_rounded(queries)[1:])
 
-    def top_k(self, queries: Tensor, depths: Tensor, excluded: Tensor) -> tuple[Tensor, int]:
+    def scaled_rows(self, rows: slice, scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """What ``_rounded`` gives for ``scale`` x the gallery ``rows``, without recomputing it
+        (``scale`` a power of two, so the rounding scales exactly)."""
+        return self.low[rows] * scale, *(norms[rows] * abs(scale) for norms in self.row_norms)
+
+    def top_k(
+        self, queries: Tensor, depths: Tensor, excluded: Tensor, rounded: tuple[Tensor, ...] | None = None
+    ) -> tuple[Tensor, int]:
         """(B, largest depth) gallery indices of prepared float32 ``queries``: each row its exact
         top-depth (``depths`` (B,)), then -1, skipping the ``excluded`` (row, gallery index)
-        positions; and how many candidates were re-scored."""
-        low, *norms = _rounded(queries)
+        positions; and how many candidates were re-scored. ``rounded``: ``_rounded(queries)``
+        when already known (``scaled_rows``)."""
+        low, *norms = _rounded(queries) if rounded is None else rounded
         approximate = self._approximate_keys(low)
         approximate[excluded[:, 0], excluded[:, 1]] = math.inf
         limit = _kth_smallest_bound(approximate, depths).double() + 2 * self._error_bounds(*norms)
