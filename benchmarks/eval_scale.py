@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/eval_scale.py --n 20000  # a quicker look
     .venv/bin/python benchmarks/eval_scale.py --cars-only --cars-run runs/cars  # + a trained run's real embeddings
 
-Each measurement runs in its own child process (same data, regenerated from the seed) so its peak
-RSS (``resource.getrusage``, the whole process: interpreter, torch, data and working memory) is its
-own. Prints a table and writes benchmarks/results/eval_scale.json (atomically).
+The 8,100 x 1,280 timings run twice: "auto" (simtune's choice here: bfloat16 screening on AMX CPUs)
+and "float32" (screening off, what other CPUs run). Each measurement runs in its own child process
+(same data, regenerated from the seed) so its peak RSS (``resource.getrusage``, the whole process:
+interpreter, torch, data and working memory) is its own. Prints a table and writes benchmarks/results/eval_scale.json (atomically).
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
-"""Exact top-k rankings computed block by block: memory is O(block^2 + queries x k), never N x N.
+"""Exact top-k rankings computed block by block, in a working memory bounded by ``max_memory_mb``.
 
 Two engines, one result. On CPUs with AMX matrix units, float32 embeddings of 64 or more
-dimensions are ranked approximately by bfloat16 products and each query's few candidates re-ranked
-by float32 keys (simtune.functional.screening): several times faster, same ranking. Elsewhere
-query blocks are ranked against gallery blocks by float32 (or float64) products and only each
-query's top-k survives; when the queries are the gallery (leave-one-out), each block pair's
-product is computed once and serves both blocks, halving the products.
+dimensions are ranked approximately by bfloat16 products of query blocks against the whole
+gallery, and each query's few candidates re-ranked by float32 keys (simtune.functional.screening):
+same ranking, faster (8,100 x 1,280 tuned cars embeddings, all metrics: ~0.75 s instead of ~1 s on
+two cores). Its first, small block decides: data whose candidates are too many (keys crowded
+together, as in Gaussian noise) go to the other engine. There, gallery blocks stream past query
+blocks and only each query's top-k survives (memory O(block^2 + queries x k)); when the queries are
+the gallery (leave-one-out), each block pair's product is computed once and serves both blocks.
+A query's depth can be its own (``depths``): its row holds its top-depth, then -1.
 
 Ranking rule (ties included): gallery items are ordered by a ranking key, lowest first, computed
 in the embeddings' float dtype (float32 unless float64 is given); items with exactly equal keys are
