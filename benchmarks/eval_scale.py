@@ -7,7 +7,8 @@
 The 8,100 x 1,280 timings run twice: "auto" (simtune's choice here: bfloat16 screening on AMX CPUs)
 and "float32" (screening off, what other CPUs run). Each measurement runs in its own child process
 (same data, regenerated from the seed) so its peak RSS (``resource.getrusage``, the whole process:
-interpreter, torch, data and working memory) is its own. Prints a table and writes benchmarks/results/eval_scale.json (atomically).
+interpreter, torch, data and working memory) is its own. Prints a table and writes
+benchmarks/results/eval_scale.json (atomically).
 """
 
 from __future__ import annotations
