@@ -51,8 +51,9 @@ def screening_pays(gallery: Tensor, k: int) -> bool:
 
 
 def screening_is_safe(gallery: Tensor) -> bool:
-    """Float32 rows whose keys stay far from overflowing (bfloat16 shares float32's range)."""
-    return gallery.dtype == torch.float32 and bool(gallery.double().norm(dim=1).max() < _LARGEST_SAFE_NORM)
+    """Float32 rows whose keys stay far from overflowing (bfloat16 shares float32's range). The norms
+    are taken in float32, without a float64 copy of the gallery: one that overflows is inf, not safe."""
+    return gallery.dtype == torch.float32 and bool(gallery.norm(dim=1).max() < _LARGEST_SAFE_NORM)
 
 
 class BFloat16Screen:
