@@ -4,12 +4,14 @@ import pytest
 import torch
 
 from simtune.distances import get_distance
-from simtune.functional import ranking, screening
+from simtune.functional import ranking
 from simtune.functional.ranking import ranked_blocks
 from simtune.functional.retrieval import (
     pair_retrieval_metrics,
     retrieval_metrics,
 )
+
+from .engines import force_engine
 
 ALL = ("r_precision", "map_at_r", "mrr", "precision_at_1", "precision_at_3", "recall_at_2", "ndcg_at_4")
 ONE_ROW_BLOCKS = 1e-9  # max_memory_mb small enough to force one query per block
@@ -17,11 +19,8 @@ ONE_ROW_BLOCKS = 1e-9  # max_memory_mb small enough to force one query per block
 
 @pytest.fixture(params=["float32", "bfloat16-screened"])
 def engine(request, monkeypatch):
-    """Runs a test with each ranking engine, whatever this machine would pick (screening pays only
-    on AMX CPUs and large dimensions; forced here for any float32 data)."""
-    on = request.param == "bfloat16-screened"
-    monkeypatch.setattr(ranking, "screening_pays", lambda gallery, k: on and screening.screening_is_safe(gallery))
-    monkeypatch.setattr(ranking, "MAX_CANDIDATES_PER_RESULT", math.inf)  # however many candidates
+    """Runs a test with each ranking engine."""
+    force_engine(monkeypatch, request.param == "bfloat16-screened")
     return request.param
 
 

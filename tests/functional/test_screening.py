@@ -8,17 +8,14 @@ from simtune.functional import ranking, screening
 from simtune.functional.ranking import prepare_ranking, ranked_blocks
 from simtune.functional.screening import BFloat16Screen
 
+from .engines import force_engine
+
 
 def clustered(num, dim, groups, spread, seed):
     """Unit vectors around a few centres: many neighbours within bfloat16's error of each other."""
     generator = torch.Generator().manual_seed(seed)
     centres = torch.randn(groups, dim, generator=generator)
     return centres[torch.arange(num) % groups] + spread * torch.randn(num, dim, generator=generator)
-
-
-def screened(monkeypatch, on: bool):
-    monkeypatch.setattr(ranking, "screening_pays", lambda gallery, k: on and screening.screening_is_safe(gallery))
-    monkeypatch.setattr(ranking, "MAX_CANDIDATES_PER_RESULT", math.inf)
 
 
 @pytest.mark.parametrize("distance", ["cosine", "dot_product", "euclidean"])
@@ -41,7 +38,7 @@ def test_the_error_bound_holds_for_every_pair(distance, scale):
 
 
 def ranks(monkeypatch, on, *args, **kwargs):
-    screened(monkeypatch, on)
+    force_engine(monkeypatch, on)
     return torch.cat([block.top_indices for block in ranked_blocks(*args, **kwargs)])
 
 
