@@ -1,8 +1,8 @@
 """Exact retrieval metrics from one blockwise ranking pass (simtune.functional.ranking: its memory
 bound, and its ranking rule, ties by gallery index).
 
-Each query's exact top-k is ranked, where k is the largest depth any requested metric needs (the
-largest R for R-Precision/MAP@R, the largest K of the @K metrics), capped by the gallery size.
+Each query is ranked exactly as deep as its metrics need: the largest K of the @K metrics, or its
+own R where that is larger and R-Precision or MAP@R is asked for, capped by the gallery size.
 Per-query scores are kept; averages are macro (per query).
 
 Metric names (``metrics=``): ``"r_precision"``, ``"map_at_r"``, ``"mrr"`` and ``"precision_at_K"``,
@@ -160,9 +160,6 @@ def _contains(sorted_keys: Tensor, keys: Tensor) -> Tensor:
         return torch.zeros_like(keys, dtype=torch.bool)
     position = torch.searchsorted(sorted_keys, keys).clamp(max=len(sorted_keys) - 1)
     return sorted_keys[position] == keys
-
-
-# ---------------------------------------------------------------- blockwise exact top-k
 
 
 # ---------------------------------------------------------------- the one-pass metric set
