@@ -1,4 +1,4 @@
-"""A missing, truncated or modified file of a saved model is reported by name."""
+"""A missing, truncated, edited or damaged file of a saved model is reported by name, always as ModelFileError."""
 
 import json
 
@@ -8,6 +8,7 @@ from toy_encoders import ToyEncoder
 
 from simtune.models import ModelFileError, SimilarityModel
 from simtune.models.heads import LinearHead
+from simtune.models.serialization import file_record
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def test_modified_weights_file(saved):
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(ModelFileError, match=r"head/weights.safetensors: file was modified"):
+    with pytest.raises(ModelFileError, match=r"head/weights.safetensors: file was edited or damaged"):
         SimilarityModel.load(saved)
 
 
@@ -43,8 +44,9 @@ def test_modified_component_config(saved):
     content = json.loads(config.read_text())
     content["config"]["output_size"] = 3
     config.write_text(json.dumps(content))
-    with pytest.raises(ModelFileError, match=r"head/config.json: file (is truncated|was modified)"):
+    with pytest.raises(ModelFileError, match=r"head/config.json: file was edited or damaged") as edited:
         SimilarityModel.load(saved)
+    assert "sha256 does not match the one recorded in" in str(edited.value) and "truncated" not in str(edited.value)
 
 
 def test_malformed_or_foreign_top_level_config(saved, tmp_path):
@@ -101,4 +103,51 @@ def test_a_manifest_that_skips_a_file_or_escapes_the_folder_is_refused(saved):
     config["files"]["../outside.txt"] = record
     (saved / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelFileError, match="points outside the model folder"):
+        SimilarityModel.load(saved)
+
+
+def _flip_byte(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _rehash(saved, relative):
+    """What an editor who also recomputes every record does: only the content checks can catch it then."""
+    if relative.endswith(".safetensors"):
+        component = (saved / relative).parent / "config.json"
+        component.write_text(json.dumps({**json.loads(component.read_text()), "weights": file_record(saved / relative)}))
+        _rehash(saved, component.relative_to(saved).as_posix())
+    config = json.loads((saved / "config.json").read_text())
+    config["files"][relative] = file_record(saved / relative)
+    (saved / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("relative", ["encoders/default/weights.safetensors", "head/weights.safetensors", "head/config.json"])
+@pytest.mark.parametrize("damage", ["flip_first", "flip_middle", "flip_last", "truncate_half", "truncate_end", "empty"])
+@pytest.mark.parametrize("rehashed", [False, True])
+def test_every_damaged_file_raises_model_file_error_naming_it(saved, relative, damage, rehashed):
+    path = saved / relative
+    size = path.stat().st_size
+    if damage.startswith("flip"):
+        _flip_byte(path, {"flip_first": 0, "flip_middle": size // 2, "flip_last": size - 1}[damage])
+    else:
+        path.write_bytes(path.read_bytes()[: {"truncate_half": size // 2, "truncate_end": size - 2, "empty": 0}[damage]])
+    if rehashed:
+        _rehash(saved, relative)
+    try:
+        SimilarityModel.load(saved)
+    except ModelFileError as error:
+        assert str(saved) in str(error) and "\n" not in str(error)
+    else:  # a flipped byte can land in a weight and still load when the hashes were forged
+        assert rehashed and damage.startswith("flip") and relative.endswith(".safetensors")
+
+
+def test_a_truncated_weights_file_is_called_truncated_even_when_rehashed(saved):
+    weights = saved / "head" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(ModelFileError, match="head/weights.safetensors: file is truncated"):
+        SimilarityModel.load(saved)
+    _rehash(saved, "head/weights.safetensors")
+    with pytest.raises(ModelFileError, match="head/weights.safetensors: not a valid safetensors file"):
         SimilarityModel.load(saved)

@@ -5,9 +5,10 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from simtune.models import Encoder
+from simtune.models import Encoder, register_class
 
 
+@register_class  # what a user does once for their own class, so that saved models naming it load
 class ToyEncoder(Encoder):
     """``(B, 3, H, W)`` tensors -> ``(B, size)``."""
 

@@ -9,7 +9,7 @@ from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader, P
 from simtune.train import CacheConfig
 from simtune.train.fit import default_trainer
 
-from train_fakes import GroupImages, PairImages, TinyTrainable
+from train_fakes import GroupImages, PairImages, TinyConvEncoder, TinyTrainable
 
 
 class ValidationHistory(pl.Callback):
@@ -125,6 +125,6 @@ def test_default_trainer_leaves_a_class_balanced_sampler_to_shard_itself(tmp_pat
 def test_save_servable_round_trips(tmp_path):
     model = TinyTrainable()
     model.save_servable(tmp_path / "servable")
-    loaded = simtune.models.SimilarityModel.load(tmp_path / "servable")
+    loaded = simtune.models.SimilarityModel.load(tmp_path / "servable", trusted_classes=[TinyConvEncoder])
     images = GroupImages().images[:5]
     assert torch.allclose(loaded.encode(list(images), to_numpy=False), model.model.encode(list(images), to_numpy=False))

@@ -17,7 +17,7 @@ import simtune
 from simtune.models.collate import ModelCollate
 from simtune.models.encoders.base import Encoder
 from simtune.models.heads.base import EncoderHead
-from simtune.models.registry import import_path
+from simtune.models.registry import Trusted, import_path
 from simtune.models.serialization import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -135,8 +135,17 @@ class SimilarityModel(nn.Module):
             )
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "SimilarityModel":
-        """Rebuilds a saved model in eval mode on ``device``; never unpickles anything."""
+    def load(
+        cls, path: str | Path, device: str | torch.device = "cpu", trusted_classes: Trusted = ()
+    ) -> "SimilarityModel":
+        """Rebuilds a saved model in eval mode on ``device``; never unpickles anything.
+
+        Only simtune's built-in encoders/heads are rebuilt, plus the user classes in ``trusted_classes``
+        (classes, or modules already imported) or registered with ``simtune.models.register_class``; a
+        file naming any other class is refused without importing anything. Every problem with the
+        files raises :class:`ModelFileError` naming the file.
+        """
+        trusted_classes = tuple(trusted_classes)
         path = Path(path)
         if not path.is_dir():
             raise ModelFileError(f"{path}: no such model folder")
@@ -155,9 +164,13 @@ class SimilarityModel(nn.Module):
         for relative, record in files.items():
             if ".." in Path(relative).parts or Path(relative).is_absolute():
                 raise ModelFileError(f"{config_path}: file {relative!r} points outside the model folder")
-            verify_file(path / relative, record)
-        encoders = {name: read_module(path / "encoders" / name, Encoder) for name in names}
-        model = cls(encoders, read_module(path / "head", EncoderHead))
+            verify_file(path / relative, record, recorded_in=config_path)
+        encoders = {name: read_module(path / "encoders" / name, Encoder, trusted_classes) for name in names}
+        head = read_module(path / "head", EncoderHead, trusted_classes)
+        try:
+            model = cls(encoders, head)
+        except (TypeError, ValueError) as error:
+            raise ModelFileError(f"{config_path}: its components do not fit together ({error})") from None
         return model.to(device).eval()
 
     def fingerprint(self) -> str:

@@ -5,7 +5,7 @@ import torch
 from toy_encoders import ToyEncoder
 from torch import nn
 
-from simtune.models import Encoder, SimilarityModel
+from simtune.models import Encoder, ModelFileError, SimilarityModel
 from simtune.models.encoders import TorchvisionEncoder
 from simtune.models.heads import LinearHead
 
@@ -86,7 +86,7 @@ def test_encoder_defined_in_a_function_fails_at_save_time(tmp_path):
 
 def test_loading_a_head_as_an_encoder_is_refused(tmp_path):
     LinearHead(4).save(tmp_path / "head")
-    with pytest.raises(TypeError, match="not a subclass of Encoder"):
+    with pytest.raises(ModelFileError, match="head/config.json: .*LinearHead.* is not a subclass of Encoder"):
         Encoder.load(tmp_path / "head")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from torch import Tensor, nn
 from torch.utils.data import default_collate
@@ -70,10 +70,12 @@ class Encoder(nn.Module, ABC):
         save_module(self, path)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "Encoder":
+    def load(cls, path: str | Path, device: str = "cpu", trusted_classes: Iterable[Any] = ()) -> "Encoder":
+        """Rebuilds a saved Encoder; a user class must be in ``trusted_classes`` or registered (see
+        ``SimilarityModel.load``)."""
         from simtune.models.serialization import load_module
 
-        return load_module(path, expected_base=cls, device=device)
+        return load_module(path, expected_base=cls, device=device, trusted_classes=trusted_classes)
 
 
 def _pin_if_frozen(encoder: Encoder, _inputs: Any) -> None:

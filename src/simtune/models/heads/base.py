@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -56,7 +56,9 @@ class EncoderHead(nn.Module, ABC):
         save_module(self, path)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu") -> "EncoderHead":
+    def load(cls, path: str | Path, device: str = "cpu", trusted_classes: Iterable[Any] = ()) -> "EncoderHead":
+        """Rebuilds a saved EncoderHead; a user class must be in ``trusted_classes`` or registered (see
+        ``SimilarityModel.load``)."""
         from simtune.models.serialization import load_module
 
-        return load_module(path, expected_base=cls, device=device)
+        return load_module(path, expected_base=cls, device=device, trusted_classes=trusted_classes)
