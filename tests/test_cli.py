@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import onnxruntime
+import pytest
 from typer.testing import CliRunner
 
 import simtune
@@ -44,5 +45,35 @@ def test_export_onnx_writes_a_checked_graph(tmp_path):
 
 def test_export_onnx_of_a_missing_model_fails_naming_it(tmp_path):
     result = runner.invoke(app, ["export-onnx", str(tmp_path / "nowhere"), str(tmp_path / "out.onnx")])
-    assert result.exit_code != 0
-    assert "nowhere" in str(result.exception) and not (tmp_path / "out.onnx").exists()
+    assert result.exit_code == 1 and result.output.strip() == f"error: {tmp_path / 'nowhere'}: no such model folder"
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def _saved_model(path):
+    encoder = TorchvisionEncoder("mobilenet_v3_small", image_size=32)
+    SimilarityModel(encoder, LinearHead(encoder.embedding_size, output_size=4)).save(path)
+    return path
+
+
+def test_export_onnx_of_a_damaged_model_prints_one_line_naming_the_file(tmp_path):
+    weights = _saved_model(tmp_path / "model") / "head" / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    result = runner.invoke(app, ["export-onnx", str(tmp_path / "model"), str(tmp_path / "out.onnx")])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(weights) in lines[0], result.output
+    assert "edited or damaged" in lines[0] and not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_export_onnx_whose_graph_fails_the_check_prints_one_line(tmp_path, monkeypatch):
+    _saved_model(tmp_path / "model")
+    # A head whose traced graph keeps the tracing batch size, as EfficientNetLiteTopHead's once did.
+    monkeypatch.setattr(LinearHead, "transform", lambda self, x: self.fc(x.reshape(len(x), -1)))
+    result = runner.invoke(app, ["export-onnx", str(tmp_path / "model"), str(tmp_path / "out.onnx")])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "fails in onnxruntime at batch size" in lines[0], result.output
+    assert not (tmp_path / "out.onnx").exists()

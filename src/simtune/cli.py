@@ -33,14 +33,18 @@ def _root(
 def export_onnx_command(
     model_dir: Path = typer.Argument(..., help="A saved SimilarityModel folder."),
     output: Path = typer.Argument(..., help="Where to write the .onnx file."),
-    image_size: Optional[int] = typer.Option(None, help="Side of the square input; default: the encoders' own."),
+    image_size: Optional[int] = typer.Option(None, min=1, help="Side of the square input; default: the encoders' own."),
 ) -> None:
     """Export a saved servable model to ONNX (checked against eager outputs in onnxruntime)."""
+    from simtune.models import ModelFileError, OnnxExportError, SimilarityModel
     from simtune.models.onnx_export import export_onnx
-    from simtune.models import SimilarityModel
 
-    model = SimilarityModel.load(model_dir)
-    max_diff = export_onnx(model, output, image_size=image_size)
+    try:
+        model = SimilarityModel.load(model_dir)
+        max_diff = export_onnx(model, output, image_size=image_size)
+    except (ModelFileError, OnnxExportError, OSError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"wrote {output} (max abs diff vs eager: {max_diff:.2e})")
 
 

@@ -6,9 +6,17 @@ rebuilds only simtune's built-in classes and the user classes allowed with ``tru
 """
 
 from simtune.models.encoders import Encoder
-from simtune.models.errors import ModelFileError, UntrustedClassError
+from simtune.models.errors import ModelFileError, OnnxExportError, UntrustedClassError
 from simtune.models.heads import EncoderHead
 from simtune.models.registry import register_class
 from simtune.models.similarity_model import SimilarityModel
 
-__all__ = ["Encoder", "EncoderHead", "ModelFileError", "SimilarityModel", "UntrustedClassError", "register_class"]
+__all__ = [
+    "Encoder",
+    "EncoderHead",
+    "ModelFileError",
+    "OnnxExportError",
+    "SimilarityModel",
+    "UntrustedClassError",
+    "register_class",
+]

@@ -1,4 +1,4 @@
-"""What loading a saved model raises: one type, so a command line can print it as one line."""
+"""What loading or exporting a saved model raises: one type each, so a command line prints one line."""
 
 
 class ModelFileError(ValueError):
@@ -7,3 +7,7 @@ class ModelFileError(ValueError):
 
 class UntrustedClassError(ModelFileError):
     """A saved model names a class the user has not allowed; the message says how to allow it."""
+
+
+class OnnxExportError(ValueError):
+    """An ONNX export failed, or its graph does not compute what the eager model computes."""

@@ -72,7 +72,8 @@ class EfficientNetLiteTopHead(EncoderHead):
         return self.conv.out_features
 
     def transform(self, embeddings: Tensor) -> Tensor:
-        positions = embeddings.reshape(len(embeddings), -1, self.channels)
+        # (B, H*W*C) -> (B, H*W, C) without naming B, so a traced graph (ONNX) keeps a dynamic batch.
+        positions = embeddings.unflatten(-1, (-1, self.channels))
         activations = F.relu6(self.conv(positions))
         if self.gem_power is None:
             pooled = activations.mean(dim=1)
