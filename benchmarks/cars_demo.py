@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from simtune.apps.cars.atomic import write_json_atomic
+from simtune.atomic import write_json
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -63,7 +63,7 @@ def main() -> None:
         "queries": metrics["queries"],
         "training": metrics["training"],
     }
-    write_json_atomic(RESULTS / f"cars_demo{'_' + args.label if args.label else ''}.json", result)
+    write_json(RESULTS / f"cars_demo{'_' + args.label if args.label else ''}.json", result)
     print(json.dumps(result, indent=2))
 
 

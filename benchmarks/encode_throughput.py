@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from simtune.atomic import write_json
 from simtune.models import SimilarityModel
 from simtune.models.encoders import EfficientNetLiteEncoder
 from simtune.models.heads import SkipConnectionHead
@@ -55,7 +56,7 @@ def main() -> None:
         "encode_images_per_second": round(len(paths) / encode_seconds, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "encode_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(RESULTS / "encode_throughput.json", result)
     print(json.dumps(result, indent=2))
 
 

@@ -20,7 +20,7 @@ import resource
 import time
 from pathlib import Path
 
-from simtune.apps.cars.atomic import write_json_atomic
+from simtune.atomic import write_json
 
 RESULTS = Path(__file__).parent / "results" / "eval_scale.json"
 SCALE_METRICS = ("r_precision", "map_at_r", "precision_at_1", "recall_at_10")
@@ -165,7 +165,7 @@ def main() -> None:
         for engine in ENGINES:
             real = {**cars, "run_dir": args.cars_run, "random": False, "engine": engine}
             report["cars_run"][f"simtune_{engine}"] = in_child(run_simtune, real)
-    write_json_atomic(RESULTS, report)
+    write_json(RESULTS, report)
 
     if "scale" in report:
         print(f"\nN={args.n:,} d={args.dim} classes={args.classes} (exact; euclidean)")

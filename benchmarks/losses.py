@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from simtune.apps.cars.atomic import write_json_atomic
+from simtune.atomic import write_json
 
 RESULTS = Path(__file__).parent / "results" / "losses.json"
 SAMPLES_PER_GROUP = 4  # a class-balanced batch: B / 4 groups of 4
@@ -138,7 +138,7 @@ def main() -> None:
                 print(f"{label} B={size}: {row['error']}")
     bxb = {str(s): s * s * 4 / 2**20 for s in args.batch_sizes}
     print("one B x B float32 matrix, MiB: " + ", ".join(f"B={s}: {m:.0f}" for s, m in bxb.items()))
-    write_json_atomic(
+    write_json(
         RESULTS,
         {"dim": args.dim, "samples_per_group": SAMPLES_PER_GROUP, "bxb_float32_mib": bxb, "losses": results},
     )

@@ -16,7 +16,6 @@ which no ANN index is meant for. Prints a table and writes benchmarks/results/se
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import platform
@@ -29,6 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from simtune.atomic import write_json
 
 NUM_VECTORS = 16_185
 DIM = 1280
@@ -229,7 +230,7 @@ def main() -> None:
     print(f"HTTP GET /search/{{id}}, {http_stats['clients']} clients, {http_stats['seconds']} s: p50 {http_stats['p50_ms']:.1f} ms, "
           f"p99 {http_stats['p99_ms']:.1f} ms, {http_stats['requests_per_s']} req/s, {http_stats['errors']} errors")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
+    write_json(RESULTS, report)
     print(f"wrote {RESULTS}")
 
 

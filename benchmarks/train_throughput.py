@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import platform
 import tempfile
 import time
@@ -30,6 +29,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
+from simtune.atomic import write_json
 from simtune.data import GroupSimilarityDataLoader, SimilarityGroupSample
 from simtune.losses.triplet_loss import TripletLoss
 from simtune.models.encoders import EfficientNetLiteEncoder, Encoder
@@ -203,7 +203,7 @@ def main() -> None:
     print(f"cache RAM   : {train_count} cars train images x {EMBEDDING_SIZE}-d: "
           f"{result['cache_ram']['float32_mb']:.1f} MB float32, {result['cache_ram']['float16_mb']:.1f} MB float16")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    write_json(RESULTS, result)
     print(f"wrote {RESULTS}")
 
 

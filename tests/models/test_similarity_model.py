@@ -1,3 +1,9 @@
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -90,6 +96,33 @@ def test_a_crash_midway_through_saving_leaves_the_old_model(tmp_path, monkeypatc
     assert written, "the crash should happen after part of the new model was written"
     assert SimilarityModel.load(tmp_path / "model").fingerprint() == old.fingerprint()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+KILLED_SAVE = """
+import os, signal, sys
+import simtune.models.similarity_model as similarity_model
+from simtune.models import SimilarityModel
+from simtune.models.encoders import TorchvisionEncoder
+from simtune.models.heads import LinearHead
+write_module = similarity_model.write_module
+def write_then_die(module, folder):
+    write_module(module, folder)
+    if folder.name == "head":
+        os.kill(os.getpid(), signal.SIGKILL)
+similarity_model.write_module = write_then_die
+SimilarityModel(TorchvisionEncoder("mobilenet_v3_small", image_size=32), LinearHead(1024)).save(sys.argv[1])
+"""
+
+
+def test_a_save_killed_midway_leaves_the_old_model_and_the_next_save_cleans_up(tmp_path):
+    toy_model(seed=1).save(tmp_path / "model")
+    env = {**os.environ, "PYTHONPATH": str(Path(similarity_model.__file__).parents[2])}
+    result = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(tmp_path / "model")], env=env, capture_output=True)
+    assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
+    assert [p.name.startswith(".model.staging-") for p in tmp_path.iterdir() if p.name != "model"] == [True]
+    assert SimilarityModel.load(tmp_path / "model").fingerprint() == toy_model(seed=1).fingerprint()
+    toy_model(seed=2).save(tmp_path / "model")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no .staging-, .saving- or .previous- left
 
 
 def test_refuses_to_overwrite_a_folder_that_is_not_a_model(tmp_path):

@@ -1,5 +1,13 @@
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+import simtune
 
 from simtune.search import EdgeIndex, IndexSchema, IndexUnavailableError, ModelMismatchError
 
@@ -51,6 +59,36 @@ def test_a_failed_write_leaves_the_existing_index_untouched(tmp_path, schema, ma
         assert index.count() == 30
         assert index.get(ids[0])[1] == payloads[0]
     assert [p.name for p in tmp_path.iterdir()] == ["index"]  # no staging copies left behind
+
+
+KILLED_WRITE = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+from conftest import SCHEMA, points
+from simtune.search import EdgeIndex
+ids, vectors, payloads = points(50)
+with EdgeIndex.write(sys.argv[1], SCHEMA) as index:
+    index.upsert(ids[30:], vectors[30:], payloads[30:])
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_an_index_write_killed_midway_leaves_the_old_index_and_the_next_write_cleans_up(tmp_path, schema, make_points):
+    ids, vectors, payloads = make_points(50)
+    with EdgeIndex.write(tmp_path / "index", schema) as index:
+        index.upsert(ids[:30], vectors[:30], payloads[:30])
+    env = {**os.environ, "PYTHONPATH": str(Path(simtune.__file__).parents[1])}
+    command = [sys.executable, "-c", KILLED_WRITE, str(tmp_path / "index"), str(Path(__file__).parent)]
+    result = subprocess.run(command, env=env, capture_output=True, timeout=120)
+    assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
+    assert [p.name.startswith(".index.staging-") for p in tmp_path.iterdir() if p.name != "index"] == [True]
+    with EdgeIndex.open(tmp_path / "index", expect=schema) as index:
+        assert index.count() == 30
+    with EdgeIndex.write(tmp_path / "index", schema) as index:
+        index.upsert(ids[30:], vectors[30:], payloads[30:])
+    assert [p.name for p in tmp_path.iterdir()] == ["index"]  # no .staging- or .old- copies left
+    with EdgeIndex.open(tmp_path / "index", expect=schema) as index:
+        assert index.count() == 50
 
 
 def test_rewriting_extends_the_index_and_replaces_same_ids(tmp_path, schema, make_points):

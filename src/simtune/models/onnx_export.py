@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from simtune.atomic import staged_file
 from simtune.models.errors import OnnxExportError
 from simtune.models.similarity_model import SimilarityModel
 
@@ -44,64 +44,58 @@ def export_onnx(
 
     image_size = image_size or _encoders_image_size(model)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(0)
 
     def images(batch: int) -> tuple[Tensor, ...]:
         return tuple(torch.rand(batch, 3, image_size, image_size, generator=generator) * 2 - 1 for _ in model.encoders)
 
     input_names = list(model.encoders)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     was_training = model.training
     graph = _ImageInputs(model).eval()
     try:
-        try:
-            # The TorchScript exporter: ~7x faster than the torch.export one on CPU for EfficientNet-Lite0
-            # with the same onnxruntime agreement; its deprecation and constant-folding notices are
-            # silenced because the check below is what tells whether the export is right.
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                warnings.simplefilter("ignore", UserWarning)
-                torch.onnx.export(
-                    graph,
-                    tuple(x.to(model.device) for x in images(TRACE_BATCH)),
-                    str(temporary),
-                    input_names=input_names,
-                    output_names=["embeddings"],
-                    dynamic_axes={name: {0: "batch"} for name in [*input_names, "embeddings"]},
-                    dynamo=False,
-                )
-        except Exception as error:  # the exporter raises many types; the chained one keeps the details
-            raise OnnxExportError(f"cannot export the model to ONNX ({_first_line(error)})") from error
-        try:
-            session = onnxruntime.InferenceSession(str(temporary), providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime's own exception types
-            raise OnnxExportError(f"onnxruntime cannot open the exported graph ({_first_line(error)})") from error
-        max_abs_diff = 0.0
-        for batch in CHECK_BATCHES:
-            check = images(batch)
-            with torch.no_grad():
-                expected = graph(*(x.to(model.device) for x in check)).cpu().numpy()
+        with staged_file(path) as staging:
             try:
-                (actual,) = session.run(["embeddings"], {n: x.numpy() for n, x in zip(input_names, check)})
-            except Exception as error:  # onnxruntime's own exception types
-                raise OnnxExportError(
-                    f"ONNX export of {path} fails in onnxruntime at batch size {batch} (traced at {TRACE_BATCH}): "
-                    f"{_first_line(error)}"
-                ) from error
-            if actual.shape != expected.shape:
-                raise OnnxExportError(
-                    f"ONNX export of {path} outputs shape {actual.shape} for batch size {batch}, eager {expected.shape}"
-                )
-            max_abs_diff = max(max_abs_diff, float(np.abs(actual - expected).max()))
-            if not max_abs_diff <= atol:
-                raise OnnxExportError(
-                    f"ONNX export of {path} disagrees with the eager model at batch size {batch}: "
-                    f"max abs diff {max_abs_diff:.2e} > {atol}"
-                )
-        os.replace(temporary, path)
+                # The TorchScript exporter: ~7x faster than the torch.export one on CPU for EfficientNet-Lite0
+                # with the same onnxruntime agreement; its deprecation and constant-folding notices are
+                # silenced because the check below is what tells whether the export is right.
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    warnings.simplefilter("ignore", UserWarning)
+                    torch.onnx.export(
+                        graph,
+                        tuple(x.to(model.device) for x in images(TRACE_BATCH)),
+                        str(staging),
+                        input_names=input_names,
+                        output_names=["embeddings"],
+                        dynamic_axes={name: {0: "batch"} for name in [*input_names, "embeddings"]},
+                        dynamo=False,
+                    )
+                session = onnxruntime.InferenceSession(str(staging), providers=["CPUExecutionProvider"])
+            except Exception as error:  # the exporter and onnxruntime raise many types; the chain keeps them
+                raise OnnxExportError(f"cannot export the model to ONNX ({_first_line(error)})") from error
+            max_abs_diff = 0.0
+            for batch in CHECK_BATCHES:
+                check = images(batch)
+                with torch.no_grad():
+                    expected = graph(*(x.to(model.device) for x in check)).cpu().numpy()
+                try:
+                    (actual,) = session.run(["embeddings"], {n: x.numpy() for n, x in zip(input_names, check)})
+                except Exception as error:  # onnxruntime's own exception types
+                    raise OnnxExportError(
+                        f"ONNX export of {path} fails in onnxruntime at batch size {batch} (traced at "
+                        f"{TRACE_BATCH}): {_first_line(error)}"
+                    ) from error
+                if actual.shape != expected.shape:
+                    raise OnnxExportError(
+                        f"ONNX export of {path} outputs shape {actual.shape} at batch size {batch}, eager {expected.shape}"
+                    )
+                max_abs_diff = max(max_abs_diff, float(np.abs(actual - expected).max()))
+                if not max_abs_diff <= atol:
+                    raise OnnxExportError(
+                        f"ONNX export of {path} disagrees with the eager model at batch size {batch}: "
+                        f"max abs diff {max_abs_diff:.2e} > {atol}"
+                    )
     finally:
-        temporary.unlink(missing_ok=True)
         model.train(was_training)
     return max_abs_diff
 

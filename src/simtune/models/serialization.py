@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, TypeVar
@@ -22,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from simtune.atomic import replace_directory
 from simtune.models.errors import ModelFileError
 from simtune.models.registry import Trusted, class_reference, resolve_class
 
@@ -65,12 +63,13 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def write_json(path: Path, content: dict[str, Any]) -> None:
+    """Into a staging folder (see :func:`atomic_directory`), so a plain write suffices."""
     path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 @contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yields an empty temporary folder beside ``path``; on success it becomes ``path``.
+    """Yields an empty staging folder beside ``path``; on success it replaces ``path`` (see :mod:`simtune.atomic`).
 
     An existing model at ``path`` is replaced only after the new one is fully written (and synced), so a
     crash midway leaves the old one intact. A non-empty folder that is not a saved model is never replaced.
@@ -78,20 +77,8 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     if path.exists() and not (path.is_dir() and (not any(path.iterdir()) or (path / CONFIG_FILE).is_file())):
         raise FileExistsError(f"refusing to overwrite {path}: it exists and is not a saved simtune model")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.saving-", dir=path.parent))
-    try:
-        yield temporary
-        _make_durable(temporary)
-        if path.exists():
-            previous = Path(tempfile.mkdtemp(prefix=f".{path.name}.previous-", dir=path.parent))
-            os.replace(path, previous / path.name)
-            os.replace(temporary, path)
-            shutil.rmtree(previous)
-        else:
-            os.replace(temporary, path)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+    with replace_directory(path) as folder:
+        yield folder
 
 
 def write_module(module: nn.Module, folder: Path) -> None:
@@ -164,16 +151,3 @@ def _safetensors_declared_size(path: Path, default: int) -> int:
         return 8 + header_size + max(ends, default=0)
     except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
         return default
-
-
-def _make_durable(folder: Path) -> None:
-    """fsync every file, and give the folder the usual permissions (mkdtemp makes it private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for entry in [folder, *folder.rglob("*")]:
-        if entry.is_dir():
-            entry.chmod(0o777 & ~umask)
-        else:
-            entry.chmod(0o666 & ~umask)
-            with entry.open("rb") as handle:
-                os.fsync(handle.fileno())

@@ -8,9 +8,7 @@ whole write succeeded, so a failed or interrupted re-index leaves the existing i
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,6 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 import qdrant_edge as qe
 
+from simtune.atomic import replace_directory
 from simtune.search.base import SearchHit, VectorIndex
 from simtune.search.errors import IndexUnavailableError, UnknownPointError
 from simtune.search.schema import IndexSchema
@@ -100,24 +99,22 @@ class EdgeIndex(VectorIndex):
         discarded and ``path`` is untouched. The model check happens before anything is copied.
         """
         path = Path(path)
-        staging = path.with_name(f".{path.name}.staging-{uuid.uuid4().hex[:8]}")
-        if (path / SCHEMA_FILE).exists():
+        existing = (path / SCHEMA_FILE).exists()
+        if existing:
             read_schema(path).check_same_model(schema)
-            shutil.copytree(path, staging)
-            index = cls.open(staging, expect=schema)
         elif path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise IndexUnavailableError(f"{path} exists and is not a simtune index; refusing to replace it")
-        else:
-            index = cls.create(staging, schema, indexing_threshold_kb)
-        try:
-            yield index
-            index.optimize()
-        except BaseException:
-            index.close()
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        index.close()
-        _swap_in(staging, path)
+        with replace_directory(path) as staging:
+            if existing:
+                shutil.copytree(path, staging, dirs_exist_ok=True)
+                index = cls.open(staging, expect=schema)
+            else:
+                index = cls.create(staging, schema, indexing_threshold_kb)
+            try:
+                yield index
+                index.optimize()
+            finally:
+                index.close()
 
     def optimize(self) -> None:
         """Merges segments and builds HNSW where the indexing threshold is reached."""
@@ -196,14 +193,3 @@ def _to_filter(conditions: dict[str, str | int]) -> qe.Filter | None:
     if not conditions:
         return None
     return qe.Filter(must=[qe.FieldCondition(name, match=qe.MatchValue(value)) for name, value in conditions.items()])
-
-
-def _swap_in(staging: Path, path: Path) -> None:
-    """Replaces ``path`` with ``staging`` by renames (a directory cannot be os.replace'd onto a full one)."""
-    if not path.exists():
-        os.replace(staging, path)
-        return
-    retired = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-    os.replace(path, retired)
-    os.replace(staging, path)
-    shutil.rmtree(retired, ignore_errors=True)

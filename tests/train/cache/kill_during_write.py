@@ -1,25 +1,64 @@
-"""Run as a script: fill a cache, then die by SIGKILL after the tensors are written but before the
-folder is renamed into place (the worst moment). Used by test_storage.py."""
+"""Run as a script: write a cache, and die by SIGKILL at a chosen moment of writing it. Used by test_storage.py.
+
+``argv[1]``: the save folder. ``argv[2]``, the moment: ``before_swap`` (the tensors are written, the folder
+not yet in place), ``after_swap`` (the new folder is in place, the one it replaced not yet deleted) or
+``between_renames`` (where the system cannot swap two folders in one step: the old one moved aside, the new
+one not yet in place). ``argv[3]``: ``fill`` (a whole EncoderCache.prepare) or ``replace`` (``save_cache``
+of ``REPLACEMENT`` over whatever cache of its fingerprint is there).
+"""
 
 import os
 import signal
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import simtune.atomic as atomic  # noqa: E402
 import simtune.train.cache.storage as storage  # noqa: E402
 from simtune.train.cache import CacheConfig, EncoderCache  # noqa: E402
 from train_fakes import GroupImages, TinyConvEncoder  # noqa: E402
 
-real_save_file = storage.save_file
+FINGERPRINT = {"dataset keys": "a", "encoder 'default' weights": "w"}
+REPLACEMENT = storage.CachedEmbeddings(
+    "group", {"default": torch.full((1, 4, 3), 2.0)}, {"groups": torch.tensor([0, 0, 1, 1])}, FINGERPRINT
+)
 
 
-def save_then_die(tensors, path):
-    real_save_file(tensors, path)
+def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-storage.save_file = save_then_die
-cache = EncoderCache(CacheConfig(save_dir=sys.argv[1]), {"default": TinyConvEncoder()}, {"train": GroupImages()})
-cache.prepare(device=__import__("torch").device("cpu"))
+def main(save_dir: Path, moment: str, what: str) -> None:
+    if moment == "before_swap":
+        real_save_file = storage.save_file
+
+        def save_then_die(tensors, path):
+            real_save_file(tensors, path)
+            die()
+
+        storage.save_file = save_then_die
+    elif moment == "after_swap":
+        atomic.shutil.rmtree = die
+    elif moment == "between_renames":
+        atomic._exchange = lambda first, second: False
+        real_rename, renames = os.rename, []
+
+        def rename_then_die(source, destination):
+            renames.append(source)
+            if len(renames) == 2:
+                die()
+            real_rename(source, destination)
+
+        atomic.os.rename = rename_then_die
+    if what == "fill":
+        cache = EncoderCache(CacheConfig(save_dir=save_dir), {"default": TinyConvEncoder()}, {"train": GroupImages()})
+        cache.prepare(device=torch.device("cpu"))
+    else:
+        storage.save_cache(save_dir, "train", REPLACEMENT)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2], sys.argv[3])

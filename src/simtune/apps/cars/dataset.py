@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from simtune.apps.cars.atomic import write_json_atomic
+from simtune.atomic import write_json
 from simtune.apps.cars.image_check import check_images
 from simtune.apps.cars.metadata import parse_class_name
 from simtune.apps.cars.readers import read_collection
@@ -60,7 +60,7 @@ class CarsDataset:
         return sorted(name for name, count in counts.items() if count == 1)
 
     def save(self, path: Path) -> None:
-        write_json_atomic(path, asdict(self))
+        write_json(path, asdict(self))
 
     @classmethod
     def load(cls, path: str | Path) -> "CarsDataset":

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from simtune.apps.cars.atomic import write_json_atomic
+from simtune.atomic import write_json
 from simtune.apps.cars.dataset import DATASET_FILE, SPLIT_FILE, TRAIN, UNSEEN, CarsDataset
 from simtune.apps.cars.figures import metrics_bar_chart, retrieval_grid, training_curves
 from simtune.apps.cars.report import write_report
@@ -127,7 +127,7 @@ def evaluate_run(run_dir: Path, grid_queries: int = 6, neighbours: int = 8, prog
         "split_seed": split.seed,
     }
     metrics["training"] = {**vars(settings), "embedding_size": model.embedding_size}
-    write_json_atomic(run_dir / METRICS_FILE, metrics)
+    write_json(run_dir / METRICS_FILE, metrics)
 
     figures_dir = run_dir / FIGURES_DIR
     figures = {"Base vs tuned": metrics_bar_chart(metrics["base"], metrics["tuned"], HEADLINE, figures_dir / "metrics.png")}

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from simtune.apps.cars.atomic import write_bytes_atomic  # noqa: E402
+from simtune.atomic import write_bytes  # noqa: E402
 from simtune.apps.cars.dataset import CarRecord  # noqa: E402
 
 CORRECT, WRONG = "#1a9850", "#d73027"
@@ -24,7 +24,7 @@ def _save(figure: plt.Figure, path: Path) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
-    write_bytes_atomic(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
     return path
 
 

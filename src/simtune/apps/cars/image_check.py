@@ -9,6 +9,8 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
+from simtune.atomic import staged_file
+
 
 @dataclass(frozen=True)
 class CheckedImage:
@@ -30,10 +32,8 @@ def check_image(path: Path, crop: tuple[int, int, int, int] | None = None, crop_
             box = (max(0, x1), max(0, y1), min(image.width, x2 + 1), min(image.height, y2 + 1))
             if box[0] >= box[2] or box[1] >= box[3]:
                 return CheckedImage(path, f"bounding box {crop} lies outside the {image.width}x{image.height} image")
-            crop_to.parent.mkdir(parents=True, exist_ok=True)
-            tmp = crop_to.with_name(f".{crop_to.name}.tmp")
-            image.convert("RGB").crop(box).save(tmp, format="JPEG", quality=95)
-            tmp.replace(crop_to)
+            with staged_file(crop_to, durable=False) as staging:  # a crop is cheap to redo
+                image.convert("RGB").crop(box).save(staging, format="JPEG", quality=95)
             return CheckedImage(path, cropped_to=crop_to)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         return CheckedImage(path, f"{type(error).__name__}: {error}")

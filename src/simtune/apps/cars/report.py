@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from simtune.apps.cars.atomic import write_bytes_atomic
+from simtune.atomic import write_bytes
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
@@ -64,5 +64,5 @@ def write_report(path: Path, metrics: dict[str, Any], figures: dict[str, Path], 
     for heading, figure in figures.items():
         parts.append(f"<h2>{html.escape(heading)}</h2>{_image(figure)}")
     parts.append("</body></html>")
-    write_bytes_atomic(path, "\n".join(parts).encode())
+    write_bytes(path, "\n".join(parts).encode())
     return path

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simtune.apps.cars.atomic import write_json_atomic
+from simtune.atomic import write_json
 
 DEFAULT_SEED = 42
 
@@ -28,7 +28,7 @@ class ClassSplit:
     unseen_classes: list[int]
 
     def save(self, path: str | Path) -> None:
-        write_json_atomic(Path(path), asdict(self))
+        write_json(Path(path), asdict(self))
 
     @classmethod
     def load(cls, path: str | Path) -> "ClassSplit":

@@ -22,7 +22,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 import simtune
-from simtune.apps.cars.atomic import write_json_atomic
+from simtune.atomic import write_json
 from simtune.apps.cars.backbones import build_backbones
 from simtune.apps.cars.dataset import TRAIN, UNSEEN, CarsDataset
 from simtune.apps.cars.samples import CarSamples
@@ -184,7 +184,7 @@ def train_run(run_dir: Path, dataset: CarsDataset, train_classes: list[int], set
     checkpoint = run_dir / CHECKPOINT_DIR / "last.ckpt"
     if (run_dir / SETTINGS_FILE).is_file() and load_settings(run_dir) != settings:
         checkpoint.unlink(missing_ok=True)  # other settings: start over (the embedding cache stays valid)
-    write_json_atomic(run_dir / SETTINGS_FILE, asdict(settings))
+    write_json(run_dir / SETTINGS_FILE, asdict(settings))
     pl.seed_everything(settings.seed, verbose=False)
     class_map = {c: i for i, c in enumerate(train_classes)}
     train = CarSamples(dataset.subset(TRAIN), mirrored=settings.mirror, class_map=class_map)
@@ -203,6 +203,6 @@ def train_run(run_dir: Path, dataset: CarsDataset, train_classes: list[int], set
         + ([TQDMProgressBar()] if progress else []),
     )
     simtune.fit(trainable, trainer, train_loader, val_loader, ckpt_path=checkpoint if checkpoint.is_file() else None)
-    write_json_atomic(run_dir / HISTORY_FILE, history.history)
+    write_json(run_dir / HISTORY_FILE, history.history)
     trainable.save_servable(run_dir / MODEL_DIR)
     return run_dir / MODEL_DIR

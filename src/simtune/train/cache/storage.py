@@ -1,17 +1,15 @@
 """Cached embeddings in memory and on disk (safetensors + JSON, written atomically).
 
 On disk one cache is a folder ``<save_dir>/<split>-<digest[:16]>/`` holding ``embeddings.safetensors``
-and ``meta.json``. The folder is built under a temporary name and renamed into place only when
-complete, so a process killed mid-fill or mid-write never leaves a folder that is later trusted.
+and ``meta.json``. The folder is built under a staging name and swapped into place only when complete
+(:mod:`simtune.atomic`), so a process killed mid-write never leaves a folder that is later trusted.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from simtune.atomic import replace_directory
 from simtune.train.cache.fingerprint import describe_mismatch, fingerprint_digest
 
 log = logging.getLogger(__name__)
@@ -61,36 +60,16 @@ def _folder(save_dir: Path, split: str, fingerprint: dict[str, str]) -> Path:
     return save_dir / f"{split}-{fingerprint_digest(fingerprint)[:16]}"
 
 
-def _remove_orphans(save_dir: Path) -> None:
-    """Temporary folders left by processes that died mid-write (kill -9); never read, only removed."""
-    for tmp in save_dir.glob(".tmp-*"):
-        try:
-            os.kill(int(tmp.name.split("-")[-2]), 0)
-        except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        except (ValueError, IndexError, PermissionError):
-            continue
-
-
 def save_cache(save_dir: Path, split: str, cache: CachedEmbeddings) -> Path:
-    """Write to a temporary folder, then rename it into place; stale caches of ``split`` are removed."""
-    save_dir.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(save_dir)
+    """Written through :func:`simtune.atomic.replace_directory`: a crash at any point keeps the cache that
+    was there (or none); stale caches of ``split`` are removed once the new one is in place."""
     final = _folder(save_dir, split, cache.fingerprint)
-    tmp = save_dir / f".tmp-{split}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with replace_directory(final) as staging:
         tensors = {_EMBEDDING_PREFIX + k: v.contiguous().cpu() for k, v in cache.embeddings.items()}
         tensors |= {_TARGET_PREFIX + k: v.contiguous().cpu() for k, v in cache.targets.items()}
-        save_file(tensors, str(tmp / _EMBEDDINGS))
+        save_file(tensors, str(staging / _EMBEDDINGS))
         meta = {"kind": cache.kind, "split": split, "fingerprint": cache.fingerprint}
-        (tmp / _META).write_text(json.dumps(meta, indent=1, sort_keys=True))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (staging / _META).write_text(json.dumps(meta, indent=1, sort_keys=True))
     for other in save_dir.glob(f"{split}-*"):
         if other != final and other.is_dir():
             shutil.rmtree(other, ignore_errors=True)
