@@ -77,3 +77,23 @@ def test_export_onnx_whose_graph_fails_the_check_prints_one_line(tmp_path, monke
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "fails in onnxruntime at batch size" in lines[0], result.output
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_export_onnx_of_a_user_class_needs_trust_naming_its_module(tmp_path, monkeypatch):
+    (tmp_path / "my_heads.py").write_text(
+        "from simtune.models.heads import LinearHead\n\nclass MyHead(LinearHead):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from my_heads import MyHead
+
+    encoder = TorchvisionEncoder("mobilenet_v3_small", image_size=32)
+    SimilarityModel(encoder, MyHead(encoder.embedding_size, output_size=4)).save(tmp_path / "model")
+    arguments = ["export-onnx", str(tmp_path / "model"), str(tmp_path / "out.onnx")]
+    refused = runner.invoke(app, arguments)
+    assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1
+    assert "'my_heads:MyHead'" in refused.output and refused.output.strip().endswith("--trust my_heads")
+    missing = runner.invoke(app, [*arguments, "--trust", "no_such_module_anywhere"])
+    assert missing.exit_code == 1 and "--trust no_such_module_anywhere: cannot import it" in missing.output
+    trusted = runner.invoke(app, [*arguments, "--trust", "my_heads"])
+    assert trusted.exit_code == 0, trusted.output
+    assert (tmp_path / "out.onnx").is_file()

@@ -34,14 +34,30 @@ def export_onnx_command(
     model_dir: Path = typer.Argument(..., help="A saved SimilarityModel folder."),
     output: Path = typer.Argument(..., help="Where to write the .onnx file."),
     image_size: Optional[int] = typer.Option(None, min=1, help="Side of the square input; default: the encoders' own."),
+    trust: list[str] = typer.Option(
+        [], "--trust", metavar="MODULE",
+        help="A module (e.g. my_pkg.encoders) whose classes the model may use; it is imported, so name only code "
+        "you trust. Without it only simtune's built-in classes load.",
+    ),
 ) -> None:
     """Export a saved servable model to ONNX (checked against eager outputs in onnxruntime)."""
-    from simtune.models import ModelFileError, OnnxExportError, SimilarityModel
+    import importlib
+
+    from simtune.models import ModelFileError, OnnxExportError, SimilarityModel, UntrustedClassError
     from simtune.models.onnx_export import export_onnx
 
     try:
-        model = SimilarityModel.load(model_dir)
+        trusted = [importlib.import_module(name) for name in trust]
+    except ImportError as error:
+        typer.echo(f"error: --trust {error.name or ''}: cannot import it ({error})", err=True)
+        raise typer.Exit(1) from None
+    try:
+        model = SimilarityModel.load(model_dir, trusted_classes=trusted)
         max_diff = export_onnx(model, output, image_size=image_size)
+    except UntrustedClassError as error:
+        module = error.class_path.partition(":")[0]
+        typer.echo(f"error: {error}; on this command line: --trust {module}", err=True)
+        raise typer.Exit(1) from None
     except (ModelFileError, OnnxExportError, OSError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None

@@ -8,6 +8,10 @@ class ModelFileError(ValueError):
 class UntrustedClassError(ModelFileError):
     """A saved model names a class the user has not allowed; the message says how to allow it."""
 
+    def __init__(self, message: str, class_path: str) -> None:
+        super().__init__(message)
+        self.class_path = class_path  # "module:QualName", as saved
+
 
 class OnnxExportError(ValueError):
     """An ONNX export failed, or its graph does not compute what the eager model computes."""

@@ -102,7 +102,7 @@ def resolve_class(reference: Any, expected_base: type | tuple[type, ...], source
         path = reference["import_path"]
         cls = _allowed(path, trusted)
         if cls is None:
-            raise UntrustedClassError(_refusal(source, path))
+            raise UntrustedClassError(_refusal(source, path), class_path=path)
     else:
         raise ModelFileError(f"{source}: class reference {reference!r} has neither 'builtin' nor 'import_path'")
     if not (isinstance(cls, type) and issubclass(cls, expected_base)):
