@@ -73,8 +73,9 @@ def test_standalone_component_checks_its_weights_and_architecture(tmp_path):
     config["weights"] = json.loads((tmp_path / "other" / "config.json").read_text())["weights"]
     (tmp_path / "head" / "config.json").write_text(json.dumps(config))
     (tmp_path / "head" / "weights.safetensors").write_bytes((tmp_path / "other" / "weights.safetensors").read_bytes())
-    with pytest.raises(ModelFileError, match="does not match the architecture"):
+    with pytest.raises(ModelFileError, match="does not match the architecture") as mismatch:
         LinearHead.load(tmp_path / "head")
+    assert "\n" not in str(mismatch.value)  # torch lists each mismatched tensor on its own line
 
 
 def test_a_saved_model_is_json_and_safetensors_only(saved):
@@ -150,4 +151,21 @@ def test_a_truncated_weights_file_is_called_truncated_even_when_rehashed(saved):
         SimilarityModel.load(saved)
     _rehash(saved, "head/weights.safetensors")
     with pytest.raises(ModelFileError, match="head/weights.safetensors: not a valid safetensors file"):
+        SimilarityModel.load(saved)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.update(encoders=["../../outside"]), "encoder names"),
+        (lambda c: c.update(encoders=[1]), "encoder names"),
+        (lambda c: c.update(embedding_size=5), "records embedding_size 5, its head outputs 4"),
+        (lambda c: c.update(files={"head/config.json": "x"}), "no size/sha256 record"),
+    ],
+)
+def test_a_malformed_top_level_config_is_a_model_file_error(saved, edit, message):
+    config = json.loads((saved / "config.json").read_text())
+    edit(config)
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFileError, match=message):
         SimilarityModel.load(saved)

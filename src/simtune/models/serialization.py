@@ -108,14 +108,18 @@ def read_module(folder: Path, expected_base: type[ModuleT], trusted_classes: Tru
         raise ModelFileError(f"{config_path}: 'config' must be a JSON object, found {type(config).__name__}")
     try:
         module = cls.from_config(config)
-    except (TypeError, ValueError, KeyError) as error:
-        raise ModelFileError(f"{config_path}: cannot build {cls.__name__} from its config ({error})") from None
+    except (TypeError, ValueError, KeyError, RuntimeError, MemoryError) as error:
+        raise ModelFileError(
+            f"{config_path}: cannot build {cls.__name__} from its config ({one_line(error)})"
+        ) from None
     try:
         load_model(module, str(weights), strict=True)
     except SafetensorError as error:
-        raise ModelFileError(f"{weights}: not a valid safetensors file ({error})") from None
+        raise ModelFileError(f"{weights}: not a valid safetensors file ({one_line(error)})") from None
     except RuntimeError as error:
-        raise ModelFileError(f"{weights}: does not match the architecture in {config_path} ({error})") from None
+        raise ModelFileError(
+            f"{weights}: does not match the architecture in {config_path} ({one_line(error)})"
+        ) from None
     return module
 
 
@@ -139,6 +143,12 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """Library errors can span many lines (one per mismatched tensor); a model error is printed as one."""
+    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _safetensors_declared_size(path: Path, default: int) -> int:

@@ -24,6 +24,7 @@ from simtune.models.serialization import (
     ModelFileError,
     atomic_directory,
     file_record,
+    one_line,
     read_json,
     read_module,
     verify_file,
@@ -158,6 +159,8 @@ class SimilarityModel(nn.Module):
         files, names = config.get("files"), config.get("encoders")
         if not isinstance(files, dict) or not isinstance(names, list) or not names:
             raise ModelFileError(f"{config_path}: needs a 'files' record and a non-empty 'encoders' list")
+        if bad := [name for name in names if not isinstance(name, str) or not _ENCODER_NAME.match(name)]:
+            raise ModelFileError(f"{config_path}: encoder names {bad!r} are not letters, digits, '_', '.' or '-'")
         components = [f"encoders/{name}" for name in names] + ["head"]
         if unrecorded := {f"{c}/{f}" for c in components for f in (CONFIG_FILE, WEIGHTS_FILE)} - set(files):
             raise ModelFileError(f"{config_path}: no size/sha256 record for {sorted(unrecorded)}")
@@ -170,7 +173,12 @@ class SimilarityModel(nn.Module):
         try:
             model = cls(encoders, head)
         except (TypeError, ValueError) as error:
-            raise ModelFileError(f"{config_path}: its components do not fit together ({error})") from None
+            raise ModelFileError(f"{config_path}: its components do not fit together ({one_line(error)})") from None
+        if config.get("embedding_size") != model.embedding_size:
+            raise ModelFileError(
+                f"{config_path}: records embedding_size {config.get('embedding_size')!r}, its head outputs "
+                f"{model.embedding_size}"
+            )
         return model.to(device).eval()
 
     def fingerprint(self) -> str:
