@@ -87,7 +87,8 @@ def replace_directory(path: str | Path) -> Iterator[Path]:
     try:
         yield staging
         for entry in sorted(staging.rglob("*"), reverse=True):  # files before the folders holding them
-            _fsync(entry)
+            if not entry.is_symlink():
+                _fsync(entry)
         _fsync(staging)
         _swap_in(staging, path)
         _fsync(path.parent)
