@@ -1,5 +1,5 @@
 """Atomic writes, one way for the whole project: whenever a writer dies, the target holds the old content
-or the new, never a half-written file, and a replaced folder is never missing.
+or the new, never a half-written file, and (on Linux) a replaced folder is never missing.
 
 How: everything is written under a staging name beside its target, ``.<name>.staging-<pid>-<random>`` in
 the same folder (so the last step is a rename within one filesystem), synced to disk, then renamed over
