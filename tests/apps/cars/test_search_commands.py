@@ -82,6 +82,12 @@ def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
     return buffer.getvalue()
 
 
+def _tiff_float(top: float) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.array([[0.0, top]], dtype=np.float32)).save(buffer, "TIFF")
+    return buffer.getvalue()
+
+
 def test_bad_input_gets_a_clear_message_and_exit_code_2(indexed, tmp_path):
     run, data = indexed
     photo = str(data / "images/001/img_1_0.jpg")
@@ -89,9 +95,10 @@ def test_bad_input_gets_a_clear_message_and_exit_code_2(indexed, tmp_path):
     cases = [
         ([str(_write(tmp_path / "notes.txt", b"hello"))], "is not an image"),
         ([str(_write(tmp_path / "half.jpg", jpeg[: len(jpeg) // 2]))], "truncated or corrupt"),
-        ([str(_write(tmp_path / "big.jpg", b"\xff" * (10 * 2**20 + 1)))], "the limit is 10.0 MiB"),
+        ([str(_write(tmp_path / "big.jpg", b"\xff" * (10 * 2**20 + 1)))], "is 10,485,761 bytes; the limit is 10,485,760 bytes"),
         ([str(_write(tmp_path / "bomb.png", _png((9000, 9000), "1")))], "9000x9000 = 81,000,000 pixels"),
         ([str(tmp_path / "missing.jpg")], "does not exist"),
+        ([str(_write(tmp_path / "hdr.tif", _tiff_float(4000.0)))], "hdr.tif: image mode 'F' holds pixel values from 0 to 4000"),
         ([photo, "--k", "0"], "k must be an integer from 1 to 1000"),
         ([photo, "--k", str(10**6)], "k must be an integer from 1 to 1000"),
         ([photo, "--filter", "color=red"], "unknown filter field 'color'"),

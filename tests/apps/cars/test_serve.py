@@ -106,9 +106,9 @@ def test_bad_uploads_are_4xx_json_and_the_server_stays_up(client, indexed_run):
     photo = Path(indexed_run[1][0].path).read_bytes()
     _json_error(_upload(client, b"this is a text file, not a photo", "notes.txt"), 400, "not an image")
     _json_error(_upload(client, photo[: len(photo) // 2]), 400, "truncated or corrupt")
-    _json_error(_upload(client, b"\xff" * (10 * 2**20 + 100_000)), 413, "upload limit of 10.0 MiB")  # by Content-Length
-    _json_error(_chunked_upload(client, 12 * 2**20), 413, "upload limit of 10.0 MiB")  # streamed, no Content-Length
-    _json_error(_upload(client, b"\xff" * (10 * 2**20 + 10)), 413, "is 10.0 MiB; the limit is 10.0 MiB")  # by bytes read
+    _json_error(_upload(client, b"\xff" * (10 * 2**20 + 100_000)), 413, "upload limit of 10,485,760 bytes (10 MiB)")  # by Content-Length
+    _json_error(_chunked_upload(client, 12 * 2**20), 413, "upload limit of 10,485,760 bytes (10 MiB)")  # streamed, no Content-Length
+    _json_error(_upload(client, b"\xff" * (10 * 2**20 + 10)), 413, "upload 'car.jpg' is over the limit of 10,485,760 bytes (10 MiB)")  # by bytes read
     _json_error(_upload(client, _bomb_png(), "bomb.png"), 413, "12000x12000 = 144,000,000 pixels")
     for k in ("0", str(10**6)):
         _json_error(_upload(client, photo, k=k), 400, "k must be an integer from 1 to 1000")
@@ -157,3 +157,27 @@ def test_an_index_built_with_another_model_is_refused(indexed_run, tmp_path):
         model.name = "retrained"
         with pytest.raises(ModelMismatchError, match="not with model retrained"):
             create_app(index, model)
+
+
+def _grey_png(path: str, sixteen_bit: bool) -> bytes:
+    import numpy as np
+
+    grey = np.asarray(Image.open(path).convert("L"), dtype=np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(grey * 257 if sixteen_bit else grey.astype(np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_sixteen_bit_grey_upload_finds_what_its_8_bit_copy_finds(client, indexed_run):
+    path = indexed_run[1][3].path
+    eight, sixteen = (_upload(client, _grey_png(path, bits), "grey.png", k="5").json()["results"] for bits in (False, True))
+    assert [r["id"] for r in sixteen] == [r["id"] for r in eight]
+    assert [r["score"] for r in sixteen] == pytest.approx([r["score"] for r in eight], abs=1e-4)
+
+
+def test_an_image_mode_with_no_rgb_reading_is_a_400_naming_the_mode(client):
+    import numpy as np
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.array([[0.0, 4000.0]], dtype=np.float32)).save(buffer, "TIFF")
+    _json_error(_upload(client, buffer.getvalue(), "hdr.tif"), 400, "upload 'hdr.tif': image mode 'F' holds pixel values from 0 to 4000")

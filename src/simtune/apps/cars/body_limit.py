@@ -15,7 +15,7 @@ class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int, upload_limit: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.message = f"the request body exceeds the upload limit of {upload_limit / 2**20:.1f} MiB"
+        self.message = f"the request body exceeds the upload limit of {upload_limit:,} bytes ({upload_limit / 2**20:g} MiB)"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -9,6 +9,8 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
+from simtune.image_modes import to_rgb
+
 
 @dataclass(frozen=True)
 class CheckedImage:
@@ -24,6 +26,7 @@ def check_image(path: Path, crop: tuple[int, int, int, int] | None = None, crop_
     try:
         with Image.open(path) as image:
             image.load()
+            rgb = to_rgb(image)  # a mode with no faithful RGB reading is skipped here, not mid-training
             if crop is None or crop_to is None:
                 return CheckedImage(path)
             x1, y1, x2, y2 = crop
@@ -32,7 +35,7 @@ def check_image(path: Path, crop: tuple[int, int, int, int] | None = None, crop_
                 return CheckedImage(path, f"bounding box {crop} lies outside the {image.width}x{image.height} image")
             crop_to.parent.mkdir(parents=True, exist_ok=True)
             tmp = crop_to.with_name(f".{crop_to.name}.tmp")
-            image.convert("RGB").crop(box).save(tmp, format="JPEG", quality=95)
+            rgb.crop(box).save(tmp, format="JPEG", quality=95)
             tmp.replace(crop_to)
             return CheckedImage(path, cropped_to=crop_to)
     except (OSError, ValueError, Image.DecompressionBombError) as error:

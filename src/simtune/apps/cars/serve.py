@@ -83,6 +83,8 @@ def create_app(
         """The cars most similar to an uploaded photo."""
         data = await file.read(max_upload_bytes + 1)
         name = f"upload {file.filename!r}" if file.filename else "upload"
+        if len(data) > max_upload_bytes:  # only the first limit + 1 bytes were read: its size is unknown
+            raise ImageTooLargeError(f"{name} is over the limit of {max_upload_bytes:,} bytes ({max_upload_bytes / 2**20:g} MiB)")
 
         def run() -> list[SearchHit]:
             conditions = parse_filters(filter)
