@@ -14,6 +14,8 @@ from simtune.search.errors import InvalidQueryError, ModelMismatchError
 
 FIELD_TYPES = ("keyword", "integer")
 MAX_K = 1000
+# Qdrant stores integer payloads as signed 64-bit; a larger value cannot match and overflows its client.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,14 @@ class IndexSchema:
                 )
             if kind == "integer":
                 try:
-                    checked[name] = int(value)
+                    number = int(value)
                 except (TypeError, ValueError):
                     raise InvalidQueryError(f"filter {name}={value!r}: {name} must be an integer") from None
+                if isinstance(value, bool) or not INT64_MIN <= number <= INT64_MAX:
+                    raise InvalidQueryError(
+                        f"filter {name}={value!r}: {name} must be an integer from {INT64_MIN} to {INT64_MAX}"
+                    )
+                checked[name] = number
             else:
                 if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value) == "":
                     raise InvalidQueryError(f"filter {name}={value!r}: expected a non-empty text value")

@@ -103,6 +103,8 @@ def test_bad_input_gets_a_clear_message_and_exit_code_2(indexed, tmp_path):
         ([photo, "--k", str(10**6)], "k must be an integer from 1 to 1000"),
         ([photo, "--filter", "color=red"], "unknown filter field 'color'"),
         ([photo, "--filter", "make"], "expected FIELD=VALUE"),
+        ([photo, "--filter", "year=99999999999999999999999"], "year must be an integer from -9223372036854775808"),
+        ([photo, "--filter", f"year={2**63}"], "year must be an integer from -9223372036854775808"),
         ([photo, "--index", str(tmp_path / "nowhere")], "no index at"),
         ([photo, "--index", str(tmp_path), "--qdrant-url", "http://127.0.0.1:1"], "not both"),
     ]

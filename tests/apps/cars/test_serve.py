@@ -181,3 +181,11 @@ def test_an_image_mode_with_no_rgb_reading_is_a_400_naming_the_mode(client):
     buffer = io.BytesIO()
     Image.fromarray(np.array([[0.0, 4000.0]], dtype=np.float32)).save(buffer, "TIFF")
     _json_error(_upload(client, buffer.getvalue(), "hdr.tif"), 400, "upload 'hdr.tif': image mode 'F' holds pixel values from 0 to 4000")
+
+
+@pytest.mark.parametrize("year", ["99999999999999999999999", str(2**63)])
+def test_integer_filters_beyond_int64_are_400_on_both_searches(client, indexed_run, year):
+    record = indexed_run[1][0]
+    photo = Path(record.path).read_bytes()
+    _json_error(_upload(client, photo, filter=f"year={year}"), 400, "year must be an integer from")
+    _json_error(client.get(f"/search/{car_point_id(record)}", params={"filter": f"year={year}"}), 400, "year must be an integer from")
