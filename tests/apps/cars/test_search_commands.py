@@ -223,3 +223,40 @@ def test_index_and_search_through_the_server_backend(labels_csv_root, tmp_path, 
     result = _search(run, str(photo), "--k", "1", "--json", *server)
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)[0]["id"] == point_id(photo.as_posix())
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from simtune.models import SimilarityModel
+    from simtune.models.encoders import EfficientNetLiteEncoder
+    from simtune.models.heads import EmptyHead
+
+    encoder = EfficientNetLiteEncoder("lite0")
+    path = tmp_path_factory.mktemp("saved") / "model"
+    SimilarityModel(encoder, EmptyHead(encoder.embedding_size)).save(path)
+    return path
+
+
+def _damaged_run(saved_model: Path, run: Path, damage: str) -> Path:
+    import shutil
+
+    shutil.copytree(saved_model, run / "model")
+    weights = run / "model/encoders/default/weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    if damage == "flipped byte":
+        data[len(data) // 2] ^= 0x01
+    else:
+        data = data[: len(data) // 3]
+    weights.write_bytes(bytes(data))
+    return weights
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated"])
+def test_a_damaged_model_is_one_line_naming_the_file_in_search_and_serve(saved_model, labels_csv_root, tmp_path, damage):
+    run = tmp_path / "run"
+    weights = _damaged_run(saved_model, run, damage)
+    photo = str(labels_csv_root / "images/001/img_1_0.jpg")
+    for result in (_search(run, photo), runner.invoke(app, ["cars", "serve", "--run", str(run), "--port", "1"])):
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+        assert str(weights) in result.output and result.output.startswith("Error: cannot load the model of")

@@ -28,6 +28,16 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _load_model(run: Path) -> Any:
+    """The run's model, or one line naming the damaged or missing file (never a traceback)."""
+    from simtune.apps.cars.indexing import load_run_model
+
+    try:
+        return load_run_model(run)
+    except (ValueError, OSError) as error:
+        _fail(f"cannot load the model of {run}: {error}")
+
+
 def _location(run: Path, index: Optional[Path], qdrant_url: Optional[str], api_key: Optional[str], collection: str) -> Any:
     from simtune.apps.cars.indexing import IndexLocation
 
@@ -55,7 +65,7 @@ def index_command(
     try:
         dataset, _ = prepare_dataset(data, run)
         where, count = index_run(run, dataset, location=location)
-    except (SearchError, FileNotFoundError, ValueError) as error:
+    except (SearchError, OSError, ValueError) as error:
         _fail(str(error))
     typer.echo(f"indexed {len(dataset.records)} images; {count} points in {where}")
     typer.echo(f"serve it:  {serve_hint(run, where)}")
@@ -74,7 +84,7 @@ def search_command(
     collection: str = _COLLECTION,
 ) -> None:
     """Print the cars most similar to IMAGE: rank, score, class and path."""
-    from simtune.apps.cars.indexing import load_run_model, open_index
+    from simtune.apps.cars.indexing import open_index
     from simtune.search import SearchError, parse_filters
     from simtune.search.query_image import load_query_image
 
@@ -82,7 +92,7 @@ def search_command(
     try:
         conditions = parse_filters(filter)
         query = load_query_image(image)  # bad images fail before the model is loaded
-        model = load_run_model(run)
+        model = _load_model(run)
         with open_index(location, model) as vector_index:
             vector_index.schema.check_k(k)
             vector_index.schema.check_filter(conditions)
@@ -116,13 +126,13 @@ def serve_command(
     """Serve the web page (/), the HTTP API (/search, /search/{id}, /images/{id}, /health) and its docs (/docs)."""
     import uvicorn
 
-    from simtune.apps.cars.indexing import load_run_model, open_index
+    from simtune.apps.cars.indexing import open_index
     from simtune.apps.cars.serve import create_app
     from simtune.search import SearchError
 
     location = _location(run, index, qdrant_url, api_key, collection)
+    model = _load_model(run)
     try:
-        model = load_run_model(run)
         vector_index = open_index(location, model)
     except (SearchError, FileNotFoundError) as error:
         _fail(str(error))
