@@ -206,11 +206,10 @@ def test_index_and_search_through_the_server_backend(labels_csv_root, tmp_path, 
     """--qdrant-url goes through qdrant-client; here its local mode stands in for the server at that URL."""
     from qdrant_client import QdrantClient
 
-    def local_client(url: str, api_key: str | None = None) -> QdrantClient:
+    def local_client(url: str, api_key: str | None = None, **options) -> QdrantClient:
         assert url == "http://qdrant.test:6333" and api_key == "secret"
         return QdrantClient(path=str(tmp_path / "qdrant"))
 
-    monkeypatch.setattr("simtune.apps.cars.indexing.QdrantClient", local_client)
     monkeypatch.setattr("simtune.search.qdrant_server_index.QdrantClient", local_client)
     server = ["--qdrant-url", "http://qdrant.test:6333", "--api-key", "secret", "--collection", "cars-test"]
     run = tmp_path / "run"
@@ -260,3 +259,18 @@ def test_a_damaged_model_is_one_line_naming_the_file_in_search_and_serve(saved_m
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
         assert str(weights) in result.output and result.output.startswith("Error: cannot load the model of")
+
+
+def test_an_unreachable_qdrant_server_is_one_line_naming_the_url(labels_csv_root, tmp_path, thumbnail_model):
+    run, url = tmp_path / "run", "http://127.0.0.1:1"
+    photo = str(labels_csv_root / "images/001/img_1_0.jpg")
+    for args in (
+        ["search", photo, "--run", str(run), "--qdrant-url", url],
+        ["serve", "--run", str(run), "--qdrant-url", url],
+        ["index", "--data", str(labels_csv_root), "--run", str(run), "--qdrant-url", url],
+    ):
+        result = runner.invoke(app, ["cars", *args])
+        assert result.exit_code == 2, result.output
+        errors = [line for line in result.output.splitlines() if "rror" in line]  # progress bars may come first
+        assert "Traceback" not in result.output and len(errors) == 1, result.output
+        assert errors[0].startswith(f"Error: the Qdrant server at {url} failed while looking up collection 'cars'")

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from qdrant_client import QdrantClient
 from tqdm.auto import tqdm
 
 from simtune.apps.cars.dataset import SPLIT_FILE, TRAIN, UNSEEN, CarRecord, CarsDataset
 from simtune.search import EdgeIndex, Embedder, IndexSchema, QdrantServerIndex, VectorIndex, point_id
+from simtune.search.qdrant_server_index import client_for
 
 INDEX_DIR_NAME = "index"
 DEFAULT_COLLECTION = "cars"
@@ -168,9 +168,9 @@ def build_index(
                 tqdm.write(f"building the HNSW search graph over {index.count()} points (minutes for ~16k)")
             index.optimize()
             return location, index.count()
-    client = QdrantClient(url=location.qdrant_url, api_key=location.api_key)
+    client = client_for(location.qdrant_url, location.api_key)
     try:
-        with QdrantServerIndex.write(client, location.collection, schema) as index:
+        with QdrantServerIndex.write(client, location.collection, schema, url=location.qdrant_url) as index:
             _upsert_all(index, model, records, vectors, batch_size, progress)
             return location, index.count()
     finally:
