@@ -171,7 +171,7 @@ class EdgeIndex(VectorIndex):
     def _get(self, point_id: str) -> tuple[np.ndarray, dict[str, Any]]:
         records = self._shard.retrieve([point_id], True, True)
         if not records:
-            raise UnknownPointError(f"no point with id {point_id} in the index at {self.path}")
+            raise UnknownPointError(f"no point with id {point_id} in the index")
         return np.asarray(records[0].vector, dtype=np.float32), dict(records[0].payload or {})
 
     def _sample(self, n: int) -> list[SearchHit]:

@@ -20,12 +20,14 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 @dataclass(frozen=True)
 class IndexSchema:
-    """``filter_fields`` maps payload field name -> ``"keyword"`` or ``"integer"``."""
+    """``filter_fields`` maps payload field name -> ``"keyword"`` or ``"integer"``. ``data_root`` is the
+    resolved folder the indexed files were read from, so a server can refuse any file outside it."""
 
     fingerprint: str
     embedding_size: int
     distance: str = "cosine"
     filter_fields: Mapping[str, str] = field(default_factory=dict)
+    data_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.embedding_size < 1:
@@ -42,7 +44,7 @@ class IndexSchema:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "IndexSchema":
-        return cls(**{k: data[k] for k in ("fingerprint", "embedding_size", "distance", "filter_fields")})
+        return cls(**{k: data[k] for k in ("fingerprint", "embedding_size", "distance", "filter_fields")}, data_root=data.get("data_root"))
 
     def check_model(self, fingerprint: str, embedding_size: int) -> None:
         """Raises ``ModelMismatchError`` unless the given model is the one this index was built with."""

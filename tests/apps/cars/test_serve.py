@@ -189,3 +189,71 @@ def test_integer_filters_beyond_int64_are_400_on_both_searches(client, indexed_r
     photo = Path(record.path).read_bytes()
     _json_error(_upload(client, photo, filter=f"year={year}"), 400, "year must be an integer from")
     _json_error(client.get(f"/search/{car_point_id(record)}", params={"filter": f"year={year}"}), 400, "year must be an integer from")
+
+
+def _copies_indexed(tmp_path: Path) -> tuple[Path, list]:
+    """Copies of four photos in tmp_path/data, indexed into tmp_path/run, so a test may tamper with them."""
+    import dataclasses
+    import shutil
+
+    from .search_fixtures import car_records
+
+    records = []
+    for i, record in enumerate(car_records()[:4]):
+        copy = tmp_path / "data" / f"car{i}.jpg"
+        copy.parent.mkdir(exist_ok=True)
+        shutil.copyfile(record.path, copy)
+        records.append(dataclasses.replace(record, path=str(copy)))
+    build_index(tmp_path / "run", records, model=ThumbnailEmbedder(), progress=False)
+    return tmp_path / "run", records
+
+
+def _test_client(run: Path):
+    from fastapi.testclient import TestClient
+
+    index = open_index(IndexLocation.for_run(run), ThumbnailEmbedder())
+    return index, TestClient(create_app(index, ThumbnailEmbedder()))
+
+
+def _refused(response, tmp_path) -> None:
+    assert response.status_code == 404, response.text
+    assert "not available on this server" in response.json()["detail"]
+    assert b"root:" not in response.content and str(tmp_path).encode() not in response.content
+
+
+def test_images_are_served_only_as_images_from_inside_the_indexed_folder(indexed_run, tmp_path):
+    run, records = _copies_indexed(tmp_path)
+    outside_photo = indexed_run[1][-1].path
+    index, http = _test_client(run)
+    with index, http:
+        assert index.schema.data_root == str((tmp_path / "data").resolve())
+        url = [f"/images/{car_point_id(r)}" for r in records]
+        served = http.get(url[0])
+        assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg"
+        assert served.content == Path(records[0].path).read_bytes()
+
+        Path(records[0].path).unlink()
+        Path(records[0].path).symlink_to("/etc/passwd")
+        _refused(http.get(url[0]), tmp_path)
+        Path(records[1].path).unlink()
+        Path(records[1].path).symlink_to(outside_photo)  # a real photo, but outside the indexed folder
+        _refused(http.get(url[1]), tmp_path)
+        Path(records[2].path).write_text("root:x:0:0:root:/root:/bin/bash\n")
+        _refused(http.get(url[2]), tmp_path)
+        Path(records[3].path).unlink()
+        _refused(http.get(url[3]), tmp_path)
+        Image.new("RGB", (8, 8)).save(records[3].path, format="PNG")  # named .jpg: the bytes decide the type
+        assert http.get(url[3]).headers["content-type"] == "image/png"
+
+
+def test_an_index_that_recorded_no_data_folder_serves_no_files(tmp_path):
+    import json
+
+    run, records = _copies_indexed(tmp_path)
+    schema_file = run / "index" / "simtune_index.json"
+    stored = json.loads(schema_file.read_text())
+    stored.pop("data_root")
+    schema_file.write_text(json.dumps(stored))
+    index, http = _test_client(run)
+    with index, http:
+        _refused(http.get(f"/images/{car_point_id(records[0])}"), tmp_path)

@@ -7,6 +7,7 @@ them, and writes ``RUN/index`` (embedded Qdrant Edge) or a collection on a Qdran
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -50,8 +51,13 @@ class IndexLocation:
         return str(self.index_dir) if self.index_dir is not None else f"{self.qdrant_url} (collection {self.collection!r})"
 
 
-def cars_schema(model: Embedder) -> IndexSchema:
-    return IndexSchema(model.fingerprint(), model.embedding_size, "cosine", CAR_FIELDS)
+def cars_schema(model: Embedder, data_root: str | None = None) -> IndexSchema:
+    return IndexSchema(model.fingerprint(), model.embedding_size, "cosine", CAR_FIELDS, data_root)
+
+
+def common_root(records: Sequence[CarRecord]) -> str:
+    """The deepest folder holding every record's file (symlinks resolved): what the server may serve from."""
+    return os.path.commonpath([os.path.dirname(os.path.realpath(record.path)) for record in records])
 
 
 def car_payload(record: CarRecord) -> dict[str, Any]:
@@ -160,7 +166,7 @@ def build_index(
     location = location or IndexLocation.for_run(run_dir)
     if vectors is not None and len(vectors) != len(records):
         raise ValueError(f"got {len(vectors)} vectors for {len(records)} records")
-    schema = cars_schema(model)
+    schema = cars_schema(model, common_root(records) if records else None)
     if location.index_dir is not None:
         with EdgeIndex.write(location.index_dir, schema) as index:
             _upsert_all(index, model, records, vectors, batch_size, progress)

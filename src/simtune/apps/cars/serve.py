@@ -12,11 +12,12 @@ from typing import Any
 
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 import simtune
 from simtune.apps.cars.body_limit import BodyLimit
+from simtune.apps.cars.indexed_image import read_indexed_image
 from simtune.search import (
     MAX_K,
     Embedder,
@@ -116,14 +117,16 @@ def create_app(
             raise UnknownPointError("the index is empty")
         return _hit_json(hits[0])
 
-    @app.get("/images/{image_id:path}", response_class=FileResponse)
-    def image(image_id: str) -> FileResponse:
+    @app.get("/images/{image_id:path}", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+    def image(image_id: str) -> Response:
         """The photo of an indexed car; nothing else on the server's disk is reachable."""
-        _, payload = index.get(parse_point_id(image_id))
-        path = Path(payload.get("path", ""))
-        if not path.is_file():
-            raise UnknownPointError(f"the image file of point {image_id} is missing on the server")
-        return FileResponse(path, headers={"Cache-Control": "max-age=3600"})
+        point_id = parse_point_id(image_id)
+        _, payload = index.get(point_id)
+        found = read_indexed_image(payload.get("path"), index.schema.data_root)
+        if found is None:  # one answer for missing, moved, linked elsewhere or not an image: no path, no hint
+            raise UnknownPointError(f"the image of point {point_id} is not available on this server")
+        data, media_type = found
+        return Response(data, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
