@@ -274,3 +274,18 @@ def test_an_unreachable_qdrant_server_is_one_line_naming_the_url(labels_csv_root
         errors = [line for line in result.output.splitlines() if "rror" in line]  # progress bars may come first
         assert "Traceback" not in result.output and len(errors) == 1, result.output
         assert errors[0].startswith(f"Error: the Qdrant server at {url} failed while looking up collection 'cars'")
+
+
+def test_a_damaged_index_is_refused_with_one_line(indexed):
+    run, data = indexed
+    record_file = run / "index" / "simtune_index.json"
+    record = json.loads(record_file.read_text())
+    assert record["points"] == 12
+    record["points"] = 13  # as if a segment holding one point had been lost
+    record_file.write_text(json.dumps(record))
+    for result in (_search(run, str(data / "images/001/img_1_0.jpg")), runner.invoke(app, ["cars", "serve", "--run", str(run)])):
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == (
+            f"Error: the index at {run / 'index'} is damaged: it holds 12 points of the 13 written when it was built; "
+            "delete the folder and rebuild it with `simtune cars index`"
+        )
