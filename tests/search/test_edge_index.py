@@ -124,3 +124,24 @@ def test_an_index_holding_other_points_than_recorded_is_refused(tmp_path, schema
     (path / "simtune_index.json").write_text(json.dumps(record))
     with pytest.raises(IndexUnavailableError, match="it holds 20 points, but not the ones of the 20 written"):
         EdgeIndex.open(path, expect=schema)
+
+
+def test_rewriting_an_index_that_a_server_holds_open_is_refused_before_and_after_the_work(tmp_path, schema, make_points):
+    path = _written(tmp_path, schema, make_points, 20)
+    ids, vectors, payloads = make_points(30)
+    with EdgeIndex.open(path, expect=schema):  # what `serve` holds
+        with pytest.raises(IndexUnavailableError, match="is open in another process .* stop it before re-indexing"):
+            with EdgeIndex.write(path, schema) as index:
+                index.upsert(ids, vectors, payloads)
+    with pytest.raises(IndexUnavailableError, match="is open in another process"):
+        with EdgeIndex.write(path, schema) as index:
+            index.upsert(ids, vectors, payloads)
+            server = EdgeIndex.open(path, expect=schema)  # started while the write ran
+    server.close()
+    with EdgeIndex.open(path, expect=schema) as index:
+        assert index.count() == 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
+    with EdgeIndex.write(path, schema) as index:
+        index.upsert(ids, vectors, payloads)
+    with EdgeIndex.open(path, expect=schema) as index:
+        assert index.count() == 30

@@ -114,6 +114,7 @@ class EdgeIndex(VectorIndex):
         staging = path.with_name(f".{path.name}.staging-{uuid.uuid4().hex[:8]}")
         if (path / SCHEMA_FILE).exists():
             read_schema(path).check_same_model(schema)
+            _check_not_open(path)  # a running server keeps answering from a folder swapped away under it
             shutil.copytree(path, staging)
             index = cls.open(staging, expect=schema)
         elif path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -130,6 +131,12 @@ class EdgeIndex(VectorIndex):
             raise
         index.close()
         (staging / SCHEMA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+        try:
+            if (path / SCHEMA_FILE).exists():
+                _check_not_open(path)  # again: a server may have started while this write ran
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         _swap_in(staging, path)
 
     def optimize(self) -> None:
@@ -241,6 +248,20 @@ def _to_filter(conditions: dict[str, str | int]) -> qe.Filter | None:
     if not conditions:
         return None
     return qe.Filter(must=[qe.FieldCondition(name, match=qe.MatchValue(value)) for name, value in conditions.items()])
+
+
+def _check_not_open(path: Path) -> None:
+    """``IndexUnavailableError`` if another ``EdgeIndex`` (this process or another) holds the shard at ``path``."""
+    try:
+        shard = qe.EdgeShard.load(str(path / SHARD_DIR), None)
+    except Exception as error:  # the engine raises a bare Exception
+        if "WouldBlock" in str(error):
+            raise IndexUnavailableError(
+                f"the index at {path} is open in another process (e.g. `simtune cars serve`); stop it before "
+                "re-indexing, or index into another --index folder"
+            ) from error
+        raise IndexUnavailableError(f"cannot open the index at {path}: {error}") from error
+    shard.close()
 
 
 def _swap_in(staging: Path, path: Path) -> None:
