@@ -289,3 +289,14 @@ def test_a_damaged_index_is_refused_with_one_line(indexed):
             f"Error: the index at {run / 'index'} is damaged: it holds 12 points of the 13 written when it was built; "
             "delete the folder and rebuild it with `simtune cars index`"
         )
+
+
+def test_serve_on_a_busy_port_fails_with_one_line_before_claiming_to_serve(indexed):
+    run, _ = indexed
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["cars", "serve", "--run", str(run), "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port or --host"

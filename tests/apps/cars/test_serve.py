@@ -257,3 +257,48 @@ def test_an_index_that_recorded_no_data_folder_serves_no_files(tmp_path):
     index, http = _test_client(run)
     with index, http:
         _refused(http.get(f"/images/{car_point_id(records[0])}"), tmp_path)
+
+
+def test_head_answers_every_get_route_without_a_body(client, indexed_run):
+    image_url = f"/images/{car_point_id(indexed_run[1][0])}"
+    for url in ("/health", "/", image_url, "/static/app.js", "/openapi.json"):
+        got, head = client.get(url), client.head(url)
+        assert head.status_code == 200 == got.status_code, url
+        assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"], url
+        assert int(head.headers["content-length"]) == len(got.content), url
+    assert client.head("/search").status_code == 405
+
+
+def test_a_client_that_never_finishes_its_request_head_is_disconnected(indexed_run, monkeypatch):
+    import threading
+    import time
+
+    import uvicorn
+
+    from simtune.apps.cars import request_head_deadline
+    from simtune.apps.cars.request_head_deadline import RequestHeadDeadline
+
+    monkeypatch.setattr(request_head_deadline, "HEAD_TIMEOUT_S", 0.5)
+    run, _ = indexed_run
+    model = ThumbnailEmbedder()
+    build_index(run.parent / "deadline-run", indexed_run[1][:2], model=model, progress=False)
+    with open_index(IndexLocation.for_run(run.parent / "deadline-run"), model) as index:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(uvicorn.Config(create_app(index, model), log_level="warning", http=RequestHeadDeadline))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        try:
+            while not server.started:
+                time.sleep(0.05)
+            address = sock.getsockname()
+            with socket.create_connection(address, timeout=10) as silent, socket.create_connection(address, timeout=10) as trickle:
+                trickle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # never the blank line that ends the head
+                started = time.monotonic()
+                assert silent.recv(100) == b"" and trickle.recv(100) == b""  # closed by the server
+                assert time.monotonic() - started < 5
+            assert httpx.get(f"http://{address[0]}:{address[1]}/health", timeout=10).status_code == 200
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            sock.close()

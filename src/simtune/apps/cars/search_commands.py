@@ -15,6 +15,9 @@ INDEX_HELP = "Embedded index folder (default RUN/index)."
 URL_HELP = "A Qdrant server or cluster instead of the embedded index, e.g. http://localhost:6333."
 FILTER_HELP = "FIELD=VALUE, repeatable (all must hold); fields: make, year, class_name, split (train/test), subset (train/unseen)."
 
+# Connections beyond this get an immediate 503 instead of queueing without bound.
+MAX_CONNECTIONS = 512
+
 # Where the index lives: the same five options on index, search and serve.
 _RUN = typer.Option(Path("runs/cars"), "--run", help=RUN_HELP)
 _INDEX = typer.Option(None, "--index", help=INDEX_HELP)
@@ -127,6 +130,7 @@ def serve_command(
     import uvicorn
 
     from simtune.apps.cars.indexing import open_index
+    from simtune.apps.cars.request_head_deadline import RequestHeadDeadline
     from simtune.apps.cars.serve import create_app
     from simtune.search import SearchError
 
@@ -136,9 +140,34 @@ def serve_command(
         vector_index = open_index(location, model)
     except (SearchError, FileNotFoundError) as error:
         _fail(str(error))
+    try:
+        listening = _listen(host, port)
+    except OSError as error:
+        vector_index.close()
+        _fail(f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port or --host")
     web_app = create_app(vector_index, model, max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels)
+    config = uvicorn.Config(
+        web_app, log_level="warning", http=RequestHeadDeadline, timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS
+    )
     typer.echo(f"serving {vector_index.count()} cars from {location} at http://{host}:{port}/ (API docs: /docs)")
     try:
-        uvicorn.run(web_app, host=host, port=port, log_level="warning")
+        uvicorn.Server(config).run(sockets=[listening])
     finally:
+        listening.close()
         vector_index.close()
+
+
+def _listen(host: str, port: int) -> Any:
+    """A bound socket, so a busy port fails before anything claims to be serving."""
+    import socket
+
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    listening = socket.socket(family, kind, proto)
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # reuse TIME_WAIT only; a live listener still fails
+        listening.bind(address)
+        listening.listen(2048)
+    except OSError:
+        listening.close()
+        raise
+    return listening

@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 import simtune
 from simtune.apps.cars.body_limit import BodyLimit
+from simtune.apps.cars.head_as_get import HeadAsGet
 from simtune.apps.cars.indexed_image import read_indexed_image
 from simtune.search import (
     MAX_K,
@@ -64,6 +65,7 @@ def create_app(
         app.add_exception_handler(error_type, _json_error(status))
 
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes + FORM_OVERHEAD_BYTES, upload_limit=max_upload_bytes)
+    app.add_middleware(HeadAsGet)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
