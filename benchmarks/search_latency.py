@@ -8,6 +8,11 @@
    p50 within 2x of faiss.
 2. ``GET /search/{id}`` p50/p99 with N concurrent clients for S seconds against a real uvicorn in a
    separate process on 127.0.0.1 (loopback only), counting every non-200 or failed request as an error.
+3. With ``--run``, the same server embeds uploads with the run's model: ``POST /search`` from N clients
+   for S seconds, each sending real car photos (``--photos``, the data set's labels.csv) and every
+   ``--large-every``-th request a small PNG of about 40 megapixels (6300x6300, just under the pixel limit),
+   the uploads that cost a decoder the most memory. Reports latency, errors and the server's peak RSS
+   (sampled every 0.2 s). Targets: 0 errors, peak RSS < 3 GiB.
 
 Synthetic vectors are clustered like class embeddings (196 centres + noise) rather than i.i.d. noise,
 which no ANN index is meant for. Prints a table and writes benchmarks/results/search_latency.json.
@@ -70,10 +75,13 @@ def build_index(directory: Path, ids: list[str], vectors: np.ndarray, fingerprin
     return schema
 
 
-def serve(index_dir: str, port_holder) -> None:
-    """Server process: the real app over the index; GET /search/{id} needs no model, only its fingerprint."""
+def serve(index_dir: str, port_holder, run_dir: str | None = None) -> None:
+    """Server process: the real app over the index, as ``simtune cars serve`` runs it; without a run,
+    GET /search/{id} needs no model, only its fingerprint."""
     import uvicorn
 
+    from simtune.apps.cars.request_head_deadline import RequestHeadDeadline
+    from simtune.apps.cars.search_commands import MAX_CONNECTIONS
     from simtune.apps.cars.serve import create_app
     from simtune.search import EdgeIndex
 
@@ -88,11 +96,20 @@ def serve(index_dir: str, port_holder) -> None:
         def encode(self, *args, **kwargs):
             raise RuntimeError("this benchmark server only answers GET /search/{id}")
 
+    if run_dir is not None:
+        from simtune.apps.cars.indexing import load_run_model
+
+        model = load_run_model(run_dir)
+    else:
+        model = IndexedModelOnly()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port_holder.value = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(index, IndexedModelOnly()), log_level="warning", access_log=False))
-    server.run(sockets=[sock])
+    config = uvicorn.Config(
+        create_app(index, model), log_level="warning", access_log=False, http=RequestHeadDeadline,
+        timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def wait_until_healthy(port_holder, timeout: float = 60.0) -> str:
@@ -146,12 +163,112 @@ def http_load(base_url: str, ids: list[str], clients: int, seconds: float) -> di
     }
 
 
+def large_pngs() -> list[tuple[str, bytes]]:
+    """Small files that decode to ~40 megapixels each (just under the server's default pixel limit)."""
+    import io
+
+    from PIL import Image
+
+    palette = Image.new("P", (6300, 6300), 3)
+    palette.putpalette([(7 * i) % 256 for i in range(768)])
+    made = []
+    for name, image in (
+        ("rgb-6300x6300.png", Image.new("RGB", (6300, 6300), (200, 30, 30))),
+        ("grey-6300x6300.png", Image.new("L", (6300, 6300), 90)),
+        ("palette-6300x6300.png", palette),
+    ):
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG", optimize=True)
+        made.append((name, buffer.getvalue()))
+    return made
+
+
+def car_photos(labels_csv: Path, n: int, seed: int = 0) -> list[tuple[str, bytes]]:
+    import csv
+
+    with labels_csv.open(newline="") as f:
+        names = [row["filename"] for row in csv.DictReader(f)]
+    chosen = random.Random(seed).sample(names, min(n, len(names)))
+    return [(Path(name).name, (labels_csv.parent / name).read_bytes()) for name in chosen]
+
+
+class PeakRss:
+    """Samples a process's resident memory in a thread; ``peak`` in bytes."""
+
+    def __init__(self, pid: int, every_s: float = 0.2) -> None:
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.peak = self.process.memory_info().rss
+        self.start = self.peak
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def upload_load(base_url: str, photos: list, pngs: list, clients: int, seconds: float, large_every: int) -> dict:
+    """POST /search from ``clients`` threads for ``seconds``: photos, and every ``large_every``-th upload a large PNG."""
+    import httpx
+
+    latencies: list[list[tuple[str, float]]] = [[] for _ in range(clients)]
+    errors: list[list[str]] = [[] for _ in range(clients)]
+    deadline = time.monotonic() + seconds
+
+    def client(slot: int) -> None:
+        rng = random.Random(slot)
+        with httpx.Client(base_url=base_url, timeout=120) as http:
+            sent = 0
+            while time.monotonic() < deadline:
+                sent += 1
+                kind, (name, data) = ("large", rng.choice(pngs)) if sent % large_every == slot % large_every else ("photo", rng.choice(photos))
+                start = time.perf_counter()
+                try:
+                    response = http.post("/search", files={"file": (name, data)}, data={"k": "10"})
+                    if response.status_code != 200 or len(response.json()["results"]) != 10:
+                        errors[slot].append(f"{name}: HTTP {response.status_code}: {response.text[:200]}")
+                except httpx.HTTPError as error:
+                    errors[slot].append(f"{name}: {error!r}")
+                latencies[slot].append((kind, time.perf_counter() - start))
+
+    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    flat = [x for per_client in latencies for x in per_client]
+    all_errors = [e for per_client in errors for e in per_client]
+    by_kind = {kind: percentiles_ms([t for k, t in flat if k == kind]) for kind in ("photo", "large") if any(k == kind for k, _ in flat)}
+    return {
+        **percentiles_ms([t for _, t in flat]), "by_kind": by_kind, "clients": clients, "seconds": round(elapsed, 1),
+        "requests_per_s": round(len(flat) / elapsed, 1), "errors": len(all_errors), "first_errors": all_errors[:3],
+        "large_pngs": {name: len(data) for name, data in pngs},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="Use RUN/index's vectors instead of synthetic ones.")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--upload-clients", type=int, default=16)
+    parser.add_argument("--upload-seconds", type=float, default=30.0)
+    parser.add_argument("--large-every", type=int, default=8, help="Every n-th upload of a client is a large PNG.")
+    parser.add_argument("--photos", type=Path, default=Path("../shared/datasets/stanford-cars-crop224/labels.csv"))
     args = parser.parse_args()
 
     import faiss
@@ -197,10 +314,18 @@ def main() -> None:
 
         ctx = multiprocessing.get_context("spawn")
         port = ctx.Value("i", 0)
-        server = ctx.Process(target=serve, args=(str(work / "index"), port), daemon=True)
+        run_dir = str(args.run) if args.run is not None else None
+        server = ctx.Process(target=serve, args=(str(work / "index"), port, run_dir), daemon=True)
         server.start()
+        upload_stats = None
         try:
-            http_stats = http_load(wait_until_healthy(port), ids, args.clients, args.seconds)
+            base_url = wait_until_healthy(port)
+            with PeakRss(server.pid) as rss:
+                http_stats = http_load(base_url, ids, args.clients, args.seconds)
+                if run_dir is not None:
+                    photos = car_photos(args.photos, 200)
+                    upload_stats = upload_load(base_url, photos, large_pngs(), args.upload_clients, args.upload_seconds, args.large_every)
+            memory = {"start_bytes": rss.start, "peak_bytes": rss.peak, "peak_gib": round(rss.peak / 2**30, 3), "target_gib": 3}
         finally:
             server.terminate()
             server.join(10)
@@ -216,6 +341,7 @@ def main() -> None:
         "edge_exact_p50_over_faiss": exact_stats["p50_ms"] / faiss_stats["p50_ms"],
         "edge_exact_1_thread_p50_over_faiss": exact_1t_stats["p50_ms"] / faiss_stats["p50_ms"],
         "edge_hnsw_p50_over_faiss": hnsw_stats["p50_ms"] / faiss_stats["p50_ms"], "http_get_search_by_id": http_stats,
+        "http_post_search_uploads": upload_stats, "server_rss": memory,
     }
     print(f"{'top-10 query':<28}{'p50 ms':>10}{'p99 ms':>10}")
     rows = (
@@ -229,6 +355,12 @@ def main() -> None:
           f"HNSW {report['edge_hnsw_p50_over_faiss']:.2f}x (target <= 2x)")
     print(f"HTTP GET /search/{{id}}, {http_stats['clients']} clients, {http_stats['seconds']} s: p50 {http_stats['p50_ms']:.1f} ms, "
           f"p99 {http_stats['p99_ms']:.1f} ms, {http_stats['requests_per_s']} req/s, {http_stats['errors']} errors")
+    if upload_stats is not None:
+        print(f"HTTP POST /search uploads, {upload_stats['clients']} clients, {upload_stats['seconds']} s: p50 "
+              f"{upload_stats['p50_ms']:.0f} ms, p99 {upload_stats['p99_ms']:.0f} ms, {upload_stats['requests_per_s']} req/s, "
+              f"{upload_stats['errors']} errors; by kind: "
+              + ", ".join(f"{k} n={v['n']} p50 {v['p50_ms']:.0f} ms" for k, v in upload_stats["by_kind"].items()))
+    print(f"server RSS: {memory['start_bytes'] / 2**30:.2f} GiB at start, peak {memory['peak_gib']:.2f} GiB (target < 3 GiB)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS, report)
     print(f"wrote {RESULTS}")

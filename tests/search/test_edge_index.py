@@ -130,3 +130,56 @@ def test_opening_a_missing_or_busy_index_is_a_clear_error(tmp_path, schema):
     with EdgeIndex.create(tmp_path / "index", schema):
         with pytest.raises(IndexUnavailableError, match="open in another process"):
             EdgeIndex.open(tmp_path / "index")
+
+
+def _written(tmp_path, schema, make_points, n: int):
+    ids, vectors, payloads = make_points(n)
+    with EdgeIndex.write(tmp_path / "index", schema) as index:
+        for start in range(0, n, 256):
+            index.upsert(ids[start : start + 256], vectors[start : start + 256], payloads[start : start + 256])
+    return tmp_path / "index"
+
+
+def test_an_index_that_lost_its_segments_is_refused(tmp_path, schema, make_points):
+    import shutil
+
+    path = _written(tmp_path, schema, make_points, 2000)
+    with EdgeIndex.open(path, expect=schema) as index:
+        assert index.count() == 2000
+    for segment in (path / "shard" / "segments").iterdir():
+        shutil.rmtree(segment)
+    with pytest.raises(IndexUnavailableError, match=r"is damaged: it holds \d+ points of the 2000 written when it was built; delete the folder and rebuild it"):
+        EdgeIndex.open(path, expect=schema)
+
+
+def test_an_index_holding_other_points_than_recorded_is_refused(tmp_path, schema, make_points):
+    import json
+
+    path = _written(tmp_path, schema, make_points, 20)
+    record = json.loads((path / "simtune_index.json").read_text())
+    assert record["points"] == 20 and len(record["point_id_checksum"]) == 32
+    record["point_id_checksum"] = "0" * 32
+    (path / "simtune_index.json").write_text(json.dumps(record))
+    with pytest.raises(IndexUnavailableError, match="it holds 20 points, but not the ones of the 20 written"):
+        EdgeIndex.open(path, expect=schema)
+
+
+def test_rewriting_an_index_that_a_server_holds_open_is_refused_before_and_after_the_work(tmp_path, schema, make_points):
+    path = _written(tmp_path, schema, make_points, 20)
+    ids, vectors, payloads = make_points(30)
+    with EdgeIndex.open(path, expect=schema):  # what `serve` holds
+        with pytest.raises(IndexUnavailableError, match="is open in another process .* stop it before re-indexing"):
+            with EdgeIndex.write(path, schema) as index:
+                index.upsert(ids, vectors, payloads)
+    with pytest.raises(IndexUnavailableError, match="is open in another process"):
+        with EdgeIndex.write(path, schema) as index:
+            index.upsert(ids, vectors, payloads)
+            server = EdgeIndex.open(path, expect=schema)  # started while the write ran
+    server.close()
+    with EdgeIndex.open(path, expect=schema) as index:
+        assert index.count() == 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
+    with EdgeIndex.write(path, schema) as index:
+        index.upsert(ids, vectors, payloads)
+    with EdgeIndex.open(path, expect=schema) as index:
+        assert index.count() == 30

@@ -1,14 +1,17 @@
 """The embedded default backend: Qdrant's engine in-process (``qdrant-edge-py``), persisted in a folder.
 
-Layout: ``DIR/simtune_index.json`` (the ``IndexSchema``) and ``DIR/shard/`` (the Qdrant Edge shard).
-Writers go through ``EdgeIndex.write``, which works on a staged copy and swaps it in only when the
-whole write succeeded, so a failed or interrupted re-index leaves the existing index as it was.
+Layout: ``DIR/simtune_index.json`` (the ``IndexSchema``, plus the point count and a checksum of the
+point ids as written) and ``DIR/shard/`` (the Qdrant Edge shard). Writers go through ``EdgeIndex.write``,
+which works on a staged copy and swaps it in only when the whole write succeeded, so a failed or
+interrupted re-index leaves the existing index as it was. ``open`` compares the shard with the recorded
+count and checksum, so a shard that lost files is refused instead of answering from what is left.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,6 +25,7 @@ from simtune.search.errors import IndexUnavailableError, UnknownPointError
 from simtune.search.schema import IndexSchema
 
 SCHEMA_FILE = "simtune_index.json"
+POINTS_KEY, CHECKSUM_KEY = "points", "point_id_checksum"
 SHARD_DIR = "shard"
 _DISTANCES = {
     "cosine": qe.Distance.Cosine,
@@ -71,6 +75,7 @@ class EdgeIndex(VectorIndex):
         """
         path = Path(path)
         schema = read_schema(path)
+        recorded = _read_record(path)
         if expect is not None:
             schema.check_same_model(expect)
         config = None
@@ -86,7 +91,14 @@ class EdgeIndex(VectorIndex):
                     "stop it, or query that server over HTTP"
                 ) from error
             raise IndexUnavailableError(f"cannot open the index at {path}: {error}") from error
-        return cls(path, shard, schema)
+        index = cls(path, shard, schema)
+        if POINTS_KEY in recorded:
+            try:
+                index._check_integrity(recorded[POINTS_KEY], recorded.get(CHECKSUM_KEY))
+            except BaseException:
+                index.close()
+                raise
+        return index
 
     @classmethod
     @contextmanager
@@ -102,6 +114,7 @@ class EdgeIndex(VectorIndex):
         existing = (path / SCHEMA_FILE).exists()
         if existing:
             read_schema(path).check_same_model(schema)
+            _check_not_open(path)  # a running server keeps answering from a folder swapped away under it
         elif path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise IndexUnavailableError(f"{path} exists and is not a simtune index; refusing to replace it")
         with replace_directory(path) as staging:
@@ -113,8 +126,12 @@ class EdgeIndex(VectorIndex):
             try:
                 yield index
                 index.optimize()
+                record = {**json.loads(schema.to_json()), POINTS_KEY: index.count(), CHECKSUM_KEY: index.id_checksum()}
             finally:
                 index.close()
+            (staging / SCHEMA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+            if (path / SCHEMA_FILE).exists():
+                _check_not_open(path)  # again: a server may have started while this write ran
 
     def optimize(self) -> None:
         """Merges segments and builds HNSW where the indexing threshold is reached."""
@@ -132,6 +149,26 @@ class EdgeIndex(VectorIndex):
 
     def count(self) -> int:
         return self._shard.count(qe.CountRequest(exact=True))
+
+    def id_checksum(self, batch_size: int = 4096) -> str:
+        """The sum of every point id (as a 128-bit UUID) modulo 2**128: order-free, and reads ids only."""
+        total, offset = 0, None
+        while True:
+            records, offset = self._shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=batch_size, with_payload=False, with_vector=False)
+            )
+            total += sum(uuid.UUID(str(record.id)).int for record in records)
+            if offset is None:
+                return f"{total % 2**128:032x}"
+
+    def _check_integrity(self, points: int, checksum: str | None) -> None:
+        count = self.count()
+        if count != points or (checksum is not None and self.id_checksum() != checksum):
+            found = f"{count} points" if count != points else f"{count} points, but not the ones"
+            raise IndexUnavailableError(
+                f"the index at {self.path} is damaged: it holds {found} of the {points} written when it was built; "
+                "delete the folder and rebuild it with `simtune cars index`"
+            )
 
     def export_vectors(self, batch_size: int = 1024) -> tuple[list[str], np.ndarray]:
         """Every point's id and stored vector (normalized, for cosine), e.g. to compare against another engine."""
@@ -168,7 +205,7 @@ class EdgeIndex(VectorIndex):
     def _get(self, point_id: str) -> tuple[np.ndarray, dict[str, Any]]:
         records = self._shard.retrieve([point_id], True, True)
         if not records:
-            raise UnknownPointError(f"no point with id {point_id} in the index at {self.path}")
+            raise UnknownPointError(f"no point with id {point_id} in the index")
         return np.asarray(records[0].vector, dtype=np.float32), dict(records[0].payload or {})
 
     def _sample(self, n: int) -> list[SearchHit]:
@@ -180,16 +217,43 @@ class EdgeIndex(VectorIndex):
 
 
 def read_schema(path: Path) -> IndexSchema:
+    try:
+        return IndexSchema.from_dict(_read_record(path))
+    except (ValueError, KeyError, TypeError) as error:
+        if isinstance(error, IndexUnavailableError):
+            raise
+        raise IndexUnavailableError(f"{path / SCHEMA_FILE} is not a valid index schema: {error}") from error
+
+
+def _read_record(path: Path) -> dict[str, Any]:
     schema_file = path / SCHEMA_FILE
     if not schema_file.is_file():
         raise IndexUnavailableError(f"no index at {path} ({SCHEMA_FILE} not found); build one with `simtune cars index`")
     try:
-        return IndexSchema.from_dict(json.loads(schema_file.read_text()))
-    except (ValueError, KeyError, TypeError) as error:
+        record = json.loads(schema_file.read_text())
+    except ValueError as error:
         raise IndexUnavailableError(f"{schema_file} is not a valid index schema: {error}") from error
+    if not isinstance(record, dict):
+        raise IndexUnavailableError(f"{schema_file} is not a valid index schema: expected a JSON object")
+    return record
 
 
 def _to_filter(conditions: dict[str, str | int]) -> qe.Filter | None:
     if not conditions:
         return None
     return qe.Filter(must=[qe.FieldCondition(name, match=qe.MatchValue(value)) for name, value in conditions.items()])
+
+
+def _check_not_open(path: Path) -> None:
+    """``IndexUnavailableError`` if another ``EdgeIndex`` (this process or another) holds the shard at ``path``."""
+    try:
+        shard = qe.EdgeShard.load(str(path / SHARD_DIR), None)
+    except Exception as error:  # the engine raises a bare Exception
+        if "WouldBlock" in str(error):
+            raise IndexUnavailableError(
+                f"the index at {path} is open in another process (e.g. `simtune cars serve`); stop it before "
+                "re-indexing, or index into another --index folder"
+            ) from error
+        raise IndexUnavailableError(f"cannot open the index at {path}: {error}") from error
+    shard.close()
+

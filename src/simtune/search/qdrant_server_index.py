@@ -15,9 +15,10 @@ from typing import Any, Iterator
 
 import numpy as np
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ApiException
 
 from simtune.search.base import SearchHit, VectorIndex
-from simtune.search.errors import IndexUnavailableError, UnknownPointError
+from simtune.search.errors import IndexUnavailableError, SearchError, UnknownPointError
 from simtune.search.schema import IndexSchema
 
 METADATA_KEY = "simtune_schema"
@@ -34,12 +35,17 @@ class QdrantServerIndex(VectorIndex):
     """``QdrantServerIndex(client, "cars", expect=schema)`` opens a collection (or alias);
     ``QdrantServerIndex.write(client, "cars", schema)`` creates or extends one."""
 
-    def __init__(self, client: QdrantClient, collection: str, expect: IndexSchema | None = None) -> None:
+    def __init__(
+        self, client: QdrantClient, collection: str, expect: IndexSchema | None = None, url: str | None = None
+    ) -> None:
         self._client = client
         self.collection = collection
-        if not client.collection_exists(collection):
-            raise IndexUnavailableError(f"no collection {collection!r} on the Qdrant server; build it with `simtune cars index`")
-        self.schema = self._stored_schema()
+        self.url = url
+        with _reaching(url, f"looking up collection {collection!r}"):
+            exists = client.collection_exists(collection)
+            if not exists:
+                raise IndexUnavailableError(f"no collection {collection!r} on the Qdrant server; build it with `simtune cars index`")
+            self.schema = self._stored_schema()
         if expect is not None:
             self.schema.check_same_model(expect)
 
@@ -47,43 +53,50 @@ class QdrantServerIndex(VectorIndex):
     def connect(
         cls, url: str, collection: str, expect: IndexSchema | None = None, api_key: str | None = None
     ) -> "QdrantServerIndex":
-        return cls(QdrantClient(url=url, api_key=api_key), collection, expect)
+        return cls(client_for(url, api_key), collection, expect, url)
 
     @classmethod
     @contextmanager
-    def write(cls, client: QdrantClient, collection: str, schema: IndexSchema) -> Iterator["QdrantServerIndex"]:
+    def write(
+        cls, client: QdrantClient, collection: str, schema: IndexSchema, url: str | None = None
+    ) -> Iterator["QdrantServerIndex"]:
         """Yields a writable copy of ``collection`` (created if missing); the alias moves to it on success.
 
         On any exception the copy is dropped and ``collection`` is untouched. The model check
         happens before anything is copied. The client stays open (the caller owns it).
         """
-        current = _alias_target(client, collection)
-        if current is None and client.collection_exists(collection):
-            raise IndexUnavailableError(
-                f"{collection!r} is a plain collection, not an alias written by simtune; choose another --collection"
-            )
+        with _reaching(url, f"looking up collection {collection!r}"):
+            current = _alias_target(client, collection)
+            if current is None and client.collection_exists(collection):
+                raise IndexUnavailableError(
+                    f"{collection!r} is a plain collection, not an alias written by simtune; choose another --collection"
+                )
         if current is not None:
-            cls(client, collection, expect=schema)
+            cls(client, collection, expect=schema, url=url)
         staging = f"{collection}--{uuid.uuid4().hex[:12]}"
-        client.create_collection(
-            staging,
-            vectors_config=models.VectorParams(size=schema.embedding_size, distance=_DISTANCES[schema.distance]),
-            metadata={METADATA_KEY: schema.to_json()},
-        )
+        with _reaching(url, f"creating collection {staging!r}"):
+            client.create_collection(
+                staging,
+                vectors_config=models.VectorParams(size=schema.embedding_size, distance=_DISTANCES[schema.distance]),
+                metadata={METADATA_KEY: schema.to_json()},
+            )
         try:
-            for name, kind in schema.filter_fields.items():
-                client.create_payload_index(staging, name, _FIELD_TYPES[kind])
-            if current is not None:
-                _copy_points(client, current, staging)
-            yield cls(client, staging, expect=schema)
+            with _reaching(url, f"preparing collection {staging!r}"):
+                for name, kind in schema.filter_fields.items():
+                    client.create_payload_index(staging, name, _FIELD_TYPES[kind])
+                if current is not None:
+                    _copy_points(client, current, staging)
+            yield cls(client, staging, expect=schema, url=url)
         except BaseException:
-            client.delete_collection(staging)
+            with _reaching(url, f"dropping the unfinished collection {staging!r}"):
+                client.delete_collection(staging)
             raise
-        switch: list[Any] = [models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=collection))] if current else []
-        switch.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=staging, alias_name=collection)))
-        client.update_collection_aliases(switch)
-        if current is not None:
-            client.delete_collection(current)
+        with _reaching(url, f"pointing alias {collection!r} at the new collection {staging!r}"):
+            switch: list[Any] = [models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=collection))] if current else []
+            switch.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=staging, alias_name=collection)))
+            client.update_collection_aliases(switch)
+            if current is not None:
+                client.delete_collection(current)
 
     def _stored_schema(self) -> IndexSchema:
         metadata = self._client.get_collection(self.collection).config.metadata or {}
@@ -94,40 +107,65 @@ class QdrantServerIndex(VectorIndex):
         return IndexSchema.from_dict(json.loads(metadata[METADATA_KEY]))
 
     def count(self) -> int:
-        return self._client.count(self.collection, exact=True).count
+        with _reaching(self.url, f"counting the points of {self.collection!r}"):
+            return self._client.count(self.collection, exact=True).count
 
     def close(self) -> None:
         self._client.close()
 
     def _upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
         points = [models.PointStruct(id=i, vector=v.tolist(), payload=p) for i, v, p in zip(ids, vectors, payloads)]
-        self._client.upsert(self.collection, points, wait=True)
+        with _reaching(self.url, f"writing points to {self.collection!r}"):
+            self._client.upsert(self.collection, points, wait=True)
 
     def _search(self, vector: np.ndarray, k: int, filter: dict[str, str | int], exact: bool) -> list[SearchHit]:
-        response = self._client.query_points(
-            self.collection,
-            query=vector.tolist(),
-            limit=k,
-            query_filter=_to_filter(filter),
-            search_params=models.SearchParams(exact=exact),
-            with_payload=True,
-        )
+        with _reaching(self.url, f"searching {self.collection!r}"):
+            response = self._client.query_points(
+                self.collection,
+                query=vector.tolist(),
+                limit=k,
+                query_filter=_to_filter(filter),
+                search_params=models.SearchParams(exact=exact),
+                with_payload=True,
+            )
         return [SearchHit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
 
     def _get(self, point_id: str) -> tuple[np.ndarray, dict[str, Any]]:
-        records = self._client.retrieve(self.collection, [point_id], with_payload=True, with_vectors=True)
+        with _reaching(self.url, f"reading point {point_id} of {self.collection!r}"):
+            records = self._client.retrieve(self.collection, [point_id], with_payload=True, with_vectors=True)
         if not records:
             raise UnknownPointError(f"no point with id {point_id} in collection {self.collection!r}")
         return np.asarray(records[0].vector, dtype=np.float32), dict(records[0].payload or {})
 
     def _sample(self, n: int) -> list[SearchHit]:
-        response = self._client.query_points(
-            self.collection, query=models.SampleQuery(sample=models.Sample.RANDOM), limit=n, with_payload=True
-        )
+        with _reaching(self.url, f"sampling {self.collection!r}"):
+            response = self._client.query_points(
+                self.collection, query=models.SampleQuery(sample=models.Sample.RANDOM), limit=n, with_payload=True
+            )
         return [SearchHit(str(p.id), 0.0, dict(p.payload or {})) for p in response.points]
 
     def _delete(self, ids: list[str]) -> None:
-        self._client.delete(self.collection, models.PointIdsList(points=ids), wait=True)
+        with _reaching(self.url, f"deleting points of {self.collection!r}"):
+            self._client.delete(self.collection, models.PointIdsList(points=ids), wait=True)
+
+
+@contextmanager
+def _reaching(url: str | None, step: str) -> Iterator[None]:
+    """The client's transport and HTTP failures as one ``IndexUnavailableError`` naming the server and the step."""
+    try:
+        yield
+    except (ApiException, ValueError) as error:
+        if isinstance(error, SearchError):
+            raise
+        where = f"the Qdrant server at {url}" if url else "the Qdrant server"
+        raise IndexUnavailableError(f"{where} failed while {step}: {error}") from error
+
+
+def client_for(url: str, api_key: str | None = None) -> QdrantClient:
+    """A client for ``url``; a malformed URL is an ``IndexUnavailableError``. The version handshake is skipped
+    (it only warns), so an unreachable server fails on the first real request, with one clear error."""
+    with _reaching(url, "parsing its URL"):
+        return QdrantClient(url=url, api_key=api_key, check_compatibility=False)
 
 
 def _alias_target(client: QdrantClient, alias: str) -> str | None:

@@ -14,16 +14,20 @@ from simtune.search.errors import InvalidQueryError, ModelMismatchError
 
 FIELD_TYPES = ("keyword", "integer")
 MAX_K = 1000
+# Qdrant stores integer payloads as signed 64-bit; a larger value cannot match and overflows its client.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
 class IndexSchema:
-    """``filter_fields`` maps payload field name -> ``"keyword"`` or ``"integer"``."""
+    """``filter_fields`` maps payload field name -> ``"keyword"`` or ``"integer"``. ``data_root`` is the
+    resolved folder the indexed files were read from, so a server can refuse any file outside it."""
 
     fingerprint: str
     embedding_size: int
     distance: str = "cosine"
     filter_fields: Mapping[str, str] = field(default_factory=dict)
+    data_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.embedding_size < 1:
@@ -40,7 +44,7 @@ class IndexSchema:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "IndexSchema":
-        return cls(**{k: data[k] for k in ("fingerprint", "embedding_size", "distance", "filter_fields")})
+        return cls(**{k: data[k] for k in ("fingerprint", "embedding_size", "distance", "filter_fields")}, data_root=data.get("data_root"))
 
     def check_model(self, fingerprint: str, embedding_size: int) -> None:
         """Raises ``ModelMismatchError`` unless the given model is the one this index was built with."""
@@ -76,9 +80,14 @@ class IndexSchema:
                 )
             if kind == "integer":
                 try:
-                    checked[name] = int(value)
+                    number = int(value)
                 except (TypeError, ValueError):
                     raise InvalidQueryError(f"filter {name}={value!r}: {name} must be an integer") from None
+                if isinstance(value, bool) or not INT64_MIN <= number <= INT64_MAX:
+                    raise InvalidQueryError(
+                        f"filter {name}={value!r}: {name} must be an integer from {INT64_MIN} to {INT64_MAX}"
+                    )
+                checked[name] = number
             else:
                 if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value) == "":
                     raise InvalidQueryError(f"filter {name}={value!r}: expected a non-empty text value")

@@ -13,7 +13,8 @@ SHARED_CARS = Path(__file__).resolve().parents[3].parent / "shared" / "datasets"
 
 
 def write_slice(root: Path, classes: int = 10, per_class: int = 12) -> Path:
-    """A labels.csv naming the first ``per_class`` images of the first ``classes`` classes (absolute paths)."""
+    """A labels.csv naming the first ``per_class`` images of the first ``classes`` classes, through a link to the
+    shared images folder (a labels.csv may only name files inside its own folder)."""
     with (SHARED_CARS / "labels.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     picked: dict[int, list[dict]] = {}
@@ -22,12 +23,13 @@ def write_slice(root: Path, classes: int = 10, per_class: int = 12) -> Path:
         if len(members) < per_class:
             members.append(row)
     root.mkdir(parents=True)
+    (root / "images").symlink_to(SHARED_CARS / "images", target_is_directory=True)
     with (root / "labels.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["filename", "class_id", "class_name", "original_split"])
         for class_id in sorted(picked)[:classes]:
             for row in picked[class_id]:
-                writer.writerow([SHARED_CARS / row["filename"], class_id, row["class_name"], row["original_split"]])
+                writer.writerow([row["filename"], class_id, row["class_name"], row["original_split"]])
     return root
 
 

@@ -27,3 +27,11 @@ def test_box_outside_the_image_is_an_error_not_a_crash(tmp_path):
     source = write_image(tmp_path / "car.jpg", 3, size=(40, 30))
     result = check_image(source, (50, 50, 60, 60), tmp_path / "crop.jpg")
     assert "outside the 40x30 image" in result.error
+
+
+def test_an_image_mode_with_no_rgb_reading_is_listed_not_used(tmp_path):
+    import numpy as np
+
+    Image.fromarray(np.array([[0.0, 4000.0]], dtype=np.float32)).save(tmp_path / "hdr.tif")
+    result = check_image(tmp_path / "hdr.tif")
+    assert result.error is not None and "image mode 'F' holds pixel values from 0 to 4000" in result.error

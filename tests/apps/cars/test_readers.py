@@ -56,6 +56,16 @@ def test_labels_csv_with_non_integer_class_id_names_the_line(tmp_path: Path):
         read_collection(tmp_path)
 
 
+@pytest.mark.parametrize("outside", ["/etc/passwd", "../secret/a.jpg", "images/../../a.jpg"])
+def test_labels_csv_naming_a_path_outside_its_folder_is_refused_at_read_time(tmp_path: Path, outside: str):
+    data = tmp_path / "data"
+    write_image(data / "a.jpg", 1)
+    write_image(tmp_path / "secret/a.jpg", 2)
+    write_labels_csv(data, [("a.jpg", 1, "Audi TTS Coupe 2012", "train"), (outside, 1, "Audi TTS Coupe 2012", "train")])
+    with pytest.raises(ValueError, match=rf"labels.csv, line 3: filename '{outside}' must be a path inside .*without '\.\.'"):
+        read_collection(data)
+
+
 def _annotations(rows: list[tuple[str, int, tuple[int, int, int, int]]]) -> dict:
     dtype = [(f, "O") for f in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname")]
     table = np.array([(*box, cls, fname) for fname, cls, box in rows], dtype=dtype)

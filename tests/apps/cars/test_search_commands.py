@@ -82,6 +82,12 @@ def _png(size: tuple[int, int], mode: str = "RGB") -> bytes:
     return buffer.getvalue()
 
 
+def _tiff_float(top: float) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.array([[0.0, top]], dtype=np.float32)).save(buffer, "TIFF")
+    return buffer.getvalue()
+
+
 def test_bad_input_gets_a_clear_message_and_exit_code_2(indexed, tmp_path):
     run, data = indexed
     photo = str(data / "images/001/img_1_0.jpg")
@@ -89,13 +95,16 @@ def test_bad_input_gets_a_clear_message_and_exit_code_2(indexed, tmp_path):
     cases = [
         ([str(_write(tmp_path / "notes.txt", b"hello"))], "is not an image"),
         ([str(_write(tmp_path / "half.jpg", jpeg[: len(jpeg) // 2]))], "truncated or corrupt"),
-        ([str(_write(tmp_path / "big.jpg", b"\xff" * (10 * 2**20 + 1)))], "the limit is 10.0 MiB"),
+        ([str(_write(tmp_path / "big.jpg", b"\xff" * (10 * 2**20 + 1)))], "is 10,485,761 bytes; the limit is 10,485,760 bytes"),
         ([str(_write(tmp_path / "bomb.png", _png((9000, 9000), "1")))], "9000x9000 = 81,000,000 pixels"),
         ([str(tmp_path / "missing.jpg")], "does not exist"),
+        ([str(_write(tmp_path / "hdr.tif", _tiff_float(4000.0)))], "hdr.tif: image mode 'F' holds pixel values from 0 to 4000"),
         ([photo, "--k", "0"], "k must be an integer from 1 to 1000"),
         ([photo, "--k", str(10**6)], "k must be an integer from 1 to 1000"),
         ([photo, "--filter", "color=red"], "unknown filter field 'color'"),
         ([photo, "--filter", "make"], "expected FIELD=VALUE"),
+        ([photo, "--filter", "year=99999999999999999999999"], "year must be an integer from -9223372036854775808"),
+        ([photo, "--filter", f"year={2**63}"], "year must be an integer from -9223372036854775808"),
         ([photo, "--index", str(tmp_path / "nowhere")], "no index at"),
         ([photo, "--index", str(tmp_path), "--qdrant-url", "http://127.0.0.1:1"], "not both"),
     ]
@@ -197,11 +206,10 @@ def test_index_and_search_through_the_server_backend(labels_csv_root, tmp_path, 
     """--qdrant-url goes through qdrant-client; here its local mode stands in for the server at that URL."""
     from qdrant_client import QdrantClient
 
-    def local_client(url: str, api_key: str | None = None) -> QdrantClient:
+    def local_client(url: str, api_key: str | None = None, **options) -> QdrantClient:
         assert url == "http://qdrant.test:6333" and api_key == "secret"
         return QdrantClient(path=str(tmp_path / "qdrant"))
 
-    monkeypatch.setattr("simtune.apps.cars.indexing.QdrantClient", local_client)
     monkeypatch.setattr("simtune.search.qdrant_server_index.QdrantClient", local_client)
     server = ["--qdrant-url", "http://qdrant.test:6333", "--api-key", "secret", "--collection", "cars-test"]
     run = tmp_path / "run"
@@ -214,3 +222,81 @@ def test_index_and_search_through_the_server_backend(labels_csv_root, tmp_path, 
     result = _search(run, str(photo), "--k", "1", "--json", *server)
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)[0]["id"] == point_id(photo.as_posix())
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from simtune.models import SimilarityModel
+    from simtune.models.encoders import EfficientNetLiteEncoder
+    from simtune.models.heads import EmptyHead
+
+    encoder = EfficientNetLiteEncoder("lite0")
+    path = tmp_path_factory.mktemp("saved") / "model"
+    SimilarityModel(encoder, EmptyHead(encoder.embedding_size)).save(path)
+    return path
+
+
+def _damaged_run(saved_model: Path, run: Path, damage: str) -> Path:
+    import shutil
+
+    shutil.copytree(saved_model, run / "model")
+    weights = run / "model/encoders/default/weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    if damage == "flipped byte":
+        data[len(data) // 2] ^= 0x01
+    else:
+        data = data[: len(data) // 3]
+    weights.write_bytes(bytes(data))
+    return weights
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated"])
+def test_a_damaged_model_is_one_line_naming_the_file_in_search_and_serve(saved_model, labels_csv_root, tmp_path, damage):
+    run = tmp_path / "run"
+    weights = _damaged_run(saved_model, run, damage)
+    photo = str(labels_csv_root / "images/001/img_1_0.jpg")
+    for result in (_search(run, photo), runner.invoke(app, ["cars", "serve", "--run", str(run), "--port", "1"])):
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+        assert str(weights) in result.output and result.output.startswith("Error: cannot load the model of")
+
+
+def test_an_unreachable_qdrant_server_is_one_line_naming_the_url(labels_csv_root, tmp_path, thumbnail_model):
+    run, url = tmp_path / "run", "http://127.0.0.1:1"
+    photo = str(labels_csv_root / "images/001/img_1_0.jpg")
+    for args in (
+        ["search", photo, "--run", str(run), "--qdrant-url", url],
+        ["serve", "--run", str(run), "--qdrant-url", url],
+        ["index", "--data", str(labels_csv_root), "--run", str(run), "--qdrant-url", url],
+    ):
+        result = runner.invoke(app, ["cars", *args])
+        assert result.exit_code == 2, result.output
+        errors = [line for line in result.output.splitlines() if "rror" in line]  # progress bars may come first
+        assert "Traceback" not in result.output and len(errors) == 1, result.output
+        assert errors[0].startswith(f"Error: the Qdrant server at {url} failed while looking up collection 'cars'")
+
+
+def test_a_damaged_index_is_refused_with_one_line(indexed):
+    run, data = indexed
+    record_file = run / "index" / "simtune_index.json"
+    record = json.loads(record_file.read_text())
+    assert record["points"] == 12
+    record["points"] = 13  # as if a segment holding one point had been lost
+    record_file.write_text(json.dumps(record))
+    for result in (_search(run, str(data / "images/001/img_1_0.jpg")), runner.invoke(app, ["cars", "serve", "--run", str(run)])):
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == (
+            f"Error: the index at {run / 'index'} is damaged: it holds 12 points of the 13 written when it was built; "
+            "delete the folder and rebuild it with `simtune cars index`"
+        )
+
+
+def test_serve_on_a_busy_port_fails_with_one_line_before_claiming_to_serve(indexed):
+    run, _ = indexed
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["cars", "serve", "--run", str(run), "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port or --host"

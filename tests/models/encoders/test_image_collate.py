@@ -40,3 +40,14 @@ def test_collate_survives_pickling_for_dataloader_workers(car_images):
     import pickle
 
     assert torch.equal(pickle.loads(pickle.dumps(LITE))(car_images[:2]), LITE(car_images[:2]))
+
+
+def test_sixteen_bit_and_unreadable_modes_from_files(tmp_path):
+    import numpy as np
+
+    collate = ImageCollate(8, mean=[0, 0, 0], std=[1, 1, 1])
+    Image.fromarray(np.full((16, 16), 32896, dtype=np.uint16)).save(tmp_path / "grey16.png")
+    assert collate.load(tmp_path / "grey16.png").mean() == pytest.approx(128, abs=1)
+    Image.fromarray(np.array([[0.0, 4000.0]], dtype=np.float32)).save(tmp_path / "hdr.tif")
+    with pytest.raises(ValueError, match=r"image 0 \(.*hdr.tif\): image mode 'F' holds pixel values from 0 to 4000"):
+        collate([tmp_path / "hdr.tif"])

@@ -153,7 +153,8 @@ def _index_for_demo(run: Path, dataset: Any) -> tuple[Any, int]:
     if location.index_dir.is_dir():
         try:
             with open_index(location, load_run_model(run)) as index:
-                if index.count() == len(dataset.records):
+                # An index from before data folders were recorded serves no images: rebuild it.
+                if index.count() == len(dataset.records) and index.schema.data_root is not None:
                     return location, len(dataset.records)
         except Exception as error:  # stale, another model, or unreadable: rebuild it
             typer.echo(f"rebuilding {location.index_dir}: {error}")

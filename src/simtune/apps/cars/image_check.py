@@ -10,6 +10,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from simtune.atomic import staged_file
+from simtune.image_modes import to_rgb
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ def check_image(path: Path, crop: tuple[int, int, int, int] | None = None, crop_
     try:
         with Image.open(path) as image:
             image.load()
+            rgb = to_rgb(image)  # a mode with no faithful RGB reading is skipped here, not mid-training
             if crop is None or crop_to is None:
                 return CheckedImage(path)
             x1, y1, x2, y2 = crop
@@ -33,7 +35,7 @@ def check_image(path: Path, crop: tuple[int, int, int, int] | None = None, crop_
             if box[0] >= box[2] or box[1] >= box[3]:
                 return CheckedImage(path, f"bounding box {crop} lies outside the {image.width}x{image.height} image")
             with staged_file(crop_to, durable=False) as staging:  # a crop is cheap to redo
-                image.convert("RGB").crop(box).save(staging, format="JPEG", quality=95)
+                rgb.crop(box).save(staging, format="JPEG", quality=95)
             return CheckedImage(path, cropped_to=crop_to)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         return CheckedImage(path, f"{type(error).__name__}: {error}")

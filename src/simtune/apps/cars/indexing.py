@@ -7,16 +7,17 @@ them, and writes ``RUN/index`` (embedded Qdrant Edge) or a collection on a Qdran
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from qdrant_client import QdrantClient
 from tqdm.auto import tqdm
 
 from simtune.apps.cars.dataset import SPLIT_FILE, TRAIN, UNSEEN, CarRecord, CarsDataset
 from simtune.search import EdgeIndex, Embedder, IndexSchema, QdrantServerIndex, VectorIndex, point_id
+from simtune.search.qdrant_server_index import client_for
 
 INDEX_DIR_NAME = "index"
 DEFAULT_COLLECTION = "cars"
@@ -50,8 +51,13 @@ class IndexLocation:
         return str(self.index_dir) if self.index_dir is not None else f"{self.qdrant_url} (collection {self.collection!r})"
 
 
-def cars_schema(model: Embedder) -> IndexSchema:
-    return IndexSchema(model.fingerprint(), model.embedding_size, "cosine", CAR_FIELDS)
+def cars_schema(model: Embedder, data_root: str | None = None) -> IndexSchema:
+    return IndexSchema(model.fingerprint(), model.embedding_size, "cosine", CAR_FIELDS, data_root)
+
+
+def common_root(records: Sequence[CarRecord]) -> str:
+    """The deepest folder holding every record's file (symlinks resolved): what the server may serve from."""
+    return os.path.commonpath([os.path.dirname(os.path.realpath(record.path)) for record in records])
 
 
 def car_payload(record: CarRecord) -> dict[str, Any]:
@@ -160,7 +166,7 @@ def build_index(
     location = location or IndexLocation.for_run(run_dir)
     if vectors is not None and len(vectors) != len(records):
         raise ValueError(f"got {len(vectors)} vectors for {len(records)} records")
-    schema = cars_schema(model)
+    schema = cars_schema(model, common_root(records) if records else None)
     if location.index_dir is not None:
         with EdgeIndex.write(location.index_dir, schema) as index:
             _upsert_all(index, model, records, vectors, batch_size, progress)
@@ -168,9 +174,9 @@ def build_index(
                 tqdm.write(f"building the HNSW search graph over {index.count()} points (minutes for ~16k)")
             index.optimize()
             return location, index.count()
-    client = QdrantClient(url=location.qdrant_url, api_key=location.api_key)
+    client = client_for(location.qdrant_url, location.api_key)
     try:
-        with QdrantServerIndex.write(client, location.collection, schema) as index:
+        with QdrantServerIndex.write(client, location.collection, schema, url=location.qdrant_url) as index:
             _upsert_all(index, model, records, vectors, batch_size, progress)
             return location, index.count()
     finally:

@@ -72,6 +72,12 @@ class LabelsCsvReader(CarsReader):
             rows = list(reader)
         names: dict[int, str] = {}
         for line, row in enumerate(rows, start=2):
+            filename = Path(row["filename"] or "")
+            if filename.is_absolute() or ".." in filename.parts or not filename.parts:
+                raise ValueError(
+                    f"{labels}, line {line}: filename {row['filename']!r} must be a path inside {root} "
+                    "(relative, without '..')"
+                )
             try:
                 class_id = int(row["class_id"])
             except ValueError:

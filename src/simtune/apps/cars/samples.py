@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from simtune.apps.cars.dataset import CarRecord
 from simtune.data import SimilarityGroupSample
+from simtune.image_modes import to_rgb
 
 
 class CarSamples(Dataset):
@@ -35,7 +36,7 @@ class CarSamples(Dataset):
         if index < len(self.records):
             return SimilarityGroupSample(record.path, self._group(record))
         with Image.open(record.path) as image:
-            return SimilarityGroupSample(ImageOps.mirror(image.convert("RGB")), self._group(record))
+            return SimilarityGroupSample(ImageOps.mirror(to_rgb(image)), self._group(record))
 
     @property
     def groups(self) -> list[int]:

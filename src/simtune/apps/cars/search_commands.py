@@ -15,6 +15,9 @@ INDEX_HELP = "Embedded index folder (default RUN/index)."
 URL_HELP = "A Qdrant server or cluster instead of the embedded index, e.g. http://localhost:6333."
 FILTER_HELP = "FIELD=VALUE, repeatable (all must hold); fields: make, year, class_name, split (train/test), subset (train/unseen)."
 
+# Connections beyond this get an immediate 503 instead of queueing without bound.
+MAX_CONNECTIONS = 512
+
 # Where the index lives: the same five options on index, search and serve.
 _RUN = typer.Option(Path("runs/cars"), "--run", help=RUN_HELP)
 _INDEX = typer.Option(None, "--index", help=INDEX_HELP)
@@ -26,6 +29,16 @@ _COLLECTION = typer.Option("cars", "--collection", help="Collection name on the 
 def _fail(message: str) -> NoReturn:
     typer.echo(f"Error: {message}", err=True)
     raise typer.Exit(2)
+
+
+def _load_model(run: Path) -> Any:
+    """The run's model, or one line naming the damaged or missing file (never a traceback)."""
+    from simtune.apps.cars.indexing import load_run_model
+
+    try:
+        return load_run_model(run)
+    except (ValueError, OSError) as error:
+        _fail(f"cannot load the model of {run}: {error}")
 
 
 def _location(run: Path, index: Optional[Path], qdrant_url: Optional[str], api_key: Optional[str], collection: str) -> Any:
@@ -55,7 +68,7 @@ def index_command(
     try:
         dataset, _ = prepare_dataset(data, run)
         where, count = index_run(run, dataset, location=location)
-    except (SearchError, FileNotFoundError, ValueError) as error:
+    except (SearchError, OSError, ValueError) as error:
         _fail(str(error))
     typer.echo(f"indexed {len(dataset.records)} images; {count} points in {where}")
     typer.echo(f"serve it:  {serve_hint(run, where)}")
@@ -74,7 +87,7 @@ def search_command(
     collection: str = _COLLECTION,
 ) -> None:
     """Print the cars most similar to IMAGE: rank, score, class and path."""
-    from simtune.apps.cars.indexing import load_run_model, open_index
+    from simtune.apps.cars.indexing import open_index
     from simtune.search import SearchError, parse_filters
     from simtune.search.query_image import load_query_image
 
@@ -82,7 +95,7 @@ def search_command(
     try:
         conditions = parse_filters(filter)
         query = load_query_image(image)  # bad images fail before the model is loaded
-        model = load_run_model(run)
+        model = _load_model(run)
         with open_index(location, model) as vector_index:
             vector_index.schema.check_k(k)
             vector_index.schema.check_filter(conditions)
@@ -116,19 +129,45 @@ def serve_command(
     """Serve the web page (/), the HTTP API (/search, /search/{id}, /images/{id}, /health) and its docs (/docs)."""
     import uvicorn
 
-    from simtune.apps.cars.indexing import load_run_model, open_index
+    from simtune.apps.cars.indexing import open_index
+    from simtune.apps.cars.request_head_deadline import RequestHeadDeadline
     from simtune.apps.cars.serve import create_app
     from simtune.search import SearchError
 
     location = _location(run, index, qdrant_url, api_key, collection)
+    model = _load_model(run)
     try:
-        model = load_run_model(run)
         vector_index = open_index(location, model)
     except (SearchError, FileNotFoundError) as error:
         _fail(str(error))
+    try:
+        listening = _listen(host, port)
+    except OSError as error:
+        vector_index.close()
+        _fail(f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port or --host")
     web_app = create_app(vector_index, model, max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels)
+    config = uvicorn.Config(
+        web_app, log_level="warning", http=RequestHeadDeadline, timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS
+    )
     typer.echo(f"serving {vector_index.count()} cars from {location} at http://{host}:{port}/ (API docs: /docs)")
     try:
-        uvicorn.run(web_app, host=host, port=port, log_level="warning")
+        uvicorn.Server(config).run(sockets=[listening])
     finally:
+        listening.close()
         vector_index.close()
+
+
+def _listen(host: str, port: int) -> Any:
+    """A bound socket, so a busy port fails before anything claims to be serving."""
+    import socket
+
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    listening = socket.socket(family, kind, proto)
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # reuse TIME_WAIT only; a live listener still fails
+        listening.bind(address)
+        listening.listen(2048)
+    except OSError:
+        listening.close()
+        raise
+    return listening

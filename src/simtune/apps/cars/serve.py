@@ -12,11 +12,13 @@ from typing import Any
 
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 import simtune
 from simtune.apps.cars.body_limit import BodyLimit
+from simtune.apps.cars.head_as_get import HeadAsGet
+from simtune.apps.cars.indexed_image import read_indexed_image
 from simtune.search import (
     MAX_K,
     Embedder,
@@ -63,6 +65,7 @@ def create_app(
         app.add_exception_handler(error_type, _json_error(status))
 
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes + FORM_OVERHEAD_BYTES, upload_limit=max_upload_bytes)
+    app.add_middleware(HeadAsGet)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -83,6 +86,8 @@ def create_app(
         """The cars most similar to an uploaded photo."""
         data = await file.read(max_upload_bytes + 1)
         name = f"upload {file.filename!r}" if file.filename else "upload"
+        if len(data) > max_upload_bytes:  # only the first limit + 1 bytes were read: its size is unknown
+            raise ImageTooLargeError(f"{name} is over the limit of {max_upload_bytes:,} bytes ({max_upload_bytes / 2**20:g} MiB)")
 
         def run() -> list[SearchHit]:
             conditions = parse_filters(filter)
@@ -114,14 +119,16 @@ def create_app(
             raise UnknownPointError("the index is empty")
         return _hit_json(hits[0])
 
-    @app.get("/images/{image_id:path}", response_class=FileResponse)
-    def image(image_id: str) -> FileResponse:
+    @app.get("/images/{image_id:path}", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+    def image(image_id: str) -> Response:
         """The photo of an indexed car; nothing else on the server's disk is reachable."""
-        _, payload = index.get(parse_point_id(image_id))
-        path = Path(payload.get("path", ""))
-        if not path.is_file():
-            raise UnknownPointError(f"the image file of point {image_id} is missing on the server")
-        return FileResponse(path, headers={"Cache-Control": "max-age=3600"})
+        point_id = parse_point_id(image_id)
+        _, payload = index.get(point_id)
+        found = read_indexed_image(payload.get("path"), index.schema.data_root)
+        if found is None:  # one answer for missing, moved, linked elsewhere or not an image: no path, no hint
+            raise UnknownPointError(f"the image of point {point_id} is not available on this server")
+        data, media_type = found
+        return Response(data, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from simtune.image_modes import to_rgb
+
 
 class ImageCollate:
     """``list[PIL.Image | str | Path] -> Tensor (B, 3, size, size)`` of ``(pixel - mean) / std``.
@@ -46,15 +48,20 @@ class ImageCollate:
                     return self._resized(opened, size)
             except (OSError, Image.DecompressionBombError) as error:
                 raise ValueError(f"image {index} ({image}): cannot be read as an image ({error})") from None
+            except ValueError as error:
+                raise ValueError(f"image {index} ({image}): {error}") from None
         if isinstance(image, Image.Image):
-            return self._resized(image, size)
+            try:
+                return self._resized(image, size)
+            except ValueError as error:
+                raise ValueError(f"image {index}: {error}") from None
         raise TypeError(f"image {index}: expected a PIL image or a file path, got {type(image).__name__}")
 
     @staticmethod
     def _resized(image: Any, size: tuple[int, int]) -> np.ndarray:
         from PIL import Image
 
-        image = image.convert("RGB")
+        image = to_rgb(image)
         if image.size != size:
             image = image.resize(size, Image.Resampling.BILINEAR)
         return np.asarray(image)
