@@ -14,6 +14,7 @@ from typing import Any
 BUILTINS: dict[str, str] = {
     "EfficientNetLiteEncoder": "simtune.models.encoders.efficientnet_lite:EfficientNetLiteEncoder",
     "TorchvisionEncoder": "simtune.models.encoders.torchvision_encoder:TorchvisionEncoder",
+    "TransformersTextEncoder": "simtune.models.encoders.transformers_encoder:TransformersTextEncoder",
     "EmptyHead": "simtune.models.heads.empty_head:EmptyHead",
     "EfficientNetLiteTopHead": "simtune.models.heads.efficientnet_lite_top_head:EfficientNetLiteTopHead",
     "LinearHead": "simtune.models.heads.linear_head:LinearHead",
