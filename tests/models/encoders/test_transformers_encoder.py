@@ -67,6 +67,14 @@ def test_embeds_texts_and_padding_changes_nothing(tiny_bert):
     assert not torch.allclose(padded[0], padded[1])
 
 
+def test_the_config_does_not_change_when_the_tokenizer_is_used(tiny_bert):
+    """Cache fingerprints and model fingerprints hash the config: using the encoder must not change it."""
+    encoder = TransformersTextEncoder(tiny_bert, max_length=7)
+    before = encoder.get_config()
+    _embed(encoder, ["reset my password", "how do i change the email to a phone number"])
+    assert encoder.get_config() == before
+
+
 def test_texts_are_truncated_to_max_length(tiny_bert):
     batch = TransformersTextEncoder(tiny_bert, max_length=5).get_collate_fn()(["how do i reset my password email"])
     assert batch["input_ids"].shape == (1, 5)

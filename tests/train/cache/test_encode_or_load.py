@@ -1,5 +1,8 @@
 import logging
 import os
+import re
+import runpy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +170,18 @@ def test_bad_arguments_are_named():
         encode_or_load(TinyConvEncoder(), GroupImages(), name="a/b")
     with pytest.raises(ValueError, match="dataset is empty"):
         encode_or_load(TinyConvEncoder(), [], device="cpu")
+
+
+def python_blocks(path: Path) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", path.read_text(encoding="utf-8"), flags=re.M | re.S)
+
+
+@pytest.mark.slow
+def test_the_cache_documentation_example_runs(tmp_path, capsys):
+    blocks = python_blocks(Path(__file__).resolve().parents[3] / "docs" / "cache.md")
+    assert blocks
+    for number, code in enumerate(blocks):
+        script = tmp_path / f"block{number}.py"
+        script.write_text(code)
+        runpy.run_path(str(script))
+    assert "torch.Size([12, 1280]) [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]" in capsys.readouterr().out

@@ -136,13 +136,19 @@ class TextCollate:
 
 
 def tokenizer_files(tokenizer: Any) -> dict[str, str]:
-    """The tokenizer's own files (``save_pretrained``) as text, to be embedded in a JSON config."""
+    """The tokenizer's own files (``save_pretrained``) as text, to be embedded in a JSON config.
+
+    ``tokenizer.json`` records the padding and truncation of the last call; ``TextCollate`` sets both on
+    every call, so they are dropped: otherwise the config (and every cache fingerprint) would change as
+    soon as the tokenizer is used."""
     with tempfile.TemporaryDirectory() as folder:
         tokenizer.save_pretrained(folder)
         files = {}
         for file_name in TOKENIZER_FILES:
             path = Path(folder, file_name)
             if path.is_file():
-                text = path.read_text(encoding="utf-8")
-                files[file_name] = json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
+                content = json.loads(path.read_text(encoding="utf-8"))
+                if file_name == "tokenizer.json":
+                    content |= {"padding": None, "truncation": None}
+                files[file_name] = json.dumps(content, separators=(",", ":"), ensure_ascii=False)
         return files
