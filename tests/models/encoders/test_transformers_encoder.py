@@ -1,5 +1,7 @@
 import json
 import os
+import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +171,21 @@ def test_minilm_matches_sentence_transformers_offline():
     reference = SentenceTransformer(str(minilm_l6_v2_path()), device="cpu").encode(texts, convert_to_tensor=True)
     assert encoder.embedding_size == 384
     assert torch.allclose(ours, reference.cpu(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_text_documentation_example_improves_held_out_pair_retrieval(tmp_path, monkeypatch):
+    """docs/text.md runs as written, with real MiniLM weights and the hub offline."""
+    text = (ROOT / "docs" / "text.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.M | re.S)
+    assert len(blocks) == 1
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "text_example.py"
+    script.write_text(blocks[0])
+    namespace = runpy.run_path(str(script))
+    before, after = namespace["before"], namespace["after"]
+    assert len(namespace["train_pairs"]) == 384 and after["num_queries"] == 64
+    assert after["mrr"] > before["mrr"] + 0.15
+    assert after["precision_at_1"] > before["precision_at_1"] + 0.15
+    assert (tmp_path / "paraphrase_model" / "config.json").is_file()
