@@ -1,9 +1,12 @@
-"""Images per second through the servable model's pieces: collate alone, and encode (collate + forward).
+"""Images per second through the servable model's pieces: collate alone, and encode (collate + forward);
+with ``--fill``, the feature cache's fill rate (``encode_or_load``, what ``fit`` with a ``CacheConfig``
+runs) under its default settings, beside the cars app's settings and serial decoding, back to back.
 
-Measures EfficientNet-Lite0 + SkipConnectionHead on real cars images, on the CPU (or --device), and
-writes benchmarks/results/encode_throughput.json.
+Measures EfficientNet-Lite0 (+ SkipConnectionHead) on real cars images, on the CPU (or --device), and
+writes benchmarks/results/encode_throughput.json (or encode_throughput_fill.json).
 
     python benchmarks/encode_throughput.py --images 256 --batch-size 32 --num-workers 0
+    python benchmarks/encode_throughput.py --fill --images 2000
 """
 
 from __future__ import annotations
@@ -16,9 +19,18 @@ from pathlib import Path
 import torch
 
 from simtune.atomic import write_json
+from simtune.data import SimilarityGroupSample
 from simtune.models import SimilarityModel
 from simtune.models.encoders import EfficientNetLiteEncoder
 from simtune.models.heads import SkipConnectionHead
+from simtune.train import CacheConfig, encode_or_load
+
+# name -> CacheConfig: what fit() uses by default, what the cars app passes, decoding in the main process.
+FILL_SETTINGS = {
+    "fit default: CacheConfig()": {},
+    "cars app: batch 16, 2 workers": {"batch_size": 16, "num_workers": 2},
+    "serial: batch 64, 0 workers": {"batch_size": 64, "num_workers": 0},
+}
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -30,9 +42,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--fill", action="store_true", help="measure the feature cache's fill rate instead")
     args = parser.parse_args()
 
     paths = sorted(Path(args.data, "images").glob("*/*.jpg"))[: args.images]
+    if args.fill:
+        write(measure_fill(paths, args.device), "encode_throughput_fill.json")
+        return
     encoder = EfficientNetLiteEncoder("lite0")
     model = SimilarityModel(encoder, SkipConnectionHead(encoder.embedding_size)).to(args.device).eval()
     collate = model.get_collate_fn()
@@ -55,8 +71,29 @@ def main() -> None:
         "collate_images_per_second": round(len(paths) / collate_seconds, 1),
         "encode_images_per_second": round(len(paths) / encode_seconds, 1),
     }
+    write(result, "encode_throughput.json")
+
+
+def measure_fill(paths: list[Path], device: str) -> dict:
+    """Every setting fills the same images from scratch (nothing saved), one after the other."""
+    samples = [SimilarityGroupSample(str(path), index) for index, path in enumerate(paths)]
+    encoder = EfficientNetLiteEncoder("lite0")
+    rates = {}
+    for name, settings in FILL_SETTINGS.items():
+        config = CacheConfig(**settings)
+        start = time.perf_counter()
+        encode_or_load(encoder, samples, config, device=device)
+        rates[name] = {
+            "batch_size": config.batch_size,
+            "num_workers": config.workers_for(-(-len(samples) // config.batch_size)),
+            "images_per_second": round(len(samples) / (time.perf_counter() - start), 1),
+        }
+    return {"images": len(samples), "device": device, "torch_threads": torch.get_num_threads(), "fill": rates}
+
+
+def write(result: dict, name: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS / "encode_throughput.json", result)
+    write_json(RESULTS / name, result)
     print(json.dumps(result, indent=2))
 
 

@@ -24,6 +24,7 @@ from simtune.models.errors import ModelFileError, UntrustedClassError
 BUILTINS: dict[str, str] = {
     "EfficientNetLiteEncoder": "simtune.models.encoders.efficientnet_lite:EfficientNetLiteEncoder",
     "TorchvisionEncoder": "simtune.models.encoders.torchvision_encoder:TorchvisionEncoder",
+    "TransformersTextEncoder": "simtune.models.encoders.transformers_encoder:TransformersTextEncoder",
     "EmptyHead": "simtune.models.heads.empty_head:EmptyHead",
     "EfficientNetLiteTopHead": "simtune.models.heads.efficientnet_lite_top_head:EfficientNetLiteTopHead",
     "LinearHead": "simtune.models.heads.linear_head:LinearHead",

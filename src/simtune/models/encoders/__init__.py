@@ -4,5 +4,14 @@ from simtune.models.encoders.base import Encoder
 from simtune.models.encoders.efficientnet_lite import EfficientNetLiteEncoder
 from simtune.models.encoders.image_collate import ImageCollate
 from simtune.models.encoders.torchvision_encoder import TorchvisionEncoder
+from simtune.models.encoders.transformers_encoder import MINILM_L6_V2, TransformersTextEncoder, minilm_l6_v2_path
 
-__all__ = ["Encoder", "EfficientNetLiteEncoder", "ImageCollate", "TorchvisionEncoder"]
+__all__ = [
+    "Encoder",
+    "EfficientNetLiteEncoder",
+    "ImageCollate",
+    "MINILM_L6_V2",
+    "TorchvisionEncoder",
+    "TransformersTextEncoder",
+    "minilm_l6_v2_path",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -18,6 +19,7 @@ class CacheType(str, Enum):
     NONE = "none"
 
 
+MAX_AUTO_WORKERS = 4
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
@@ -27,12 +29,14 @@ class CacheConfig:
 
     ``save_dir`` persists the cache (safetensors + JSON) between runs; ``views`` > 1 stores that many
     passes of the frozen encoder (e.g. under random augmentation) and samples one per item per epoch.
+    ``num_workers``: loader processes that read and decode items (images) while the encoder runs on the
+    previous batch; ``None`` picks as many as the CPU allows (up to 4), 0 decodes in the main process.
     """
 
     cache_type: CacheType | str = CacheType.AUTO
     save_dir: str | Path | None = None
     batch_size: int = 64
-    num_workers: int = 0
+    num_workers: int | None = None
     dtype: str = "float32"
     views: int = 1
 
@@ -48,14 +52,21 @@ class CacheConfig:
         for name in ("batch_size", "views"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"CacheConfig.{name}={getattr(self, name)!r}; expected an int >= 1")
-        if not isinstance(self.num_workers, int) or self.num_workers < 0:
-            raise ValueError(f"CacheConfig.num_workers={self.num_workers!r}; expected an int >= 0")
+        if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
+            raise ValueError(f"CacheConfig.num_workers={self.num_workers!r}; expected None (automatic) or an int >= 0")
         if self.save_dir is not None:
             self.save_dir = Path(self.save_dir)
 
     @property
     def torch_dtype(self) -> torch.dtype:
         return _DTYPES[self.dtype]
+
+    def workers_for(self, num_batches: int) -> int:
+        """Decoding overlaps the forward pass only with worker processes; one batch has nothing to overlap."""
+        if self.num_workers is not None:
+            return self.num_workers
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(0, min(MAX_AUTO_WORKERS, cpus, num_batches - 1))
 
     def storage_device(self, training_device: torch.device) -> torch.device:
         """AUTO keeps embeddings next to the model; GPU without a GPU is an error, not a silent CPU cache."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Callable, Mapping
 
 import torch
@@ -11,16 +10,14 @@ from torch.utils.data import Dataset
 
 from simtune.models.encoders.base import Encoder
 from simtune.train.cache.config import CacheConfig
-from simtune.train.cache.fill import fill_cache
-from simtune.train.cache.fingerprint import cache_fingerprint, has_item_keys
-from simtune.train.cache.storage import CachedEmbeddings, load_cache, save_cache
-
-log = logging.getLogger(__name__)
+from simtune.train.cache.encode_or_load import load_or_fill
+from simtune.train.cache.storage import CachedEmbeddings
 
 
 class EncoderCache:
-    """Frozen encoders' embeddings for each split ("train", "val"), filled once per fit on the training
-    device. Under DDP with a ``save_dir``, rank 0 fills and saves while the others wait, then load."""
+    """Frozen encoders' embeddings for each split ("train", "val") of one fit, through ``load_or_fill``
+    (what ``encode_or_load`` runs), on the training device. Under DDP with a ``save_dir``, rank 0 fills
+    and saves while the others wait, then load."""
 
     def __init__(self, config: CacheConfig, encoders: Mapping[str, Encoder], datasets: Mapping[str, Dataset]):
         self.config = config
@@ -29,26 +26,13 @@ class EncoderCache:
         self._caches: dict[str, CachedEmbeddings] = {}
 
     def prepare(self, device: torch.device, is_global_zero: bool = True, barrier: Callable[[], None] | None = None) -> None:
-        storage = self.config.storage_device(device)
         shared = self.config.save_dir is not None and barrier is not None
         if shared and not is_global_zero:
             barrier()
         for split, dataset in self.datasets.items():
-            fingerprint = cache_fingerprint(self.encoders, dataset, self.config.views, self.config.dtype)
-            cache = None
-            if self.config.save_dir is not None:
-                if not has_item_keys(dataset) and is_global_zero:
-                    log.warning(
-                        "simtune cache: %s dataset %s has no cache_key(i); its saved cache is matched by length "
-                        "only, so edits that keep the length go unnoticed",
-                        split, type(dataset).__name__,
-                    )
-                cache = load_cache(self.config.save_dir, split, fingerprint, len(dataset))
-            if cache is None:
-                cache = fill_cache(dataset, self.encoders, self.config, device, storage, fingerprint, split)
-                if self.config.save_dir is not None and is_global_zero:
-                    save_cache(self.config.save_dir, split, cache)
-            self._caches[split] = cache.embeddings_to(storage)
+            self._caches[split] = load_or_fill(
+                self.encoders, dataset, self.config, split, device, save=is_global_zero, progress=is_global_zero
+            )
         if shared and is_global_zero:
             barrier()
 

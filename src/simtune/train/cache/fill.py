@@ -1,6 +1,9 @@
 """One pass (or ``views`` passes) of the frozen encoders over a dataset, in eval + inference mode.
 
-Embeddings go to the storage device; targets always stay on the CPU (loader workers read them)."""
+Items are read and decoded by loader worker processes (``CacheConfig.workers_for``) while the encoder
+runs on the previous batch, and batches are pinned when encoding on a GPU, so the encoder rarely waits
+for the decoder. Embeddings go to the storage device; targets always stay on the CPU (loader workers
+read them)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from simtune.train.cache.storage import CachedEmbeddings
 
 
 def split_samples(samples: Sequence[Any]) -> tuple[str, list[Any], dict[str, Tensor]]:
-    """Samples -> (kind, objects, per-item targets). A pair item contributes objects a, b in turn."""
+    """Samples -> (kind, objects, per-item targets). A pair item contributes objects a, b in turn;
+    items that are not samples at all are unlabelled objects (e.g. a gallery to index)."""
     if all(isinstance(s, SimilarityGroupSample) for s in samples):
         return "group", [s.obj for s in samples], {"groups": torch.tensor([int(s.group) for s in samples])}
     if all(isinstance(s, SimilarityPairSample) for s in samples):
@@ -29,9 +33,12 @@ def split_samples(samples: Sequence[Any]) -> tuple[str, list[Any], dict[str, Ten
             "subgroups": torch.tensor([int(s.subgroup) for s in samples]),
         }
         return "pair", objects, targets
+    if not any(isinstance(s, (SimilarityGroupSample, SimilarityPairSample)) for s in samples):
+        return "object", list(samples), {}
     kinds = sorted({type(s).__name__ for s in samples})
     raise TypeError(
-        f"dataset items must all be SimilarityGroupSample or all SimilarityPairSample to be cached; got {kinds}"
+        f"dataset items must all be SimilarityGroupSample, all SimilarityPairSample or all plain objects "
+        f"to be cached; got a mix of {kinds}"
     )
 
 
@@ -53,16 +60,19 @@ def fill_cache(
     device: torch.device,
     storage_device: torch.device,
     fingerprint: dict[str, str],
-    split: str = "train",
+    cache_name: str = "train",
+    progress: bool = True,
 ) -> CachedEmbeddings:
     """Encode every item ``config.views`` times; targets are taken from the first pass."""
     num_items = len(dataset)
     if num_items == 0:
-        raise ValueError(f"the {split} dataset is empty; nothing to cache")
+        raise ValueError(f"the {cache_name} dataset is empty; nothing to cache")
+    num_batches = -(-num_items // config.batch_size)
+    workers = config.workers_for(num_batches)
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,
-        num_workers=config.num_workers,
+        num_workers=workers,
         collate_fn=_EncoderInputs({name: enc.get_collate_fn() for name, enc in encoders.items()}),
         pin_memory=device.type == "cuda",
     )
@@ -71,8 +81,8 @@ def fill_cache(
     embeddings: dict[str, Tensor] = {}
     targets: dict[str, list[Tensor]] = {}
     kind = ""
-    desc = f"Caching {num_items} images" + (f" x {config.views} views" if config.views > 1 else "") + f" ({split})"
-    with tqdm(total=num_items * config.views, desc=desc, unit="img") as progress:
+    desc = f"Caching {num_items} items" + (f" x {config.views} views" if config.views > 1 else "") + f" ({cache_name})"
+    with tqdm(total=num_items * config.views, desc=desc, unit="item", disable=not progress) as bar:
         for view in range(config.views):
             row = 0
             for kind, inputs, batch_targets in loader:
@@ -89,7 +99,7 @@ def fill_cache(
                 if view == 0:
                     for key, value in batch_targets.items():
                         targets.setdefault(key, []).append(value)
-                progress.update(len(out) // (2 if kind == "pair" else 1))
+                bar.update(len(out) // (2 if kind == "pair" else 1))
     if storage_device.type == "cuda":
         torch.cuda.synchronize(storage_device)
     return CachedEmbeddings(

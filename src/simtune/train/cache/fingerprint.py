@@ -51,12 +51,20 @@ def _path_key(obj: Any) -> str | None:
     return None
 
 
+def _object_key(obj: Any, index: int) -> str:
+    """A file by path, size and mtime; a text by itself; anything else only by its position."""
+    if (key := _path_key(obj)) is not None:
+        return key
+    return f"text:{obj}" if isinstance(obj, str) else str(index)
+
+
 def _sample_key(sample: Any, index: int) -> str:
     if isinstance(sample, SimilarityGroupSample):
-        return f"{_path_key(sample.obj) or index}|{sample.group}"
+        return f"{_object_key(sample.obj, index)}|{sample.group}"
     if isinstance(sample, SimilarityPairSample):
-        return f"{_path_key(sample.obj_a) or index}|{_path_key(sample.obj_b) or index}|{sample.score}|{sample.subgroup}"
-    return str(index)
+        a, b = _object_key(sample.obj_a, index), _object_key(sample.obj_b, index)
+        return f"{a}|{b}|{sample.score}|{sample.subgroup}"
+    return _object_key(sample, index)
 
 
 def has_item_keys(dataset: Dataset) -> bool:
@@ -66,7 +74,8 @@ def has_item_keys(dataset: Dataset) -> bool:
 
 def dataset_keys_hash(dataset: Dataset) -> str:
     """Per-item keys: ``dataset.cache_key(i)`` when the dataset defines it (e.g. file path + label);
-    items of a plain list/tuple of samples are keyed by their file path (size, mtime) and target;
+    items of a plain list/tuple (samples or raw objects) are keyed by their file path (size, mtime) or
+    text, and target;
     any other dataset falls back to the item index, so only its length protects the cache."""
     n = len(dataset)
     digest = hashlib.sha256(f"len={n}|".encode())

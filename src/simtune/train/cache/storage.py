@@ -1,8 +1,12 @@
 """Cached embeddings in memory and on disk (safetensors + JSON, written atomically).
 
-On disk one cache is a folder ``<save_dir>/<split>-<digest[:16]>/`` holding ``embeddings.safetensors``
+On disk one cache is a folder ``<save_dir>/<name>-<digest[:16]>/`` holding ``embeddings.safetensors``
 and ``meta.json``. The folder is built under a staging name and swapped into place only when complete
 (:mod:`simtune.atomic`), so a process killed mid-write never leaves a folder that is later trusted.
+
+Entries are found by fingerprint, whatever their name: training, evaluation and indexing that encode the
+same items with the same encoders share one entry. The name only groups versions: saving a new entry
+removes the older ones of that name, which a changed encoder or data set made stale.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ _TARGET_PREFIX = "target."
 @dataclass
 class CachedEmbeddings:
     """``embeddings[encoder]``: (views, rows, dim); ``targets[name]``: (items,) — everything training
-    needs, so a fully frozen model never reads its dataset again. ``kind`` is "group" or "pair"
-    (a pair item owns rows 2i and 2i+1). Targets stay on the CPU."""
+    needs, so a fully frozen model never reads its dataset again. ``kind`` is "group" (targets
+    ``groups``), "pair" (a pair item owns rows 2i and 2i+1; targets ``scores``, ``subgroups``) or
+    "object" (unlabelled objects, no targets). Row i belongs to dataset item i. Targets stay on the CPU."""
 
     kind: str
     embeddings: dict[str, Tensor]
@@ -42,7 +47,8 @@ class CachedEmbeddings:
 
     @property
     def num_items(self) -> int:
-        return len(next(iter(self.targets.values())))
+        rows = next(iter(self.embeddings.values())).shape[1]
+        return rows // 2 if self.kind == "pair" else rows
 
     @property
     def num_views(self) -> int:
@@ -55,22 +61,38 @@ class CachedEmbeddings:
         embeddings = {name: e.to(device) for name, e in self.embeddings.items()}
         return CachedEmbeddings(self.kind, embeddings, self.targets, self.fingerprint)
 
+    def features(self, view: int = 0) -> Tensor:
+        """(rows, sum of encoder sizes) float32: the encoders' outputs concatenated in sorted-name order,
+        exactly what ``SimilarityModel.encoder_outputs`` gives and its head consumes."""
+        if not 0 <= view < self.num_views:
+            raise IndexError(f"view {view} out of range: the cache holds {self.num_views} view(s)")
+        return torch.cat([self.embeddings[name][view].float() for name in sorted(self.embeddings)], dim=1)
 
-def _folder(save_dir: Path, split: str, fingerprint: dict[str, str]) -> Path:
-    return save_dir / f"{split}-{fingerprint_digest(fingerprint)[:16]}"
+
+def _folder(save_dir: Path, name: str, fingerprint: dict[str, str]) -> Path:
+    return save_dir / f"{name}-{fingerprint_digest(fingerprint)[:16]}"
 
 
-def save_cache(save_dir: Path, split: str, cache: CachedEmbeddings) -> Path:
+def _find(save_dir: Path, name: str, fingerprint: dict[str, str]) -> Path | None:
+    """This fingerprint's folder: under ``name`` first, else under any name (another caller filled it)."""
+    own = _folder(save_dir, name, fingerprint)
+    if own.is_dir():
+        return own
+    digest = fingerprint_digest(fingerprint)[:16]
+    return next((f for f in sorted(save_dir.glob(f"*-{digest}")) if f.is_dir() and not f.name.startswith(".")), None)
+
+
+def save_cache(save_dir: Path, name: str, cache: CachedEmbeddings) -> Path:
     """Written through :func:`simtune.atomic.replace_directory`: a crash at any point keeps the cache that
-    was there (or none); stale caches of ``split`` are removed once the new one is in place."""
-    final = _folder(save_dir, split, cache.fingerprint)
+    was there (or none); older entries named ``name`` are removed once the new one is in place."""
+    final = _folder(save_dir, name, cache.fingerprint)
     with replace_directory(final) as staging:
         tensors = {_EMBEDDING_PREFIX + k: v.contiguous().cpu() for k, v in cache.embeddings.items()}
         tensors |= {_TARGET_PREFIX + k: v.contiguous().cpu() for k, v in cache.targets.items()}
         save_file(tensors, str(staging / _EMBEDDINGS))
-        meta = {"kind": cache.kind, "split": split, "fingerprint": cache.fingerprint}
+        meta = {"kind": cache.kind, "name": name, "fingerprint": cache.fingerprint}
         (staging / _META).write_text(json.dumps(meta, indent=1, sort_keys=True))
-    for other in save_dir.glob(f"{split}-*"):
+    for other in save_dir.glob(f"{name}-*"):
         if other != final and other.is_dir():
             shutil.rmtree(other, ignore_errors=True)
     return final
@@ -83,16 +105,16 @@ def _read_meta(folder: Path) -> dict | None:
         return None
 
 
-def load_cache(save_dir: Path, split: str, fingerprint: dict[str, str], num_items: int) -> CachedEmbeddings | None:
+def load_cache(save_dir: Path, name: str, fingerprint: dict[str, str], num_items: int) -> CachedEmbeddings | None:
     """The saved cache for exactly this fingerprint, or None; a stale or broken one is reported in one line."""
-    folder = _folder(save_dir, split, fingerprint)
-    meta = _read_meta(folder) if folder.is_dir() else None
+    folder = _find(save_dir, name, fingerprint) if save_dir.is_dir() else None
+    meta = _read_meta(folder) if folder is not None else None
     if meta is None:
-        stale = [m for m in map(_read_meta, sorted(save_dir.glob(f"{split}-*"))) if m]
+        stale = [m for m in map(_read_meta, sorted(save_dir.glob(f"{name}-*"))) if m]
         if stale:
             log.warning(
                 "simtune cache: %s cache in %s is stale (%s changed); rebuilding",
-                split, save_dir, describe_mismatch(stale[-1]["fingerprint"], fingerprint),
+                name, save_dir, describe_mismatch(stale[-1]["fingerprint"], fingerprint),
             )
         return None
     try:
@@ -109,6 +131,6 @@ def load_cache(save_dir: Path, split: str, fingerprint: dict[str, str], num_item
         if cache.num_items != num_items or any(e.shape[1] != rows for e in cache.embeddings.values()):
             raise ValueError(f"holds {cache.num_items} items, the dataset has {num_items}")
     except (OSError, ValueError, KeyError, StopIteration, SafetensorError) as error:
-        log.warning("simtune cache: %s cache in %s is unusable (%s); rebuilding", split, folder, error)
+        log.warning("simtune cache: %s cache in %s is unusable (%s); rebuilding", name, folder, error)
         return None
     return cache

@@ -1,0 +1,102 @@
+"""``encode_or_load``: frozen encoders' outputs for a data set, encoded once and then read from disk.
+
+The one entry point to the feature cache: ``fit`` (through ``CacheConfig``), evaluation and indexing
+all call it, so the same items encoded by the same encoders are encoded once, whoever asks first.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from simtune.models.encoders.base import Encoder
+from simtune.models.similarity_model import DEFAULT_ENCODER, SimilarityModel
+from simtune.train.cache.config import CacheConfig
+from simtune.train.cache.fill import fill_cache
+from simtune.train.cache.fingerprint import cache_fingerprint, has_item_keys
+from simtune.train.cache.storage import CachedEmbeddings, load_cache, save_cache
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
+
+
+def encode_or_load(
+    encoders: Any,
+    dataset: Dataset | Sequence[Any],
+    cache: str | Path | CacheConfig | None = None,
+    *,
+    name: str = "features",
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> CachedEmbeddings:
+    """The outputs of ``encoders`` for every item of ``dataset``, from ``cache`` when it holds them.
+
+    ``encoders``: an ``Encoder``, a ``{name: Encoder}`` mapping, or a ``SimilarityModel`` (its encoders).
+    ``dataset``: ``SimilarityGroupSample``\\ s, ``SimilarityPairSample``\\ s or raw objects (image paths,
+    texts), as a list or a ``Dataset``. ``cache``: a folder, a ``CacheConfig`` (folder, batch size,
+    decoding workers, dtype, views), or None to encode without saving.
+
+    Saved entries are found by fingerprint (encoder classes, configs and weights; every item's key), not
+    by ``name``: anyone encoding the same items with the same encoders reads the same entry. ``name``
+    only groups versions: a new entry removes older ones of its name (e.g. after the data changed).
+    Returns ``CachedEmbeddings``; row ``i`` belongs to item ``i`` and ``.features()`` concatenates the
+    encoders' outputs as ``SimilarityModel.encoder_outputs`` does.
+    """
+    config = cache if isinstance(cache, CacheConfig) else CacheConfig(save_dir=cache)
+    target = torch.device(device) if device is not None else _default_device()
+    return load_or_fill(as_encoder_dict(encoders), dataset, config, name, target, progress=progress)
+
+
+def load_or_fill(
+    encoders: Mapping[str, Encoder],
+    dataset: Dataset | Sequence[Any],
+    config: CacheConfig,
+    name: str,
+    device: torch.device,
+    save: bool = True,
+    progress: bool = True,
+) -> CachedEmbeddings:
+    """``encode_or_load`` on resolved arguments; ``save=False`` for processes that must not write
+    (all but one under DDP), which still read a saved entry."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"cache name {name!r} must be letters, digits, '_' or '.'")
+    storage = config.storage_device(device)
+    fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
+    found = None
+    if config.save_dir is not None:
+        if not has_item_keys(dataset) and save:
+            log.warning(
+                "simtune cache: %s dataset %s has no cache_key(i); its saved cache is matched by length "
+                "only, so edits that keep the length go unnoticed",
+                name, type(dataset).__name__,
+            )
+        found = load_cache(config.save_dir, name, fingerprint, len(dataset))
+    if found is None:
+        found = fill_cache(dataset, encoders, config, device, storage, fingerprint, name, progress=progress)
+        if config.save_dir is not None and save:
+            save_cache(config.save_dir, name, found)
+    return found.embeddings_to(storage)
+
+
+def as_encoder_dict(encoders: Any) -> dict[str, Encoder]:
+    """An Encoder, a mapping of them, or a SimilarityModel -> {name: Encoder} (a single one is "default")."""
+    if isinstance(encoders, SimilarityModel):
+        return dict(encoders.encoders.items())
+    if isinstance(encoders, Encoder):
+        return {DEFAULT_ENCODER: encoders}
+    if isinstance(encoders, Mapping) and encoders and all(isinstance(e, Encoder) for e in encoders.values()):
+        return dict(encoders.items())
+    raise TypeError(
+        f"encoders must be an Encoder, a non-empty {{name: Encoder}} mapping or a SimilarityModel; "
+        f"got {type(encoders).__name__}"
+    )
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
