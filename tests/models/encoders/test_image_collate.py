@@ -40,3 +40,10 @@ def test_collate_survives_pickling_for_dataloader_workers(car_images):
     import pickle
 
     assert torch.equal(pickle.loads(pickle.dumps(LITE))(car_images[:2]), LITE(car_images[:2]))
+
+
+def test_transformed_tensors_are_refused_saying_the_encoder_preprocesses():
+    transformed = torch.zeros(3, 224, 224)  # what a torchvision ToTensor + Normalize dataset yields
+    with pytest.raises(TypeError, match=r"image 0: .*already transformed Tensor of shape \(3, 224, 224\).*do their own "
+                       r"preprocessing.*drop the transforms.*get_collate_fn\(\) stacks them"):
+        LITE([transformed])

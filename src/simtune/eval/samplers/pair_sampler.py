@@ -19,9 +19,18 @@ class PairSampler(Sampler):
     sharing a non-zero ``subgroup`` with it (never negatives for each other) are left out of its ranking.
     """
 
-    def __init__(self, sample_size: int = -1, seed: int = 0):
+    def __init__(
+        self,
+        sample_size: int = -1,
+        encode_batch_size: int = 32,
+        device: str | torch.device | None = None,
+        log_progress: bool = True,
+        *,
+        seed: int = 0,
+    ):
         self.sample_size = check_sample_size(sample_size)
         self.seed = seed
+        self._set_encoding_options(encode_batch_size, device, log_progress)
 
     def sample(self, dataset: Sequence, gallery_dataset: Sequence | None = None) -> RetrievalTask:
         if gallery_dataset is not None:

@@ -48,6 +48,14 @@ class ImageCollate:
                 raise ValueError(f"image {index} ({image}): cannot be read as an image ({error})") from None
         if isinstance(image, Image.Image):
             return self._resized(image, size)
+        if hasattr(image, "shape"):  # a tensor or array: the dataset applied its own transforms
+            raise TypeError(
+                f"image {index}: expected a PIL image or a file path, got an already transformed "
+                f"{type(image).__name__} of shape {tuple(image.shape)}. simtune's image encoders do their own "
+                "preprocessing (resize, normalisation) in get_collate_fn(), so the dataset should yield the "
+                "untransformed images (or their paths); drop the transforms. To feed your own tensors, use an "
+                "Encoder subclass whose get_collate_fn() stacks them (the Encoder default, default_collate)"
+            )
         raise TypeError(f"image {index}: expected a PIL image or a file path, got {type(image).__name__}")
 
     @staticmethod
