@@ -52,7 +52,7 @@ def test_quaterion_form_logs_under_validation_and_the_given_name():
     whole = retrieval_metrics(embeddings, groups, metrics=("r_precision",)).metrics["r_precision"]
     assert metric.compute() == {"validation_rrp": whole}
     assert metric.names == ["validation_rrp"]
-    assert metric.log_options == {"logger": True, "prog_bar": True}
+    assert metric.log_options == {"prog_bar": True}
 
 
 def test_a_name_with_several_metrics_prefixes_each_and_log_options_pass_through():
@@ -60,7 +60,7 @@ def test_a_name_with_several_metrics_prefixes_each_and_log_options_pass_through(
     metric = AttachedMetric("retrieval", metric={"p1": PrecisionAtK(1), "rp": RetrievalRPrecision()}, logger=False, sync_dist=True)
     metric.update(embeddings, groups)
     assert set(metric.compute()) == {"validation_retrieval_p1", "validation_retrieval_rp"}
-    assert metric.log_options == {"logger": False, "prog_bar": True, "sync_dist": True}
+    assert metric.log_options == {"prog_bar": True, "logger": False, "sync_dist": True}
     assert AttachedMetric(PrecisionAtK(1)).names == ["validation_precision_at_1"]
 
 

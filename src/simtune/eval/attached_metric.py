@@ -24,9 +24,10 @@ class AttachedMetric:
     ``"validation_rrp"`` (Quaterion logs ``"rrp_validation"``), the key a ``ModelCheckpoint`` or
     ``EarlyStopping`` monitors. A list of metrics, ``AttachedMetric([RetrievalRPrecision(),
     PrecisionAtK(1)])``, logs each under its own name (``"validation_r_precision"``, ...); a name with
-    a list or dict of metrics logs ``"validation_<name>_<metric>"``. ``logger``, ``prog_bar`` and any
-    further ``log_options`` go to ``LightningModule.log``. Metrics are computed once per validation
-    epoch over every validation embedding, so ``on_step=True`` and ``on_epoch=False`` are refused.
+    a list or dict of metrics logs ``"validation_<name>_<metric>"``. ``logger`` (None: Lightning's
+    default), ``prog_bar`` and further ``log_options`` go to ``LightningModule.log``. Metrics are
+    computed once per validation epoch over every validation embedding, so ``on_step=True`` and
+    ``on_epoch=False`` are refused.
     Every object is both a query and (excluded from its own results) the gallery.
     """
 
@@ -34,7 +35,7 @@ class AttachedMetric:
         self,
         name: str | Sequence[RetrievalMetric] | RetrievalMetric,
         metric: RetrievalMetric | Sequence[RetrievalMetric] | Mapping[str, RetrievalMetric] | None = None,
-        logger: bool = True,
+        logger: bool | None = None,
         prog_bar: bool = True,
         on_step: bool | None = None,
         on_epoch: bool | None = None,
@@ -71,7 +72,7 @@ class AttachedMetric:
         self.distance = distance
         self.max_memory_mb = max_memory_mb
         self.device = device
-        self.log_options = {"logger": logger, "prog_bar": prog_bar, **log_options}
+        self.log_options = {"prog_bar": prog_bar, **({} if logger is None else {"logger": logger}), **log_options}
         self.reset()
 
     @property
