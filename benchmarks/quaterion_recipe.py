@@ -46,6 +46,7 @@ from simtune.train.cache.encoder_cache import EncoderCache
 RESULTS = Path(__file__).parent / "results"
 METRICS = [RetrievalRPrecision(), MeanAveragePrecisionAtR(), PrecisionAtK(1)]
 FEATURES = 1280
+FORMS = {"textbook_batch_hard": None, "quaterion_batch_hard": "mean_negative"}  # TripletLoss(scale=...)
 
 
 class PooledFeatures(Encoder):
@@ -138,6 +139,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--losses", nargs="+", choices=sorted(FORMS), default=sorted(FORMS), help="Which batch-hard forms to train."
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "quaterion_recipe.json")
     args = parser.parse_args()
     run = Path(args.run)
@@ -154,7 +158,8 @@ def main() -> None:
     groups = {split_name: samples[split_name].groups for split_name in samples}
     results: dict[str, Any] = {"base": score(features["val"], groups["val"])}
     seconds = {}
-    for name, scale in (("textbook_batch_hard", None), ("quaterion_batch_hard", "mean_negative")):
+    for name in args.losses:
+        scale = FORMS[name]
         model, seconds[name] = train(features["train"], groups["train"], scale, args.epochs, args.seed, run / "trainer")
         with torch.no_grad():
             results[name] = score(model.head(features["val"]), groups["val"])
@@ -162,7 +167,8 @@ def main() -> None:
     shutil.rmtree(run / "trainer", ignore_errors=True)
     report = {
         "command": "python benchmarks/quaterion_recipe.py " + " ".join(
-            f"--{key} {value}" for key, value in vars(args).items() if value is not None
+            f"--{key} {' '.join(map(str, value)) if isinstance(value, list) else value}"
+            for key, value in vars(args).items() if value is not None
         ),
         "recipe": {
             "features": "frozen EfficientNet-Lite0 pooled (1280-d), 98 training classes",

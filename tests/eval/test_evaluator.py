@@ -145,3 +145,14 @@ def test_dataset_and_model_are_told_apart_by_type(separable_dataset):
         evaluate(evaluator, dataset, trainable)
     with pytest.raises(TypeError, match="evaluator must be an Evaluator"):
         evaluate(dataset, evaluator, model)
+
+
+def test_a_dataset_of_transformed_tensors_is_refused_saying_the_encoder_preprocesses():
+    from simtune.models import SimilarityModel
+    from simtune.models.encoders import EfficientNetLiteEncoder
+    from simtune.models.heads import EmptyHead
+
+    model = SimilarityModel(EfficientNetLiteEncoder("lite0", pretrained=False), EmptyHead(1280))
+    dataset = [SimilarityGroupSample(obj=torch.zeros(3, 336, 336), group=i % 2) for i in range(4)]  # Quaterion's CarsDataset
+    with pytest.raises(TypeError, match="already transformed Tensor.*encoders do their own preprocessing"):
+        evaluate(Evaluator(RetrievalRPrecision(), GroupSampler(sample_size=1000, log_progress=False)), dataset, model)
