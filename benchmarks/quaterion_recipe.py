@@ -7,9 +7,9 @@ with the textbook batch-hard loss and with Quaterion's (``scale="mean_negative"`
 scored once on the 98 unseen classes (exact leave-one-out R-Precision, cosine), beside the frozen
 features themselves (base). Nothing is chosen by looking at the unseen classes.
 
-Features come from the cars app's cache: pass ``--cache`` a folder that holds the demo's Lite0
-feature-map cache (``runs/cars/cache``) and nothing is encoded; otherwise the 16,185 photos are
-encoded once (minutes) into ``<run>/cache``. The pooled features are the pretrained network's last
+Features come from the cars app's cache: pass ``--cache`` the demo's Lite0 feature-map cache
+(``runs/cars/cache``, only read) and nothing is encoded; otherwise the 16,185 photos are encoded once
+(minutes) into ``<run>/cache``. The heads are trained before the unseen features are loaded. The pooled features are the pretrained network's last
 convolution + batch norm + ReLU6 + average pool over those maps (``EfficientNetLiteTopHead`` at its
 pretrained initialisation), as ``simtune cars evaluate`` computes its base row.
 
@@ -42,6 +42,8 @@ from simtune.models.encoders.base import Encoder
 from simtune.models.heads import EfficientNetLiteTopHead, SkipConnectionHead
 from simtune.train import CacheConfig, TrainableModel
 from simtune.train.cache.encoder_cache import EncoderCache
+from simtune.train.cache.fingerprint import cache_fingerprint
+from simtune.train.cache.storage import load_cache
 
 RESULTS = Path(__file__).parent / "results"
 METRICS = [RetrievalRPrecision(), MeanAveragePrecisionAtR(), PrecisionAtK(1)]
@@ -96,13 +98,25 @@ class Recipe(TrainableModel):
         return torch.optim.Adam(self.model.parameters(), self._lr)
 
 
-def feature_maps(samples: dict[str, CarSamples], cache_dir: Path, workers: int) -> dict[str, Tensor]:
-    """Lite0 7x7x320 maps per split from the cars app's cache (filled, and saved there, when missing)."""
+def feature_maps(samples: CarSamples, split: str, run: Path, reuse: Path | None, wait: float, workers: int) -> Tensor:
+    """Lite0 7x7x320 maps from ``reuse`` (read only; another process may still be filling it, so it is
+    polled for ``wait`` seconds), else from ``<run>/cache`` (encoded and saved there when missing)."""
     encoders = build_backbones(["lite0"], feature_maps=True)
-    config = CacheConfig(cache_type="cpu", save_dir=cache_dir, batch_size=16, num_workers=workers)
-    cache = EncoderCache(config, encoders, samples)
+    if reuse is not None:
+        fingerprint = cache_fingerprint(encoders, samples, 1, "float32")
+        deadline = time.monotonic() + wait
+        while True:
+            cached = load_cache(reuse, split, fingerprint, len(samples))
+            if cached is not None:
+                return cached.embeddings["lite0"][0]
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(30)
+        print(f"no {split} cache in {reuse} for these images; encoding them into {run / 'cache'}", flush=True)
+    config = CacheConfig(cache_type="cpu", save_dir=run / "cache", batch_size=16, num_workers=workers)
+    cache = EncoderCache(config, encoders, {split: samples})
     cache.prepare(torch.device("cpu"))
-    return {split: cache.get(split).embeddings["lite0"][0] for split in samples}
+    return cache.get(split).embeddings["lite0"][0]
 
 
 @torch.inference_mode()
@@ -135,7 +149,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/datasets/stanford-cars-crop224")
     parser.add_argument("--run", default="runs/quaterion_recipe", help="Where the dataset index, split and cache go.")
-    parser.add_argument("--cache", type=Path, help="Feature cache folder (default <run>/cache); the demo's is reused.")
+    parser.add_argument(
+        "--cache", type=Path, help="A cars app cache to read the Lite0 feature maps from (never written), e.g. runs/cars/cache."
+    )
+    parser.add_argument("--wait", type=float, default=0, help="Seconds to wait for --cache to hold a split still being filled.")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
@@ -151,20 +168,21 @@ def main() -> None:
         "train": CarSamples(dataset.subset(TRAIN), class_map=class_map),  # as the demo caches them
         "val": CarSamples(dataset.subset(UNSEEN)),
     }
+    groups = {split_name: split_samples.groups for split_name, split_samples in samples.items()}
     start = time.perf_counter()
-    maps = feature_maps(samples, args.cache or run / "cache", args.workers)
-    features = {split_name: pooled(split_maps) for split_name, split_maps in maps.items()}
+    train_features = pooled(feature_maps(samples["train"], "train", run, args.cache, args.wait, args.workers))
     feature_seconds = time.perf_counter() - start
-    groups = {split_name: samples[split_name].groups for split_name in samples}
-    results: dict[str, Any] = {"base": score(features["val"], groups["val"])}
-    seconds = {}
-    for name in args.losses:
-        scale = FORMS[name]
-        model, seconds[name] = train(features["train"], groups["train"], scale, args.epochs, args.seed, run / "trainer")
-        with torch.no_grad():
-            results[name] = score(model.head(features["val"]), groups["val"])
-        print(f"{name}: unseen R-Precision {results[name]['r_precision']:.4f} ({seconds[name]:.0f} s)", flush=True)
+    heads, seconds = {}, {}
+    for name in args.losses:  # trained before the unseen classes are even loaded
+        model, seconds[name] = train(train_features, groups["train"], FORMS[name], args.epochs, args.seed, run / "trainer")
+        heads[name] = model.head
     shutil.rmtree(run / "trainer", ignore_errors=True)
+    unseen = pooled(feature_maps(samples["val"], "val", run, args.cache, args.wait, args.workers))
+    results: dict[str, Any] = {"base": score(unseen, groups["val"])}
+    for name, head in heads.items():
+        with torch.no_grad():
+            results[name] = score(head(unseen), groups["val"])
+        print(f"{name}: unseen R-Precision {results[name]['r_precision']:.4f} ({seconds[name]:.0f} s)", flush=True)
     report = {
         "command": "python benchmarks/quaterion_recipe.py " + " ".join(
             f"--{key} {' '.join(map(str, value)) if isinstance(value, list) else value}"
