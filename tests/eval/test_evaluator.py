@@ -126,7 +126,9 @@ def test_quaterion_sampler_arguments_drive_encoding_and_ranking(separable_datase
     evaluate(evaluator, dataset, model)
     assert model.calls == [dict(count=48, batch_size=5, progress=False)]
     assert Evaluator(RetrievalRPrecision(), sampler, batch_size=9).batch_size == 9
-    assert PairSampler(3, 4, None, False).encode_batch_size == 4
+    assert PairSampler(3, False, 4, None, False).encode_batch_size == 4  # Quaterion's positional order
+    with pytest.raises(ValueError, match="distinguish=True .* not supported"):
+        PairSampler(3, True)
     with pytest.raises(ValueError, match="encode_batch_size"):
         GroupSampler(encode_batch_size=0)
 
