@@ -9,7 +9,8 @@ features themselves (base). Nothing is chosen by looking at the unseen classes.
 
 Features come from the cars app's cache: pass ``--cache`` the demo's Lite0 feature-map cache
 (``runs/cars/cache``, only read) and nothing is encoded; otherwise the 16,185 photos are encoded once
-(minutes) into ``<run>/cache``. The heads are trained before the unseen features are loaded. The pooled features are the pretrained network's last
+(minutes) into ``<run>/cache``. The unseen features are loaded once the first head is trained, and the
+JSON is rewritten after every form. The pooled features are the pretrained network's last
 convolution + batch norm + ReLU6 + average pool over those maps (``EfficientNetLiteTopHead`` at its
 pretrained initialisation), as ``simtune cars evaluate`` computes its base row.
 
@@ -172,18 +173,27 @@ def main() -> None:
     start = time.perf_counter()
     train_features = pooled(feature_maps(samples["train"], "train", run, args.cache, args.wait, args.workers))
     feature_seconds = time.perf_counter() - start
-    heads, seconds = {}, {}
-    for name in args.losses:  # trained before the unseen classes are even loaded
+    unseen: Tensor | None = None
+    results: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    for name in args.losses:
         model, seconds[name] = train(train_features, groups["train"], FORMS[name], args.epochs, args.seed, run / "trainer")
-        heads[name] = model.head
-    shutil.rmtree(run / "trainer", ignore_errors=True)
-    unseen = pooled(feature_maps(samples["val"], "val", run, args.cache, args.wait, args.workers))
-    results: dict[str, Any] = {"base": score(unseen, groups["val"])}
-    for name, head in heads.items():
+        if unseen is None:  # loaded once the first head is trained; nothing is chosen on it
+            unseen = pooled(feature_maps(samples["val"], "val", run, args.cache, args.wait, args.workers))
+            results["base"] = score(unseen, groups["val"])
         with torch.no_grad():
-            results[name] = score(head(unseen), groups["val"])
+            results[name] = score(model.head(unseen), groups["val"])
         print(f"{name}: unseen R-Precision {results[name]['r_precision']:.4f} ({seconds[name]:.0f} s)", flush=True)
-    report = {
+        write_json_atomic(args.output, report(args, groups, results, seconds, feature_seconds))  # after every form
+    shutil.rmtree(run / "trainer", ignore_errors=True)
+    print(f"base {results['base']['r_precision']:.4f}; written to {args.output}")
+
+
+def report(
+    args: argparse.Namespace, groups: dict[str, list[int]], results: dict[str, Any], seconds: dict[str, float],
+    feature_seconds: float,
+) -> dict[str, Any]:
+    return {
         "command": "python benchmarks/quaterion_recipe.py " + " ".join(
             f"--{key} {' '.join(map(str, value)) if isinstance(value, list) else value}"
             for key, value in vars(args).items() if value is not None
@@ -201,10 +211,8 @@ def main() -> None:
         "feature_seconds": round(feature_seconds, 1),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg(),
     }
-    write_json_atomic(args.output, report)
-    print(f"base {results['base']['r_precision']:.4f}; written to {args.output}")
-
 
 if __name__ == "__main__":
     main()
