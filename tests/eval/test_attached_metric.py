@@ -43,3 +43,33 @@ def test_compute_before_update_and_bad_shapes_raise():
         metric.compute()
     with pytest.raises(ValueError, match="embeddings \\(B, D\\) and groups \\(B,\\)"):
         metric.update(torch.zeros(4, 2), torch.zeros(3))
+
+
+def test_quaterion_form_logs_under_validation_and_the_given_name():
+    embeddings, groups = validation_epoch()
+    metric = AttachedMetric("rrp", metric=RetrievalRPrecision(), prog_bar=True, on_epoch=True, on_step=False)
+    metric.update(embeddings, groups)
+    whole = retrieval_metrics(embeddings, groups, metrics=("r_precision",)).metrics["r_precision"]
+    assert metric.compute() == {"validation_rrp": whole}
+    assert metric.names == ["validation_rrp"]
+    assert metric.log_options == {"prog_bar": True}
+
+
+def test_a_name_with_several_metrics_prefixes_each_and_log_options_pass_through():
+    embeddings, groups = validation_epoch()
+    metric = AttachedMetric("retrieval", metric={"p1": PrecisionAtK(1), "rp": RetrievalRPrecision()}, logger=False, sync_dist=True)
+    metric.update(embeddings, groups)
+    assert set(metric.compute()) == {"validation_retrieval_p1", "validation_retrieval_rp"}
+    assert metric.log_options == {"prog_bar": True, "logger": False, "sync_dist": True}
+    assert AttachedMetric(PrecisionAtK(1)).names == ["validation_precision_at_1"]
+
+
+def test_quaterion_forms_simtune_cannot_honour_fail_at_the_call():
+    with pytest.raises(ValueError, match="on_step=True is not supported.*once per validation epoch"):
+        AttachedMetric("rrp", metric=RetrievalRPrecision(), on_step=True)
+    with pytest.raises(ValueError, match="on_epoch=False"):
+        AttachedMetric("rrp", metric=RetrievalRPrecision(), on_epoch=False)
+    with pytest.raises(TypeError, match="needs metric="):
+        AttachedMetric("rrp")
+    with pytest.raises(TypeError, match="RetrievalMetric \\(e.g. RetrievalRPrecision\\(\\)\\)"):
+        AttachedMetric("rrp", metric="r_precision")

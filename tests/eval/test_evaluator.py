@@ -106,3 +106,55 @@ def test_evaluator_rejects_duplicate_or_foreign_metrics():
 def test_wrong_sample_type_is_named(lookup_model):
     with pytest.raises(TypeError, match="SimilarityGroupSample items, got SimilarityPairSample"):
         evaluate(Evaluator([PrecisionAtK(1)]), [SimilarityPairSample("a", "b")], lookup_model(lambda o: [0.0]))
+
+
+def test_quaterion_single_metric_and_dict_forms(separable_dataset):
+    dataset, model = separable_dataset()
+    single = evaluate(Evaluator(metrics=RetrievalRPrecision(), sampler=GroupSampler(sample_size=1000)), dataset, model)
+    assert single["r_precision"] == 1.0 and single["num_queries"] == 48
+    named = evaluate(Evaluator({"rrp": RetrievalRPrecision(), "p1": PrecisionAtK(1)}, GroupSampler()), dataset, model)
+    assert named["rrp"] == 1.0 and named["p1"] == 1.0 and "r_precision" not in named
+    per_class = evaluate(Evaluator({"rrp": RetrievalRPrecision()}, per_class=True), dataset, model)
+    assert per_class["rrp/class_0"] == 1.0
+
+
+def test_quaterion_sampler_arguments_drive_encoding_and_ranking(separable_dataset):
+    dataset, model = separable_dataset()
+    sampler = GroupSampler(sample_size=1000, encode_batch_size=5, device="cpu", log_progress=False)
+    evaluator = Evaluator(RetrievalRPrecision(), sampler)
+    assert evaluator.batch_size == 5 and evaluator.device == "cpu"
+    evaluate(evaluator, dataset, model)
+    assert model.calls == [dict(count=48, batch_size=5, progress=False)]
+    assert Evaluator(RetrievalRPrecision(), sampler, batch_size=9).batch_size == 9
+    assert PairSampler(3, False, 4, None, False).encode_batch_size == 4  # Quaterion's positional order
+    with pytest.raises(ValueError, match="distinguish=True .* not supported"):
+        PairSampler(3, True)
+    with pytest.raises(ValueError, match="encode_batch_size"):
+        GroupSampler(encode_batch_size=0)
+
+
+def test_dataset_and_model_are_told_apart_by_type(separable_dataset):
+    dataset, model = separable_dataset()
+    evaluator = Evaluator(RetrievalRPrecision())
+    assert evaluate(evaluator, model, dataset) == evaluate(evaluator, dataset, model)  # Quaterion users' slip
+    assert evaluate(evaluator, dataset=dataset, model=model)["r_precision"] == 1.0  # Quaterion.evaluate's keywords
+    assert evaluator.evaluate(model, dataset)["r_precision"] == 1.0
+    with pytest.raises(TypeError, match="model must be a SimilarityModel.*evaluate\\(evaluator, dataset, model\\)"):
+        evaluate(evaluator, dataset, dataset)
+
+    trainable = type("Trainable", (), {"model": model})()  # like a TrainableModel: the servable model is .model
+    with pytest.raises(TypeError, match="pass trainable_model.model"):
+        evaluate(evaluator, dataset, trainable)
+    with pytest.raises(TypeError, match="evaluator must be an Evaluator"):
+        evaluate(dataset, evaluator, model)
+
+
+def test_a_dataset_of_transformed_tensors_is_refused_saying_the_encoder_preprocesses():
+    from simtune.models import SimilarityModel
+    from simtune.models.encoders import EfficientNetLiteEncoder
+    from simtune.models.heads import EmptyHead
+
+    model = SimilarityModel(EfficientNetLiteEncoder("lite0", pretrained=False), EmptyHead(1280))
+    dataset = [SimilarityGroupSample(obj=torch.zeros(3, 336, 336), group=i % 2) for i in range(4)]  # Quaterion's CarsDataset
+    with pytest.raises(TypeError, match="already transformed Tensor.*encoders do their own preprocessing"):
+        evaluate(Evaluator(RetrievalRPrecision(), GroupSampler(sample_size=1000, log_progress=False)), dataset, model)

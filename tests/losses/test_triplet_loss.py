@@ -123,3 +123,112 @@ def test_degenerate_batches_give_finite_loss_and_gradient(case, distance, mining
     elif mining == "hard":
         # every distance is equal: nothing separates positives from negatives, the margin is all violation
         assert value.item() == pytest.approx(torch.nn.functional.softplus(torch.tensor(0.0)).item() if soft else 0.5, abs=1e-5)
+
+
+def scaled_batch_hard(x, groups, margin, dist):
+    """Quaterion's batch-hard written out anchor by anchor: relu((d_ap - d_an) / mean(d_an) + margin)
+    over the anchors that have a positive and a negative."""
+    from reference import distance, relu
+
+    n = len(x)
+    d = [[distance(dist, x[i], x[j]) for j in range(n)] for i in range(n)]
+    gaps, hardest_negatives = [], []
+    for a in range(n):
+        positives = [p for p in range(n) if p != a and groups[p] == groups[a]]
+        negatives = [k for k in range(n) if groups[k] != groups[a]]
+        if positives and negatives:
+            d_ap = max((d[a][p] for p in positives), key=lambda t: t.item())
+            d_an = min((d[a][k] for k in negatives), key=lambda t: t.item())
+            gaps.append(d_ap - d_an)
+            hardest_negatives.append(d_an)
+    if not gaps:
+        return torch.tensor(0.0, dtype=torch.float64)
+    mean_negative = sum(hardest_negatives) / len(hardest_negatives)
+    return sum(relu(gap / mean_negative + margin) for gap in gaps) / len(gaps)
+
+
+def quaterion_batch_hard(embeddings, groups, margin):
+    """Quaterion 0.1's TripletLoss(mining="hard")._hard_triplet_loss, transcribed (its cosine
+    distance_matrix is (1 - cos) / 2; its masks exclude the diagonal from positives)."""
+    normalized = torch.nn.functional.normalize(embeddings, dim=1)
+    dists = 1 - (normalized @ normalized.T + 1) / 2
+    same = groups[:, None] == groups[None, :]
+    positive = (same & ~torch.eye(len(groups), dtype=torch.bool)).float()
+    negative = (~same).float()
+    hardest_positive = (positive * dists).max(dim=1)[0]
+    hardest_negative = (dists + dists.max(dim=1, keepdim=True)[0] * (1.0 - negative)).min(dim=1)[0]
+    return torch.relu((hardest_positive - hardest_negative) / hardest_negative.mean() + margin).mean()
+
+
+@pytest.mark.parametrize("distance", ["cosine", "euclidean"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mean_negative_scale_matches_brute_force_value_and_gradient(distance, seed):
+    embeddings, groups = batch(seed)
+    loss = TripletLoss(margin=0.5, mining="hard", distance=distance, scale="mean_negative")
+    value, (grad,) = value_and_grad(lambda x: loss(x, groups), embeddings)
+    expected, (expected_grad,) = value_and_grad(lambda x: scaled_batch_hard(x, groups.tolist(), 0.5, distance), embeddings)
+    assert value > 0
+    assert_close(value, expected, 1e-6, "loss")
+    assert_close(grad, expected_grad, 1e-6, "gradient")
+    textbook = TripletLoss(margin=0.5, mining="hard", distance=distance)(embeddings, groups)
+    assert not torch.isclose(value, textbook), "the scaled form must differ from the textbook one"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mean_negative_scale_equals_quaterion_batch_hard(seed):
+    # every anchor has a positive (4 classes x 8), which is where both conventions coincide
+    generator = torch.Generator().manual_seed(seed)
+    embeddings = torch.randn(32, 6, generator=generator, dtype=torch.float64)
+    groups = torch.arange(4).repeat_interleave(8)[torch.randperm(32, generator=generator)]
+    value, (grad,) = value_and_grad(lambda x: TripletLoss(margin=0.5, scale="mean_negative")(x, groups), embeddings)
+    expected, (expected_grad,) = value_and_grad(lambda x: quaterion_batch_hard(x, groups, 0.5), embeddings)
+    assert_close(value, expected, 1e-9, "loss vs Quaterion")
+    assert_close(grad, expected_grad, 1e-9, "gradient vs Quaterion")
+
+
+def test_mean_negative_scale_with_references_keeps_batch_rows_as_anchors():
+    embeddings, groups = batch(5)
+    ref_embeddings, ref_groups = batch(6, size=7)
+    loss = TripletLoss(scale="mean_negative", distance="euclidean")
+    value = loss(embeddings, groups, ref_embeddings, ref_groups)
+    # the references join the columns only; a brute force over all rows as anchors would differ
+    everything = torch.cat([embeddings, ref_embeddings])
+    all_groups = torch.cat([groups, ref_groups])
+    columns_only = scaled_batch_hard_with_references(embeddings, groups, everything, all_groups)
+    assert_close(value, columns_only, 1e-9, "batch rows vs batch + references")
+
+
+def scaled_batch_hard_with_references(anchors, groups, columns, column_groups):
+    from reference import distance, relu
+
+    gaps, negatives_found = [], []
+    for a in range(len(anchors)):
+        others = [c for c in range(len(columns)) if c != a]
+        d = {c: distance("euclidean", anchors[a], columns[c]) for c in others}
+        positives = [d[c] for c in others if column_groups[c] == groups[a]]
+        negatives = [d[c] for c in others if column_groups[c] != groups[a]]
+        if positives and negatives:
+            gaps.append(max(positives, key=lambda t: t.item()) - min(negatives, key=lambda t: t.item()))
+            negatives_found.append(min(negatives, key=lambda t: t.item()))
+    mean_negative = sum(negatives_found) / len(negatives_found)
+    return sum(relu(gap / mean_negative + 0.5) for gap in gaps) / len(gaps)
+
+
+def test_mean_negative_scale_config_and_bad_combinations():
+    loss = TripletLoss(margin=0.5, scale="mean_negative")
+    assert TripletLoss(**json.loads(json.dumps(loss.get_config()))).scale == "mean_negative"
+    assert "scale" not in TripletLoss().get_config()
+    with pytest.raises(ValueError, match="scale"):
+        TripletLoss(scale="mean")
+    with pytest.raises(ValueError, match="mining='hard'"):
+        TripletLoss(mining="all", scale="mean_negative")
+    with pytest.raises(ValueError, match="soft=False"):
+        TripletLoss(soft=True, scale="mean_negative")
+
+
+def test_mean_negative_scale_is_finite_when_all_embeddings_are_equal():
+    embeddings = torch.ones(6, 4, requires_grad=True)
+    value = TripletLoss(scale="mean_negative", distance="euclidean")(embeddings, torch.tensor([0, 0, 1, 1, 2, 2]))
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(embeddings.grad).all()
+    assert value.item() == pytest.approx(0.5, abs=1e-5)

@@ -128,3 +128,12 @@ def test_save_servable_round_trips(tmp_path):
     loaded = simtune.models.SimilarityModel.load(tmp_path / "servable", trusted_classes=[TinyConvEncoder])
     images = GroupImages().images[:5]
     assert torch.allclose(loaded.encode(list(images), to_numpy=False), model.model.encode(list(images), to_numpy=False))
+
+
+def test_fit_shows_no_deprecation_or_future_warnings(tmp_path, recwarn):
+    import warnings
+
+    warnings.simplefilter("always")
+    simtune.fit(TinyTrainable(), _trainer(tmp_path, epochs=1), *_loaders())
+    deprecations = [str(w.message) for w in recwarn if issubclass(w.category, (DeprecationWarning, FutureWarning))]
+    assert not any("LeafSpec" in message for message in deprecations), deprecations

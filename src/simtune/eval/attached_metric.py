@@ -6,12 +6,13 @@ computing over the whole validation set gives the number ``evaluate`` would give
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from simtune.distances import Distance
+from simtune.eval.metric_arguments import named_metrics
 from simtune.eval.metrics import RetrievalMetric
 from simtune.functional.retrieval import DEFAULT_MAX_MEMORY_MB, RetrievalResult, retrieval_metrics
 
@@ -19,27 +20,66 @@ from simtune.functional.retrieval import DEFAULT_MAX_MEMORY_MB, RetrievalResult,
 class AttachedMetric:
     """``reset()`` at epoch start, ``update(embeddings, groups)`` per batch, ``compute()`` at epoch end.
 
-    ``compute()`` returns ``{f"{prefix}_{metric.name}": value}``, e.g. ``"validation_r_precision"``.
+    Quaterion's form, ``AttachedMetric("rrp", metric=RetrievalRPrecision(), prog_bar=True)``, logs
+    ``"validation_rrp"`` (Quaterion logs ``"rrp_validation"``), the key a ``ModelCheckpoint`` or
+    ``EarlyStopping`` monitors. A list of metrics, ``AttachedMetric([RetrievalRPrecision(),
+    PrecisionAtK(1)])``, logs each under its own name (``"validation_r_precision"``, ...); a name with
+    a list or dict of metrics logs ``"validation_<name>_<metric>"``. ``logger`` (None: Lightning's
+    default), ``prog_bar`` and further ``log_options`` go to ``LightningModule.log``. Metrics are
+    computed once per validation epoch over every validation embedding, so ``on_step=True`` and
+    ``on_epoch=False`` are refused.
     Every object is both a query and (excluded from its own results) the gallery.
     """
 
     def __init__(
         self,
-        metrics: Sequence[RetrievalMetric],
-        prefix: str = "validation",
+        name: str | Sequence[RetrievalMetric] | RetrievalMetric,
+        metric: RetrievalMetric | Sequence[RetrievalMetric] | Mapping[str, RetrievalMetric] | None = None,
+        logger: bool | None = None,
+        prog_bar: bool = True,
+        on_step: bool | None = None,
+        on_epoch: bool | None = None,
         *,
+        prefix: str = "validation",
         distance: str | Distance = "cosine",
         max_memory_mb: float = DEFAULT_MAX_MEMORY_MB,
         device: str | torch.device | None = None,
+        **log_options: Any,
     ):
-        self.metrics = list(metrics)
-        if not self.metrics or not all(isinstance(metric, RetrievalMetric) for metric in self.metrics):
-            raise ValueError(f"metrics must be a non-empty list of RetrievalMetric, got {metrics!r}")
+        if isinstance(name, str):
+            if not name:
+                raise ValueError("name must be a non-empty string, the metric's key in the logs")
+            if metric is None:
+                raise TypeError(f"AttachedMetric({name!r}) needs metric=, e.g. AttachedMetric({name!r}, metric=RetrievalRPrecision())")
+            named = named_metrics(metric, "metric")
+            single = isinstance(metric, RetrievalMetric)
+            keys = {inner.name: name if single else f"{name}_{key}" for key, inner in named.items()}
+        else:
+            if metric is not None:
+                raise TypeError("AttachedMetric takes either a name and metric=..., or a list of metrics, not both")
+            named = named_metrics(name, "metrics")
+            keys = {inner.name: key for key, inner in named.items()}
+        if on_step:
+            raise ValueError(
+                "on_step=True is not supported: simtune computes attached metrics once per validation epoch over "
+                "all validation embeddings (a per-batch retrieval metric depends on how batches were composed)"
+            )
+        if on_epoch is False:
+            raise ValueError("on_epoch=False is not supported: attached metrics are computed at the end of each validation epoch")
+        self.metrics = list(named.values())
+        self.keys = keys
         self.prefix = prefix
         self.distance = distance
         self.max_memory_mb = max_memory_mb
         self.device = device
+        self.log_options = {"prog_bar": prog_bar, **({} if logger is None else {"logger": logger}), **log_options}
         self.reset()
+
+    @property
+    def names(self) -> list[str]:
+        """The keys ``compute()`` returns (and the trainer logs), e.g. ``["validation_rrp"]``."""
+        head = f"{self.prefix}_" if self.prefix else ""
+        return [f"{head}{self.keys[metric.name]}" for metric in self.metrics]
 
     def reset(self) -> None:
         self._embeddings: list[Tensor] = []
@@ -69,4 +109,4 @@ class AttachedMetric:
 
     def compute(self) -> dict[str, float]:
         head = f"{self.prefix}_" if self.prefix else ""
-        return {f"{head}{name}": value for name, value in self.compute_result().metrics.items()}
+        return {f"{head}{self.keys[name]}": value for name, value in self.compute_result().metrics.items()}

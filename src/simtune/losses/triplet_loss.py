@@ -18,6 +18,7 @@ from simtune.functional.mining import (
 from simtune.losses.base import GroupLoss
 
 MINING_ALIASES = {"all": "all", "batch_all": "all", "hard": "hard", "batch_hard": "hard", "semi_hard": "semi_hard"}
+SCALES = (None, "mean_negative")
 
 
 class TripletLoss(GroupLoss):
@@ -33,12 +34,28 @@ class TripletLoss(GroupLoss):
     ``soft=True`` replaces ``relu(x + margin)`` by ``softplus(x)`` (soft margin; ``margin`` is unused).
     It is refused for batch-all, where every one of the B^3 triplets would carry loss.
 
+    ``scale="mean_negative"`` (batch-hard only) is Quaterion's batch-hard:
+    ``relu((d_ap - d_an) / mean(d_an) + margin)``, each anchor's gap divided by the batch's mean
+    hardest-negative distance (gradient flows through the mean too). The margin is then relative to
+    how far negatives currently are, so it means the same at any distance scale. Being a ratio, it is
+    the same whether cosine distance is ``1 - cos`` (simtune) or ``(1 - cos) / 2`` (Quaterion's
+    ``distance_matrix``). The mean runs over the anchors that have a
+    positive and a negative; Quaterion also counts anchors without a positive (with ``d_ap = 0``),
+    which only matters for batches holding single-sample classes.
+
     Takes references (cross-batch memory), see ``GroupLoss``: anchors stay the batch rows.
     """
 
     supports_references = True
 
-    def __init__(self, margin: float = 0.5, mining: str = "hard", soft: bool = False, distance: str | Distance = "cosine"):
+    def __init__(
+        self,
+        margin: float = 0.5,
+        mining: str = "hard",
+        soft: bool = False,
+        distance: str | Distance = "cosine",
+        scale: str | None = None,
+    ):
         super().__init__(distance)
         if mining not in MINING_ALIASES:
             raise ValueError(f"mining must be one of {sorted(MINING_ALIASES)}, got {mining!r}")
@@ -47,11 +64,20 @@ class TripletLoss(GroupLoss):
         self.mining = MINING_ALIASES[mining]
         if soft and self.mining == "all":
             raise ValueError("soft=True needs mining='hard' or 'semi_hard': with batch-all every triplet carries loss")
+        if scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+        if scale is not None and (self.mining != "hard" or soft):
+            raise ValueError(
+                f"scale={scale!r} is defined for mining='hard' with soft=False (Quaterion's batch-hard), "
+                f"got mining={mining!r}, soft={soft}"
+            )
         self.margin = float(margin)
         self.soft = bool(soft)
+        self.scale = scale
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "margin": self.margin, "mining": self.mining, "soft": self.soft}
+        config = {**super().get_config(), "margin": self.margin, "mining": self.mining, "soft": self.soft}
+        return config if self.scale is None else {**config, "scale": self.scale}
 
     def forward(
         self, embeddings: Tensor, groups: Tensor, ref_embeddings: Tensor | None = None, ref_groups: Tensor | None = None
@@ -67,5 +93,15 @@ class TripletLoss(GroupLoss):
         else:
             d_an, valid = semi_hard_negative(distances, positives, negatives)
             d_ap = distances
-        losses = F.softplus(d_ap - d_an) if self.soft else F.relu(d_ap - d_an + self.margin)
+        gaps = d_ap - d_an
+        if self.scale == "mean_negative":
+            gaps = gaps / _masked_mean(d_an, valid).clamp_min(_TINY)
+        losses = F.softplus(gaps) if self.soft else F.relu(gaps + self.margin)
         return torch.where(valid, losses, torch.zeros_like(losses)).sum() / valid.sum().clamp_min(1)
+
+
+_TINY = 1e-12  # all negatives at distance 0: the gaps are 0 too, and stay 0 instead of 0/0
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    return torch.where(mask, values, torch.zeros_like(values)).sum() / mask.sum().clamp_min(1)

@@ -18,6 +18,7 @@ from simtune.models.collate import ModelCollate
 from simtune.models.encoders.base import Encoder
 from simtune.models.heads.base import EncoderHead
 from simtune.models.registry import Trusted, import_path
+from simtune.models.save_contract import check_rebuildable
 from simtune.models.serialization import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -117,7 +118,13 @@ class SimilarityModel(nn.Module):
         return embeddings.numpy() if to_numpy else embeddings
 
     def save(self, path: str | Path) -> None:
-        """Writes ``config.json`` + one folder per component, atomically (see ``atomic_directory``)."""
+        """Writes ``config.json`` + one folder per component, atomically (see ``atomic_directory``).
+
+        Each component is first checked to rebuild from its config and weights (``check_rebuildable``),
+        so a model that could not be loaded is refused here, not discovered at load time."""
+        for name, encoder in self.encoders.items():
+            check_rebuildable(encoder, f"encoder {name!r}", Encoder)
+        check_rebuildable(self.head, "head", EncoderHead)
         with atomic_directory(path) as folder:
             for name, encoder in self.encoders.items():
                 write_module(encoder, folder / "encoders" / name)

@@ -18,6 +18,7 @@ from simtune.train.cache.config import CacheType
 from simtune.train.cache.encoder_cache import EncoderCache
 from simtune.train.indexed_loaders import IndexedCollate, IndexedItems, rebuild_dataloader, uses_own_batch_sampler
 from simtune.train.trainable_model import TrainableModel
+from simtune.train.trainer_checks import check_monitored_keys, check_trainer
 
 DEFAULT_MAX_EPOCHS = 20
 DEFAULT_PATIENCE = 5
@@ -80,6 +81,7 @@ def fit(
     ``use_distributed_sampler=False`` (the default trainer has it); validation then runs unsharded on
     every process and each sample is counted once.
     """
+    check_trainer(trainer)
     if not isinstance(trainable_model, TrainableModel):
         raise TypeError(f"trainable_model must be a TrainableModel, got {type(trainable_model).__name__}")
     if train_dataloader is None:
@@ -93,6 +95,7 @@ def fit(
     trainer = trainer or default_trainer(
         has_validation=val_dataloader is not None, use_distributed_sampler=not uses_own_batch_sampler(train_dataloader)
     )
+    check_monitored_keys(trainable_model, trainer)
 
     model = trainable_model.model
     frozen = {name: enc for name, enc in model.encoders.items() if not enc.trainable}
@@ -125,6 +128,10 @@ def fit(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         # Frozen encoders are meant to stay in eval mode (BatchNorm statistics must not move).
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
+        # Lightning 2.6 builds torch pytree specs with LeafSpec(), which torch deprecated; not ours to change.
+        warnings.filterwarnings(
+            "ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, "lightning.pytorch.utilities._pytree"
+        )
         trainer.fit(
             trainable_model, fit_loaders["train"], fit_loaders.get("val"), ckpt_path=ckpt_path, weights_only=True
         )

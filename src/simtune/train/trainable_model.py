@@ -225,7 +225,7 @@ class TrainableModel(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         for metric in self.attached_metrics:
             for name, value in metric.compute().items():
-                self.log(name, float(value), prog_bar=True)
+                self.log(name, float(value), **metric.log_options)
             metric.reset()
 
     @staticmethod

@@ -15,7 +15,7 @@ def test_all_objects_query_the_whole_dataset_excluding_themselves():
 
 
 def test_sampling_is_seeded_and_keeps_the_full_gallery():
-    first, again, other = (GroupSampler(5, seed).sample(DATASET) for seed in (7, 7, 8))
+    first, again, other = (GroupSampler(5, seed=seed).sample(DATASET) for seed in (7, 7, 8))
     assert torch.equal(first.query_rows, again.query_rows)
     assert not torch.equal(first.query_rows, other.query_rows)
     assert len(first.query_rows) == 5 and len(first.gallery_rows) == 30

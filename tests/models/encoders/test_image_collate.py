@@ -51,3 +51,10 @@ def test_sixteen_bit_and_unreadable_modes_from_files(tmp_path):
     Image.fromarray(np.array([[0.0, 4000.0]], dtype=np.float32)).save(tmp_path / "hdr.tif")
     with pytest.raises(ValueError, match=r"image 0 \(.*hdr.tif\): image mode 'F' holds pixel values from 0 to 4000"):
         collate([tmp_path / "hdr.tif"])
+
+
+def test_transformed_tensors_are_refused_saying_the_encoder_preprocesses():
+    transformed = torch.zeros(3, 224, 224)  # what a torchvision ToTensor + Normalize dataset yields
+    with pytest.raises(TypeError, match=r"image 0: .*already transformed Tensor of shape \(3, 224, 224\).*do their own "
+                       r"preprocessing.*drop the transforms.*get_collate_fn\(\) stacks them"):
+        LITE([transformed])

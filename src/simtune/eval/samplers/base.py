@@ -30,7 +30,24 @@ class RetrievalTask:
 
 
 class Sampler(ABC):
-    """Subclass and implement ``sample``."""
+    """Subclass and implement ``sample``.
+
+    ``encode_batch_size``, ``device`` (where the ranking runs) and ``log_progress`` tell the
+    ``Evaluator`` how to encode and rank what was sampled; they are Quaterion's sampler arguments.
+    """
+
+    encode_batch_size: int = 32
+    device: str | torch.device | None = None
+    log_progress: bool = True
+
+    def _set_encoding_options(
+        self, encode_batch_size: int, device: str | torch.device | None, log_progress: bool
+    ) -> None:
+        if isinstance(encode_batch_size, bool) or not isinstance(encode_batch_size, int) or encode_batch_size < 1:
+            raise ValueError(f"encode_batch_size must be a positive integer, got {encode_batch_size!r}")
+        self.encode_batch_size = encode_batch_size
+        self.device = device
+        self.log_progress = bool(log_progress)
 
     @abstractmethod
     def sample(self, dataset: Sequence, gallery_dataset: Sequence | None = None) -> RetrievalTask: ...

@@ -14,11 +14,21 @@ class GroupSampler(Sampler):
     Without a ``gallery_dataset`` the gallery is the whole dataset and each query's own entry is
     excluded by index, so a sampled query never finds itself. With one, queries come from
     ``dataset`` and the gallery is ``gallery_dataset`` (no self-exclusion: the sets are separate).
+    The positional arguments are Quaterion's; ``seed`` (the query sample) is keyword-only.
     """
 
-    def __init__(self, sample_size: int = -1, seed: int = 0):
+    def __init__(
+        self,
+        sample_size: int = -1,
+        encode_batch_size: int = 32,
+        device: str | torch.device | None = None,
+        log_progress: bool = True,
+        *,
+        seed: int = 0,
+    ):
         self.sample_size = check_sample_size(sample_size)
         self.seed = seed
+        self._set_encoding_options(encode_batch_size, device, log_progress)
 
     def sample(self, dataset: Sequence, gallery_dataset: Sequence | None = None) -> RetrievalTask:
         items = items_of(dataset, SimilarityGroupSample, "dataset")

@@ -17,11 +17,27 @@ class PairSampler(Sampler):
     ranked once: equal hashable objects such as paths are merged, unhashable ones by identity). For a
     query, relevant = paired with it with ``score > 0`` (either direction); its own entry and objects
     sharing a non-zero ``subgroup`` with it (never negatives for each other) are left out of its ranking.
+    The positional arguments are Quaterion's; ``seed`` (the pair sample) is keyword-only.
     """
 
-    def __init__(self, sample_size: int = -1, seed: int = 0):
+    def __init__(
+        self,
+        sample_size: int = -1,
+        distinguish: bool = False,
+        encode_batch_size: int = 32,
+        device: str | torch.device | None = None,
+        log_progress: bool = True,
+        *,
+        seed: int = 0,
+    ):
+        if distinguish:
+            raise ValueError(
+                "distinguish=True (Quaterion: obj_a compared with obj_b only) is not supported: PairSampler ranks "
+                "every object of the pairs against all of them; use PairSampler(sample_size) with distinguish=False"
+            )
         self.sample_size = check_sample_size(sample_size)
         self.seed = seed
+        self._set_encoding_options(encode_batch_size, device, log_progress)
 
     def sample(self, dataset: Sequence, gallery_dataset: Sequence | None = None) -> RetrievalTask:
         if gallery_dataset is not None:

@@ -65,8 +65,10 @@ class Encoder(nn.Module, ABC):
         return super().requires_grad_(requires_grad and self.trainable)
 
     def save(self, path: str | Path) -> None:
+        from simtune.models.save_contract import check_rebuildable
         from simtune.models.serialization import save_module
 
+        check_rebuildable(self, type(self).__name__, Encoder)
         save_module(self, path)
 
     @classmethod

@@ -55,6 +55,14 @@ class ImageCollate:
                 return self._resized(image, size)
             except ValueError as error:
                 raise ValueError(f"image {index}: {error}") from None
+        if hasattr(image, "shape"):  # a tensor or array: the dataset applied its own transforms
+            raise TypeError(
+                f"image {index}: expected a PIL image or a file path, got an already transformed "
+                f"{type(image).__name__} of shape {tuple(image.shape)}. simtune's image encoders do their own "
+                "preprocessing (resize, normalisation) in get_collate_fn(), so the dataset should yield the "
+                "untransformed images (or their paths); drop the transforms. To feed your own tensors, use an "
+                "Encoder subclass whose get_collate_fn() stacks them (the Encoder default, default_collate)"
+            )
         raise TypeError(f"image {index}: expected a PIL image or a file path, got {type(image).__name__}")
 
     @staticmethod

@@ -51,8 +51,10 @@ class EncoderHead(nn.Module, ABC):
         return cls(**config)
 
     def save(self, path: str | Path) -> None:
+        from simtune.models.save_contract import check_rebuildable
         from simtune.models.serialization import save_module
 
+        check_rebuildable(self, type(self).__name__, EncoderHead)
         save_module(self, path)
 
     @classmethod
