@@ -124,6 +124,6 @@ def test_rebuildable_components_save_and_load(tmp_path, head, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     model = SimilarityModel(CompleteEncoder(4, depth=2), head)
     model.save(tmp_path / "model")
-    loaded = SimilarityModel.load(tmp_path / "model")
+    loaded = SimilarityModel.load(tmp_path / "model", trusted_classes=[CompleteEncoder])
     batch = {"default": torch.randn(3, 4)}
     assert torch.equal(loaded.eval()(batch), model.eval()(batch))
