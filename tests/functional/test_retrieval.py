@@ -11,6 +11,17 @@ from simtune.functional.retrieval import (
     retrieval_metrics,
 )
 
+@pytest.fixture(autouse=True, params=["faiss-heaps", "torch"])
+def candidates(request, monkeypatch):
+    """Every test with each keeper of the rows' candidates: faiss's heaps (faiss installed) and
+    torch's (faiss missing)."""
+    if request.param == "torch":
+        monkeypatch.setattr(ranking, "_faiss", None)
+    else:
+        assert ranking._faiss is not None, "faiss-cpu (simtune[eval]) is needed to test its heaps"
+    return request.param
+
+
 ALL = ("r_precision", "map_at_r", "mrr", "precision_at_1", "precision_at_3", "recall_at_2", "ndcg_at_4")
 ONE_ROW_BLOCKS = 1e-9  # max_memory_mb small enough to force one query per block
 

@@ -37,6 +37,17 @@ DEFAULT_MAX_MEMORY_MB = 256
 _MAX_BLOCK = 4096  # larger blocks gain nothing in the matrix product and cost more memory
 _LARGEST_FLOAT32_NORM = 1e18  # float32 keys of larger embeddings could overflow: ranked in float64
 
+try:  # optional (simtune[eval]): faiss's heaps keep each row's top-k in one C++ pass over the keys
+    import faiss as _faiss
+except ImportError:
+    _faiss = None
+
+
+def _candidates_type(key: RankingKey) -> type:
+    """faiss's heaps where they apply (float32 keys in CPU memory), torch everywhere else."""
+    usable = _faiss is not None and key.gallery.device.type == "cpu" and key.gallery.dtype == torch.float32
+    return _HeapCandidates if usable else _Candidates
+
 
 @dataclass
 class RankedBlock:
@@ -87,6 +98,13 @@ class RankingKey:
         """Keys from the product with the gallery ``columns``, in place: euclidean adds their squared norms."""
         return product if self.squared_norms is None else product.add_(self.squared_norms[columns])
 
+    def transposed_keys(self, product: Tensor, rows: slice) -> Tensor:
+        """Keys of the gallery columns of ``product`` as queries against the gallery ``rows``:
+        its transpose (contiguous), euclidean plus the rows' squared norms, in one pass."""
+        if self.squared_norms is None:
+            return product.T.contiguous()
+        return torch.add(product.T, self.squared_norms[rows], out=product.new_empty(product.shape[::-1]))
+
     def permuted(self, order: Tensor) -> RankingKey:
         """The same key over the gallery rows in ``order``."""
         key = RankingKey.__new__(RankingKey)
@@ -96,20 +114,38 @@ class RankingKey:
 
 
 class _Candidates:
-    """Each row's ``width`` lowest keys so far, from blocks of keys offered one by one."""
+    """Each row's ``width`` lowest keys so far, from blocks of keys offered one by one.
+
+    A key not below a row's current ``width``-th lowest cannot enter, so one comparison discards
+    almost every key of a block once the row has seen one block: ``topk`` sees only the survivors
+    (a ``topk`` over every key would cost more than the matrix products)."""
 
     def __init__(self, num_rows: int, width: int, dtype: torch.dtype, device: torch.device):
         self.keys = torch.full((num_rows, width), math.inf, dtype=dtype, device=device)
         self.indices = torch.full((num_rows, width), -1, dtype=torch.long, device=device)
+        self.bound = torch.full((num_rows,), math.inf, dtype=dtype, device=device)
 
-    def add(self, keys: Tensor, first_column: int) -> None:
+    def offer(self, keys: Tensor, first_column: int) -> None:
         """Offers ``keys`` (rows, C) of gallery columns ``first_column`` to ``first_column + C``."""
-        width = self.keys.shape[1]
-        values, columns = keys.topk(min(width, keys.shape[1]), dim=1, largest=False, sorted=False)
-        merged_keys = torch.cat([self.keys, values], dim=1)
-        merged_indices = torch.cat([self.indices, columns.add_(first_column)], dim=1)
-        self.keys, kept = merged_keys.topk(width, dim=1, largest=False, sorted=False)
+        if bool(self.bound.isinf().any()):  # a row's first keys: its whole top-width enters
+            values, column = keys.topk(min(self.keys.shape[1], keys.shape[1]), dim=1, largest=False, sorted=False)
+            row = torch.arange(len(keys), device=keys.device)[:, None].expand_as(column).flatten()
+            column, values = column.flatten(), values.flatten()
+        else:
+            row, column = (keys < self.bound[:, None]).nonzero().unbind(1)
+            values = keys.flatten()[row * keys.shape[1] + column]
+        if len(row) == 0:
+            return
+        counts = torch.bincount(row, minlength=len(self.keys))
+        slot = torch.arange(len(row), device=row.device) - (counts.cumsum(0) - counts)[row]
+        new_keys = self.keys.new_full((len(self.keys), int(counts.max())), math.inf)
+        new_indices = self.indices.new_full(new_keys.shape, -1)
+        new_keys[row, slot] = values
+        new_indices[row, slot] = column + first_column
+        merged_keys, merged_indices = torch.cat([self.keys, new_keys], 1), torch.cat([self.indices, new_indices], 1)
+        self.keys, kept = merged_keys.topk(self.keys.shape[1], dim=1, largest=False, sorted=False)
         self.indices = merged_indices.gather(1, kept)
+        self.bound = self.keys.amax(1)
 
     def ranked(self, depths: Tensor, gallery_index: Tensor | None, num_gallery: int) -> tuple[Tensor, Tensor]:
         """Rows' top-depth gallery indices by (key, index), -1 past each depth, and which rows are
@@ -125,6 +161,34 @@ class _Candidates:
         width = int(depths.max())
         top = indices[:, :width]
         return top.masked_fill_(torch.arange(width, device=top.device)[None, :] >= depths[:, None], -1), exact
+
+
+class _HeapCandidates(_Candidates):
+    """``_Candidates`` kept in faiss's per-row heaps (``float_maxheap_array_t.addn``): one C++ pass
+    over each block of keys compares every key with its row's heap top and replaces the top in the
+    rare case it is lower, which is what faiss's own exact search does after its matrix products.
+    Rejected keys were at least the heap top then, so at least the final largest candidate key."""
+
+    def __init__(self, num_rows: int, width: int, dtype: torch.dtype, device: torch.device):
+        self._keys = torch.empty((num_rows, width), dtype=torch.float32)
+        self._indices = torch.empty((num_rows, width), dtype=torch.long)
+        self.heaps = _faiss.float_maxheap_array_t()
+        self.heaps.nh, self.heaps.k = num_rows, width
+        self.heaps.val = _faiss.swig_ptr(self._keys.numpy())
+        self.heaps.ids = _faiss.swig_ptr(self._indices.numpy())
+        self.heaps.heapify()  # keys float32's largest finite value, indices -1
+
+    def offer(self, keys: Tensor, first_column: int) -> None:
+        keys = keys.contiguous()
+        self.heaps.addn(keys.shape[1], _faiss.swig_ptr(keys.numpy()), first_column, 0, keys.shape[0])
+
+    @property
+    def indices(self) -> Tensor:
+        return self._indices
+
+    @property
+    def keys(self) -> Tensor:
+        return self._keys.masked_fill(self._indices < 0, math.inf)
 
 
 def _excluded_in_block(excluded: Tensor, rows: slice, columns: slice) -> Tensor:
@@ -210,39 +274,38 @@ def _ranked_gallery(
     queries: Tensor, key: RankingKey, widths: Tensor, excluded: Tensor, size: int, progress: bool
 ) -> Iterator[tuple[slice, _Candidates]]:
     """Query blocks, each meeting every gallery block; ``excluded`` (row, gallery) sorted by row."""
-    device = key.gallery.device
+    device, candidates_type = key.gallery.device, _candidates_type(key)
     for rows in _progress(_blocks(len(queries), size), progress, "ranking"):
-        candidates = _Candidates(rows.stop - rows.start, int(widths[rows].max()), key.gallery.dtype, device)
+        candidates = candidates_type(rows.stop - rows.start, int(widths[rows].max()), key.gallery.dtype, device)
         for columns in _blocks(len(key.gallery), size):
             keys = key.keys(queries[rows], columns)
             pairs = _excluded_in_block(excluded, rows, columns).to(device)
             keys[pairs[:, 0], pairs[:, 1]] = math.inf
-            candidates.add(keys, columns.start)
+            candidates.offer(keys, columns.start)
         yield rows, candidates
 
 
 def _ranked_leave_one_out(
     key: RankingKey, widths: Tensor, blocks: list[slice], progress: bool
 ) -> Iterator[tuple[slice, _Candidates]]:
-    """Queries = gallery: each block pair (i, j >= i) is multiplied once and serves the rows of both
-    blocks (j's keys against i are the transposed product). Block i is final after its pairs
-    (i, j >= i): the pairs (j < i, i) came before."""
-    device, dtype = key.gallery.device, key.gallery.dtype
+    """Queries = gallery: each block pair (i, j > i) is multiplied once and serves the rows of both
+    blocks (j's keys against i are the transposed product). The diagonal blocks come first, so
+    every row has candidates (and a bound) before the pairs; block i is final after its pairs
+    (i, j > i): the pairs (j < i, i) came before."""
     queries = key.gallery * key.query_scale
-    waiting = {}
+    candidates, candidates_type = [], _candidates_type(key)
+    for rows in blocks:
+        candidates.append(candidates_type(rows.stop - rows.start, int(widths[rows].max()), key.gallery.dtype, key.gallery.device))
+        product = queries[rows] @ key.gallery[rows].T
+        candidates[-1].offer(key.complete(product, rows).fill_diagonal_(math.inf), rows.start)
     for i, rows in enumerate(_progress(blocks, progress, "ranking")):
-        mine = waiting.pop(i, None) or _Candidates(rows.stop - rows.start, int(widths[rows].max()), dtype, device)
-        for j in range(i, len(blocks)):
+        for j in range(i + 1, len(blocks)):
             columns = blocks[j]
             product = queries[rows] @ key.gallery[columns].T
-            if j == i:
-                mine.add(key.complete(product, columns).fill_diagonal_(math.inf), columns.start)
-                continue
-            if j not in waiting:
-                waiting[j] = _Candidates(columns.stop - columns.start, int(widths[columns].max()), dtype, device)
-            waiting[j].add(key.complete(product.T.contiguous(), rows), rows.start)
-            mine.add(key.complete(product, columns), columns.start)
-        yield rows, mine
+            candidates[j].offer(key.transposed_keys(product, rows), rows.start)
+            candidates[i].offer(key.complete(product, columns), columns.start)
+        yield rows, candidates[i]
+        candidates[i] = None
 
 
 def ranked_blocks(
