@@ -100,10 +100,9 @@ class RankingKey:
 
     def transposed_keys(self, product: Tensor, rows: slice) -> Tensor:
         """Keys of the gallery columns of ``product`` as queries against the gallery ``rows``:
-        its transpose (contiguous), euclidean plus the rows' squared norms, in one pass."""
-        if self.squared_norms is None:
-            return product.T.contiguous()
-        return torch.add(product.T, self.squared_norms[rows], out=product.new_empty(product.shape[::-1]))
+        its transpose (contiguous), euclidean plus the rows' squared norms."""
+        keys = product.T.contiguous()
+        return keys if self.squared_norms is None else keys.add_(self.squared_norms[rows])
 
     def permuted(self, order: Tensor) -> RankingKey:
         """The same key over the gallery rows in ``order``."""

@@ -107,12 +107,16 @@ _REGISTERED: dict[str, tuple[Callable[..., Tensor], int | str | None]] = {}
 _AT_K = re.compile(r"^(?P<family>.+_at)_(?P<k>[1-9][0-9]*)$")
 
 
+def _is_depth(depth: object) -> bool:
+    return depth == "r" or (isinstance(depth, int) and not isinstance(depth, bool) and depth >= 1)
+
+
 def register_metric(name: str, depth: int | str | None = None) -> Callable:
     """Registers ``function(ranked) -> Tensor`` as metric ``name`` (``depth``: how many results it
     reads, an int, or "r" for each query's first R). A name ending in ``_at_{k}`` registers a family,
     ``function(ranked, k)`` at depth k: ``"precision_at_{k}"`` gives "precision_at_1", "precision_at_5", ..."""
     family = name.endswith("_at_{k}")
-    if not family and not (depth == "r" or (isinstance(depth, int) and depth >= 1)):
+    if not family and not _is_depth(depth):
         raise ValueError(f"metric {name!r}: depth must be a positive integer or 'r', got {depth!r}")
 
     def register(function: Callable[..., Tensor]) -> Callable[..., Tensor]:
@@ -126,8 +130,12 @@ def resolve_metric(metric: str | MetricDefinition) -> MetricDefinition:
     """A registered metric's definition by name; anything with ``name``, ``score`` and ``depth``
     (e.g. a simtune.eval RetrievalMetric) is taken as it is."""
     if not isinstance(metric, str):
-        if not (isinstance(getattr(metric, "name", None), str) and callable(getattr(metric, "score", None))):
-            raise ValueError(f"a metric is a registered name or has name, depth and score, got {metric!r}")
+        named = isinstance(getattr(metric, "name", None), str) and callable(getattr(metric, "score", None))
+        if not named or not _is_depth(getattr(metric, "depth", None)):
+            raise ValueError(
+                f"a metric is a registered name or has a name, a score and a depth (a positive integer or 'r'), "
+                f"got {metric!r}"
+            )
         return metric
     if metric in _REGISTERED and _REGISTERED[metric][1] is not None:
         function, depth = _REGISTERED[metric]
