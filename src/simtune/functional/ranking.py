@@ -243,7 +243,7 @@ def ranked(
     order = depths.argsort(descending=True, stable=True)
     widths = (depths[order] + 1).clamp(max=len(key.gallery))  # one beyond the depth shows a tie across the cut
     itemsize = key.gallery.element_size()
-    state_bytes = int(widths.sum()) * (itemsize + 8) * 3  # every row's candidates, and a merge's temporaries
+    state_bytes = int(widths.sum()) * (itemsize + 8)  # every row's candidates
     if leave_one_out and key.is_product and state_bytes < budget / 2:
         size = max(1, min(_MAX_BLOCK, math.isqrt(int(budget - state_bytes) // (3 * itemsize))))
         blocks = _ranked_leave_one_out(key.permuted(order), widths, _blocks(len(queries), size), progress)

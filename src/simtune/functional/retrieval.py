@@ -1,14 +1,17 @@
 """Exact retrieval metrics from one blockwise ranking pass (simtune.functional.ranking: its memory
 bound, and its ranking rule, ties by gallery index).
 
-Each query is ranked exactly as deep as its metrics need: the largest K of the @K metrics, or its
-own R where that is larger and R-Precision or MAP@R is asked for, capped by the gallery size.
-Per-query scores are kept; averages are macro (per query).
+A metric is a function of each query's ranked relevance (``RankedRelevance``: which of its first
+results are relevant, and its number R of relevant items), registered by name with
+``register_metric`` (the built-ins below register the same way), or any object with a ``name``, a
+``depth`` and a ``score`` (simtune.eval's ``RetrievalMetric``). Each query is ranked exactly as deep
+as its metrics read: the deepest fixed depth, or its own R where that is larger and a metric reads
+the first R, capped by the gallery size. Per-query scores are kept; averages are macro (per query).
+A query with R = 0 has no defined score: it is counted, excluded from every average, and reported
+in ``RetrievalResult.num_queries_without_relevant``.
 
-Metric names (``metrics=``): ``"r_precision"``, ``"map_at_r"``, ``"mrr"`` and ``"precision_at_K"``,
-``"recall_at_K"``, ``"ndcg_at_K"`` for a positive integer K. R is the number of relevant gallery
-items of a query; a query with R = 0 has no defined score: it is counted, excluded from every
-average, and reported in ``RetrievalResult.num_queries_without_relevant``.
+Registered: ``"r_precision"``, ``"map_at_r"``, ``"mrr"`` and ``"precision_at_K"``,
+``"recall_at_K"``, ``"ndcg_at_K"`` for a positive integer K.
 
 - r_precision: relevant items among the first R results, divided by R.
 - map_at_r: (1 / R) * sum over the first R positions i that are relevant of precision@i.
@@ -16,8 +19,8 @@ average, and reported in ``RetrievalResult.num_queries_without_relevant``.
   scores 1.0 even for a query with fewer than K relevant items (the OpenMetricLearning convention).
 - recall_at_K: 1 if any relevant item is among the first K, else 0 (hit rate, CMC@K).
 - ndcg_at_K: binary-relevance DCG@K over the ideal DCG of min(K, R) relevant items.
-- mrr: 1 / rank of the first relevant item over the WHOLE ranking (exact, not cut at k: a query
-  whose first relevant item lies past the top-k is ranked against its full gallery row, recomputed).
+- mrr: 1 / rank of the first relevant item over the WHOLE ranking (exact, not cut at a depth: a
+  query whose first relevant item lies deeper is ranked against its full gallery row, recomputed).
 
 pytorch-metric-learning's ``AccuracyCalculator`` gives the same r_precision, map_at_r (its
 ``mean_average_precision_at_r``), precision_at_1 and mrr (its ``mean_reciprocal_rank``) with
