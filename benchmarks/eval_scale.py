@@ -120,6 +120,8 @@ def run_alternating(spec: dict) -> dict:
             seconds, theirs = time_pml(embeddings, groups)
             times["pml"].append(seconds)
         loads.append(os.getloadavg()[0])
+        print(f"simtune {times['simtune'][-1]:.1f} s" + (f", PML {times['pml'][-1]:.1f} s" if times["pml"] else "")
+              + f" (load {loads[-1]:.1f})", flush=True)
     run = {"simtune": dict(seconds=statistics.median(times["simtune"]), all_seconds=times["simtune"],
                            peak_rss_mb=simtune_rss, rss_after_data_mb=data_rss, metrics=ours),
            "load_average": loads}

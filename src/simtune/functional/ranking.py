@@ -149,14 +149,15 @@ class _Candidates:
     def ranked(self, depths: Tensor, gallery_index: Tensor | None, num_gallery: int) -> tuple[Tensor, Tensor]:
         """Rows' top-depth gallery indices by (key, index), -1 past each depth, and which rows are
         exact: those whose candidates hold every item that could tie their depth-th."""
+        keys = self.keys
         indices = self.indices if gallery_index is None else gallery_index[self.indices.clamp(min=0)]
-        indices = indices.masked_fill(self.keys.isinf(), -1)
+        indices = indices.masked_fill(keys.isinf(), -1)
         indices, order = indices.sort(dim=1)
-        keys, by_key = self.keys.gather(1, order).sort(dim=1, stable=True)
+        keys, by_key = keys.gather(1, order).sort(dim=1, stable=True)
         indices = indices.gather(1, by_key)
         largest = keys[:, -1]
         at_depth = keys.gather(1, (depths - 1)[:, None])[:, 0]
-        exact = (at_depth < largest) | largest.isinf() | (self.keys.shape[1] >= num_gallery)
+        exact = (at_depth < largest) | largest.isinf() | (keys.shape[1] >= num_gallery)
         width = int(depths.max())
         top = indices[:, :width]
         return top.masked_fill_(torch.arange(width, device=top.device)[None, :] >= depths[:, None], -1), exact
