@@ -11,14 +11,15 @@ A query's own gallery entry and ``excluded_pairs`` are removed by index, never b
 duplicates of a query stay in the ranking and count as ordinary results.
 
 How: query blocks meet gallery blocks; from each block of keys every row keeps its best
-``depth + 1`` (``torch.topk``), merged into the row's candidates. When the queries are the gallery
-(leave-one-out, product keys), each block pair's product is computed once and its transpose
-serves the other block: half the matrix products. ``topk`` keeps an arbitrary one of equal keys at
-its cut, so the candidates are then ordered by (key, gallery index) and checked: every item left
-out has a key at least the largest candidate key, so a row whose depth-th key is below that holds
-its exact top-depth; a row where they are equal (a tie across the cut) is ranked again against
-its whole gallery row. Queries are taken in order of decreasing depth, so each block's ``topk`` is
-about as deep as each of its rows needs.
+``depth + 1`` as candidates (in faiss's heaps where faiss is installed, else by ``torch.topk`` of
+the keys below the row's current bound). When the queries are the gallery (leave-one-out, product
+keys), each block pair's product is computed once and its transpose serves the other block: half
+the matrix products. Heaps and ``topk`` keep an arbitrary one of equal keys at their cut, so the
+candidates are then ordered by (key, gallery index) and checked: every item left out has a key at
+least the largest candidate key, so a row whose depth-th key is below that holds its exact
+top-depth; a row where they are equal (a tie across the cut) is ranked again against its whole
+gallery row. Queries are taken in order of decreasing depth, so each block's candidates are about
+as many as each of its rows needs.
 """
 
 from __future__ import annotations
