@@ -11,17 +11,19 @@ from simtune.functional.retrieval import (
     retrieval_metrics,
 )
 
-from .engines import force_engine
+@pytest.fixture(autouse=True, params=["faiss-heaps", "torch"])
+def candidates(request, monkeypatch):
+    """Every test with each keeper of the rows' candidates: faiss's heaps (faiss installed) and
+    torch's (faiss missing)."""
+    if request.param == "torch":
+        monkeypatch.setattr(ranking, "_faiss", None)
+    else:
+        assert ranking._faiss is not None, "faiss-cpu (simtune[eval]) is needed to test its heaps"
+    return request.param
+
 
 ALL = ("r_precision", "map_at_r", "mrr", "precision_at_1", "precision_at_3", "recall_at_2", "ndcg_at_4")
 ONE_ROW_BLOCKS = 1e-9  # max_memory_mb small enough to force one query per block
-
-
-@pytest.fixture(params=["float32", "bfloat16-screened"])
-def engine(request, monkeypatch):
-    """Runs a test with each ranking engine."""
-    force_engine(monkeypatch, request.param == "bfloat16-screened")
-    return request.param
 
 
 def brute_force(queries, gallery, relevant, excluded, distance):
@@ -73,7 +75,6 @@ def assert_matches(result, expected):
 
 @pytest.mark.parametrize("distance", ["euclidean", "dot_product", "manhattan"])
 @pytest.mark.parametrize("max_memory_mb", [ONE_ROW_BLOCKS, 256])
-@pytest.mark.usefixtures("engine")
 def test_small_integer_data_with_many_ties_matches_brute_force(distance, max_memory_mb):
     # Integer coordinates in {0, 1, 2}^3: distances are exact and ties are everywhere.
     generator = torch.Generator().manual_seed(0)
@@ -87,7 +88,6 @@ def test_small_integer_data_with_many_ties_matches_brute_force(distance, max_mem
     assert result.num_queries == 60 and result.num_queries_without_relevant == 1
 
 
-@pytest.mark.usefixtures("engine")
 def test_continuous_cosine_data_matches_brute_force():
     generator = torch.Generator().manual_seed(1)
     embeddings = torch.randn(80, 5, generator=generator)
@@ -97,7 +97,6 @@ def test_continuous_cosine_data_matches_brute_force():
     assert_matches(result, expected)
 
 
-@pytest.mark.usefixtures("engine")
 def test_separate_gallery_and_queries_inside_the_gallery_match_brute_force():
     generator = torch.Generator().manual_seed(2)
     gallery = torch.randint(0, 3, (50, 2), generator=generator).float()
@@ -115,7 +114,6 @@ def test_separate_gallery_and_queries_inside_the_gallery_match_brute_force():
     assert result.num_queries_without_relevant == 1  # group 7 is not in the gallery
 
 
-@pytest.mark.usefixtures("engine")
 def test_duplicates_of_a_query_count_as_results_only_its_own_index_is_excluded():
     embeddings = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.1]])
     groups = torch.tensor([0, 1, 0, 1])  # row 1 duplicates row 0 but belongs to another group
@@ -125,7 +123,6 @@ def test_duplicates_of_a_query_count_as_results_only_its_own_index_is_excluded()
     assert result.per_query["mrr"].tolist() == pytest.approx([1 / 3, 1 / 2, 1 / 2, 1 / 3])
 
 
-@pytest.mark.usefixtures("engine")
 def test_equal_distances_are_ranked_by_gallery_index():
     query = torch.zeros(1, 2)
     gallery = torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
@@ -134,7 +131,6 @@ def test_equal_distances_are_ranked_by_gallery_index():
 
 
 @pytest.mark.parametrize("max_memory_mb", [ONE_ROW_BLOCKS, 256])  # one query per block / leave-one-out pass
-@pytest.mark.usefixtures("engine")
 def test_mrr_is_exact_beyond_the_top_k(max_memory_mb):
     # Only R-metric depth (R = 1) is retrieved; the single relevant item is ranked last of 6.
     embeddings = torch.tensor([[0.0], [1.0], [2.0], [3.0], [4.0], [5.0], [9.0]])
@@ -157,12 +153,12 @@ def exact_ranking(queries, gallery, excluded, distance, k):
 @pytest.mark.parametrize("k", [1, 5, 20, 59, 60])  # 20 spans several blocks; 60 leaves one slot empty
 def test_leave_one_out_pass_ranks_exactly_for_any_block_size(monkeypatch, pair_block, k):
     """Each block pair's product serves both of its blocks (the second through its transpose)."""
-    monkeypatch.setattr(ranking, "_PAIR_BLOCK", pair_block)
+    monkeypatch.setattr(ranking, "_MAX_BLOCK", pair_block)
     generator = torch.Generator().manual_seed(7)
     embeddings = torch.randint(0, 3, (60, 3), generator=generator).float()  # ties everywhere
     blocks = list(ranked_blocks(embeddings, None, k, distance="euclidean"))
-    widths = [block.rows.stop - block.rows.start for block in blocks]
-    assert [block.rows.start for block in blocks] == [sum(widths[:i]) for i in range(len(blocks))]
+    widths = [len(block.rows) for block in blocks]
+    assert torch.cat([block.rows for block in blocks]).tolist() == list(range(60))
     assert sum(widths) == 60 and max(widths) <= pair_block
     expected = exact_ranking(embeddings, embeddings, {(q, q) for q in range(60)}, "euclidean", k)
     assert torch.cat([block.top_indices for block in blocks]).tolist() == expected
@@ -170,7 +166,6 @@ def test_leave_one_out_pass_ranks_exactly_for_any_block_size(monkeypatch, pair_b
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("max_memory_mb", [0.001, 0.004, 256])  # blocks of 1 to 5 rows, and one block
-@pytest.mark.usefixtures("engine")
 def test_gallery_pass_ranks_exactly_with_exclusions(max_memory_mb, dtype):
     generator = torch.Generator().manual_seed(8)
     queries = torch.randint(-1, 2, (25, 3), generator=generator).to(dtype)
@@ -205,7 +200,6 @@ def test_a_gallery_equal_to_the_queries_takes_the_leave_one_out_pass(monkeypatch
         assert torch.equal(pairs.per_query[name], query_blocks.per_query[name]), name
 
 
-@pytest.mark.usefixtures("engine")
 def test_blockwise_memory_bound_gives_the_same_numbers_on_more_blocks():
     generator = torch.Generator().manual_seed(3)
     embeddings = torch.randn(300, 16, generator=generator)
@@ -218,7 +212,6 @@ def test_blockwise_memory_bound_gives_the_same_numbers_on_more_blocks():
     )
 
 
-@pytest.mark.usefixtures("engine")
 def test_per_class_results_average_that_class_queries():
     embeddings = torch.tensor([[0.0], [0.1], [5.0], [5.1], [0.2], [9.0]])
     groups = torch.tensor([0, 0, 1, 1, 2, 2])
@@ -227,7 +220,6 @@ def test_per_class_results_average_that_class_queries():
     assert result.as_dict("val")["val_precision_at_1/class_1"] == 1.0
 
 
-@pytest.mark.usefixtures("engine")
 def test_pair_relevance_matches_brute_force_with_exclusions():
     generator = torch.Generator().manual_seed(4)
     embeddings = torch.randint(0, 3, (40, 2), generator=generator).float()
@@ -302,7 +294,6 @@ def assert_agrees_with_pml(ours, theirs, names=tuple(PML_NAMES)):
         assert abs(ours[name] - theirs[PML_NAMES[name]]) < 1e-6, name
 
 
-@pytest.mark.usefixtures("engine")
 def test_agrees_with_pytorch_metric_learning_on_clustered_data():
     embeddings, groups = clustered(600, 15, 16, seed=5)
     ours = retrieval_metrics(embeddings, groups, metrics=tuple(PML_NAMES), distance="euclidean", max_memory_mb=0.1)
@@ -311,7 +302,6 @@ def test_agrees_with_pytorch_metric_learning_on_clustered_data():
     assert_agrees_with_pml(ours.metrics, max_bin, names=("r_precision", "map_at_r", "precision_at_1"))
 
 
-@pytest.mark.usefixtures("engine")
 def test_agrees_with_pytorch_metric_learning_on_a_separate_gallery_per_class():
     embeddings, groups = clustered(500, 12, 8, seed=6)
     ours = retrieval_metrics(
@@ -330,7 +320,6 @@ CARS = "/work/shared/datasets/stanford-cars-crop224"
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("engine")
 def test_agrees_with_pytorch_metric_learning_on_efficientnet_lite0_cars_embeddings():
     """2,000 real Stanford Cars embeddings (about a minute to encode on two cores; nothing cached)."""
     import csv

@@ -8,6 +8,7 @@ from simtune.eval.metrics import (
     NDCGAtK,
     PrecisionAtK,
     RecallAtK,
+    RegisteredMetric,
     RetrievalMetric,
     RetrievalRPrecision,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "Evaluator",
     "evaluate",
     "RetrievalMetric",
+    "RegisteredMetric",
     "RetrievalRPrecision",
     "MeanAveragePrecisionAtR",
     "PrecisionAtK",

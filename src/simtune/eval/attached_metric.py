@@ -101,7 +101,7 @@ class AttachedMetric:
         return retrieval_metrics(
             torch.cat(self._embeddings),
             torch.cat(self._groups),
-            metrics=[metric.name for metric in self.metrics],
+            metrics=self.metrics,
             distance=self.distance,
             max_memory_mb=self.max_memory_mb,
             device=self.device,

@@ -55,7 +55,7 @@ class Evaluator:
         """Metrics of a sampled task given the embeddings of ``task.objects`` (row-aligned)."""
         queries, gallery = embeddings[task.query_rows], embeddings[task.gallery_rows]
         options = dict(
-            metrics=[metric.name for metric in self.metrics],
+            metrics=self.metrics,
             distance=self.distance,
             max_memory_mb=self.max_memory_mb,
             device=self.device,

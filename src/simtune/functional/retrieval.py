@@ -1,14 +1,17 @@
 """Exact retrieval metrics from one blockwise ranking pass (simtune.functional.ranking: its memory
 bound, and its ranking rule, ties by gallery index).
 
-Each query is ranked exactly as deep as its metrics need: the largest K of the @K metrics, or its
-own R where that is larger and R-Precision or MAP@R is asked for, capped by the gallery size.
-Per-query scores are kept; averages are macro (per query).
+A metric is a function of each query's ranked relevance (``RankedRelevance``: which of its first
+results are relevant, and its number R of relevant items), registered by name with
+``register_metric`` (the built-ins below register the same way), or any object with a ``name``, a
+``depth`` and a ``score`` (simtune.eval's ``RetrievalMetric``). Each query is ranked exactly as deep
+as its metrics read: the deepest fixed depth, or its own R where that is larger and a metric reads
+the first R, capped by the gallery size. Per-query scores are kept; averages are macro (per query).
+A query with R = 0 has no defined score: it is counted, excluded from every average, and reported
+in ``RetrievalResult.num_queries_without_relevant``.
 
-Metric names (``metrics=``): ``"r_precision"``, ``"map_at_r"``, ``"mrr"`` and ``"precision_at_K"``,
-``"recall_at_K"``, ``"ndcg_at_K"`` for a positive integer K. R is the number of relevant gallery
-items of a query; a query with R = 0 has no defined score: it is counted, excluded from every
-average, and reported in ``RetrievalResult.num_queries_without_relevant``.
+Registered: ``"r_precision"``, ``"map_at_r"``, ``"mrr"`` and ``"precision_at_K"``,
+``"recall_at_K"``, ``"ndcg_at_K"`` for a positive integer K.
 
 - r_precision: relevant items among the first R results, divided by R.
 - map_at_r: (1 / R) * sum over the first R positions i that are relevant of precision@i.
@@ -16,8 +19,8 @@ average, and reported in ``RetrievalResult.num_queries_without_relevant``.
   scores 1.0 even for a query with fewer than K relevant items (the OpenMetricLearning convention).
 - recall_at_K: 1 if any relevant item is among the first K, else 0 (hit rate, CMC@K).
 - ndcg_at_K: binary-relevance DCG@K over the ideal DCG of min(K, R) relevant items.
-- mrr: 1 / rank of the first relevant item over the WHOLE ranking (exact, not cut at k: a query
-  whose first relevant item lies past the top-k is ranked against its full gallery row, recomputed).
+- mrr: 1 / rank of the first relevant item over the WHOLE ranking (exact, not cut at a depth: a
+  query whose first relevant item lies deeper is ranked against its full gallery row, recomputed).
 
 pytorch-metric-learning's ``AccuracyCalculator`` gives the same r_precision, map_at_r (its
 ``mean_average_precision_at_r``), precision_at_1 and mrr (its ``mean_reciprocal_rank``) with
@@ -33,17 +36,15 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from simtune.distances import Distance
-from simtune.functional.ranking import DEFAULT_MAX_MEMORY_MB, RankingKey, prepare_ranking, ranked
+from simtune.functional.ranking import DEFAULT_MAX_MEMORY_MB, RankingKey, full_row_keys, prepare_ranking, ranked
 
 DEFAULT_METRICS = ("r_precision", "map_at_r", "precision_at_1", "recall_at_10", "mrr", "ndcg_at_10")
-_AT_K = re.compile(r"^(precision|recall|ndcg)_at_([1-9][0-9]*)$")
-_AT_R = ("r_precision", "map_at_r")
 
 
 @dataclass
@@ -67,46 +68,132 @@ class RetrievalResult:
         return flat
 
 
-# ---------------------------------------------------------------- per-query scores from a ranking
-# ``relevant`` is (Q, k) bool in rank order; ``num_relevant`` is (Q,) R per query (R >= 1).
+# ---------------------------------------------------------------- metrics: per-query scores of a ranking
 
 
-def _positions(relevant: Tensor) -> Tensor:
-    return torch.arange(1, relevant.shape[1] + 1, device=relevant.device, dtype=torch.float64)
+@dataclass
+class RankedRelevance:
+    """What a metric scores: whether each query's ranked results are relevant, and how many
+    relevant items it has (R >= 1; queries with R = 0 are never scored)."""
+
+    relevant: Tensor  # (Q, depth) bool in rank order, False past the depth the query was ranked to
+    num_relevant: Tensor  # (Q,) float64
+    _first_relevant_beyond: Callable[[Tensor], Tensor] = field(repr=False)
+
+    def positions(self) -> Tensor:
+        """1, 2, ..., depth (float64): the ranks of ``relevant``'s columns."""
+        return torch.arange(1, self.relevant.shape[1] + 1, device=self.relevant.device, dtype=torch.float64)
+
+    def first_relevant_rank(self) -> Tensor:
+        """Exact 1-based rank of each query's first relevant item in its WHOLE ranking: a query with
+        none in ``relevant`` is ranked against its full gallery row (recomputed, so a metric that
+        needs it can ask for depth 1)."""
+        found = self.relevant.any(1)
+        ranks = torch.where(found, self.relevant.byte().argmax(1) + 1, 0)
+        beyond = (~found).nonzero()[:, 0]
+        if len(beyond):
+            ranks[beyond] = self._first_relevant_beyond(beyond)
+        return ranks
 
 
-def r_precision(relevant: Tensor, num_relevant: Tensor) -> Tensor:
-    within_r = _positions(relevant)[None, :] <= num_relevant[:, None]
-    return (relevant & within_r).sum(1).double() / num_relevant
+@dataclass(frozen=True)
+class MetricDefinition:
+    """A metric by name: ``score(ranked) -> (Q,)`` float64 per query, from each query's first
+    ``depth`` results (an int), or its first R (``depth="r"``)."""
+
+    name: str
+    score: Callable[[RankedRelevance], Tensor]
+    depth: int | str
 
 
-def map_at_r(relevant: Tensor, num_relevant: Tensor) -> Tensor:
-    positions = _positions(relevant)
-    hits = (relevant & (positions[None, :] <= num_relevant[:, None])).double()
-    precision_at_i = hits.cumsum(1) / positions
-    return (precision_at_i * hits).sum(1) / num_relevant
+_REGISTERED: dict[str, tuple[Callable[..., Tensor], int | str | None]] = {}
+_AT_K = re.compile(r"^(?P<family>.+_at)_(?P<k>[1-9][0-9]*)$")
 
 
-def precision_at_k(relevant: Tensor, num_relevant: Tensor, k: int) -> Tensor:
-    return relevant[:, :k].sum(1).double() / num_relevant.clamp(max=k)
+def _is_depth(depth: object) -> bool:
+    return depth == "r" or (isinstance(depth, int) and not isinstance(depth, bool) and depth >= 1)
 
 
-def recall_at_k(relevant: Tensor, k: int) -> Tensor:
-    return relevant[:, :k].any(1).double()
+def register_metric(name: str, depth: int | str | None = None) -> Callable:
+    """Registers ``function(ranked) -> Tensor`` as metric ``name`` (``depth``: how many results it
+    reads, an int, or "r" for each query's first R). A name ending in ``_at_{k}`` registers a family,
+    ``function(ranked, k)`` at depth k: ``"precision_at_{k}"`` gives "precision_at_1", "precision_at_5", ..."""
+    family = name.endswith("_at_{k}")
+    if not family and not _is_depth(depth):
+        raise ValueError(f"metric {name!r}: depth must be a positive integer or 'r', got {depth!r}")
+
+    def register(function: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        _REGISTERED[name.removesuffix("_{k}") if family else name] = (function, None if family else depth)
+        return function
+
+    return register
 
 
-def ndcg_at_k(relevant: Tensor, num_relevant: Tensor, k: int) -> Tensor:
-    discounts = 1.0 / torch.log2(_positions(relevant)[:k] + 1.0)
+def resolve_metric(metric: str | MetricDefinition) -> MetricDefinition:
+    """A registered metric's definition by name; anything with ``name``, ``score`` and ``depth``
+    (e.g. a simtune.eval RetrievalMetric) is taken as it is."""
+    if not isinstance(metric, str):
+        named = isinstance(getattr(metric, "name", None), str) and callable(getattr(metric, "score", None))
+        if not named or not _is_depth(getattr(metric, "depth", None)):
+            raise ValueError(
+                f"a metric is a registered name or has a name, a score and a depth (a positive integer or 'r'), "
+                f"got {metric!r}"
+            )
+        return metric
+    if metric in _REGISTERED and _REGISTERED[metric][1] is not None:
+        function, depth = _REGISTERED[metric]
+        return MetricDefinition(metric, function, depth)
+    match = _AT_K.match(metric)
+    if match and _REGISTERED.get(match["family"], (None, 0))[1] is None:
+        function, k = _REGISTERED[match["family"]][0], int(match["k"])
+        return MetricDefinition(metric, lambda ranked: function(ranked, k), k)
+    names = sorted(name + ("_K" if depth is None else "") for name, (_, depth) in _REGISTERED.items())
+    raise ValueError(f"unknown metric {metric!r}; registered: {', '.join(names)} (K a positive integer)")
+
+
+@register_metric("r_precision", depth="r")
+def r_precision(ranked: RankedRelevance) -> Tensor:
+    """Relevant items among the first R results, over R."""
+    within_r = ranked.positions()[None, :] <= ranked.num_relevant[:, None]
+    return (ranked.relevant & within_r).sum(1).double() / ranked.num_relevant
+
+
+@register_metric("map_at_r", depth="r")
+def map_at_r(ranked: RankedRelevance) -> Tensor:
+    """(1 / R) * sum over the first R positions i that are relevant of precision@i."""
+    positions = ranked.positions()
+    hits = (ranked.relevant & (positions[None, :] <= ranked.num_relevant[:, None])).double()
+    # summed by cumsum in rank order: the same value however many columns past R the block holds
+    at_r = ranked.num_relevant.long().clamp(max=len(positions))[:, None] - 1
+    return (hits.cumsum(1) / positions * hits).cumsum(1).gather(1, at_r)[:, 0] / ranked.num_relevant
+
+
+@register_metric("precision_at_{k}")
+def precision_at_k(ranked: RankedRelevance, k: int) -> Tensor:
+    """Relevant items among the first k over min(k, R): a perfect ranking scores 1."""
+    return ranked.relevant[:, :k].sum(1).double() / ranked.num_relevant.clamp(max=k)
+
+
+@register_metric("recall_at_{k}")
+def recall_at_k(ranked: RankedRelevance, k: int) -> Tensor:
+    """1 if any relevant item is among the first k, else 0 (hit rate, CMC@k)."""
+    return ranked.relevant[:, :k].any(1).double()
+
+
+@register_metric("ndcg_at_{k}")
+def ndcg_at_k(ranked: RankedRelevance, k: int) -> Tensor:
+    """Binary-relevance DCG@k over the ideal DCG of min(k, R) relevant items."""
+    discounts = 1.0 / torch.log2(ranked.positions()[:k] + 1.0)
     # Both sums by cumsum in rank order, so a perfect ranking gives exactly dcg == ideal.
-    dcg = (relevant[:, :k].double() * discounts).cumsum(1)[:, -1]
+    dcg = (ranked.relevant[:, :k].double() * discounts).cumsum(1)[:, -1]
     ideal = torch.cat([discounts.new_zeros(1), discounts.cumsum(0)])
-    return dcg / ideal[num_relevant.long().clamp(max=min(k, relevant.shape[1]))]
+    return dcg / ideal[ranked.num_relevant.long().clamp(max=min(k, ranked.relevant.shape[1]))]
 
 
-def first_relevant_rank(relevant: Tensor) -> Tensor:
-    """1-based rank of the first relevant item within the top-k; 0 where none is there."""
-    found = relevant.any(1)
-    return torch.where(found, relevant.byte().argmax(1) + 1, 0)
+@register_metric("mrr", depth=1)
+def mrr(ranked: RankedRelevance) -> Tensor:
+    """1 / rank of the first relevant item in the whole ranking."""
+    return 1.0 / ranked.first_relevant_rank().double()
 
 
 # ---------------------------------------------------------------- relevance sources
@@ -127,7 +214,7 @@ class _GroupRelevance:
         )
         self.num_relevant = torch.where(in_gallery, counts[position], 0) - counted_self.long()
 
-    def of_ranked(self, rows: slice, indices: Tensor) -> Tensor:
+    def of_ranked(self, rows: Tensor, indices: Tensor) -> Tensor:
         same = self.gallery_groups[indices] == self.query_groups[rows, None]
         return same & (indices != self.query_gallery_index[rows, None])
 
@@ -147,9 +234,8 @@ class _PairRelevance:
         self.keys = torch.unique(relevant_pairs[:, 0] * num_gallery + relevant_pairs[:, 1])
         self.num_relevant = torch.bincount(self.keys // num_gallery, minlength=num_queries)
 
-    def of_ranked(self, rows: slice, indices: Tensor) -> Tensor:
-        query = torch.arange(rows.start, rows.stop)[:, None]
-        return _contains(self.keys, query * self.num_gallery + indices)
+    def of_ranked(self, rows: Tensor, indices: Tensor) -> Tensor:
+        return _contains(self.keys, rows[:, None] * self.num_gallery + indices)
 
     def of_gallery(self, rows: Tensor) -> Tensor:
         return _contains(self.keys, rows[:, None] * self.num_gallery + torch.arange(self.num_gallery))
@@ -165,22 +251,14 @@ def _contains(sorted_keys: Tensor, keys: Tensor) -> Tensor:
 # ---------------------------------------------------------------- the one-pass metric set
 
 
-def _parse(metrics: Sequence[str]) -> list[tuple[str, str, int | None]]:
+def _definitions(metrics: Sequence[str | MetricDefinition]) -> list[MetricDefinition]:
     if isinstance(metrics, str) or len(metrics) == 0:
-        raise ValueError(f"metrics must be a non-empty sequence of metric names, got {metrics!r}")
-    parsed = []
-    for name in metrics:
-        match = _AT_K.match(name) if isinstance(name, str) else None
-        if match:
-            parsed.append((name, match[1], int(match[2])))
-        elif name in (*_AT_R, "mrr"):
-            parsed.append((name, name, None))
-        else:
-            raise ValueError(
-                f"unknown metric {name!r}; expected 'r_precision', 'map_at_r', 'mrr', "
-                "'precision_at_K', 'recall_at_K' or 'ndcg_at_K' with K a positive integer"
-            )
-    return parsed
+        raise ValueError(f"metrics must be a non-empty sequence of metrics or their names, got {metrics!r}")
+    definitions = [resolve_metric(metric) for metric in metrics]
+    names = [definition.name for definition in definitions]
+    if len(set(names)) != len(names):
+        raise ValueError(f"metrics must have distinct names, got {names}")
+    return definitions
 
 
 def _check_embeddings(name: str, embeddings: Tensor) -> None:
@@ -198,7 +276,7 @@ def _score(
     queries: Tensor,
     gallery: Tensor,
     relevance: _GroupRelevance | _PairRelevance,
-    metrics: Sequence[str],
+    metrics: Sequence[str | MetricDefinition],
     excluded_pairs: Tensor,
     *,
     leave_one_out: bool,
@@ -209,42 +287,29 @@ def _score(
 ) -> tuple[dict[str, Tensor], Tensor]:
     """Per-query scores from one ranking pass at the depth the metrics need (``leave_one_out``:
     ``gallery`` is ``queries`` and ``excluded_pairs`` are exactly each query's own entry)."""
-    parsed = _parse(metrics)
+    definitions = _definitions(metrics)
     num_relevant = relevance.num_relevant
-    # each query's depth: the largest K, or its R where larger and an R metric is asked for
-    depths = torch.full_like(num_relevant, max([k for _, _, k in parsed if k is not None], default=1))
-    if any(kind in _AT_R for _, kind, _ in parsed):
+    # each query's depth: the deepest fixed one, or its R where larger and a metric reads the first R
+    depths = torch.full_like(num_relevant, max([d.depth for d in definitions if d.depth != "r"], default=1))
+    if any(d.depth == "r" for d in definitions):
         depths = torch.maximum(depths, num_relevant)
-    depths = depths.clamp(max=len(gallery))
+    depths = depths.clamp(1, len(gallery))
     queries, key = prepare_ranking(queries, None if leave_one_out else gallery, distance, device)
+    excluded_pairs = excluded_pairs[excluded_pairs[:, 0].argsort(stable=True)]
     budget = max_memory_mb * 2**20
-    scores = {name: torch.full((len(queries),), math.nan, dtype=torch.float64) for name, _, _ in parsed}
-    first_rank = torch.zeros(len(queries), dtype=torch.long)
+    scores = {d.name: torch.full((len(queries),), math.nan, dtype=torch.float64) for d in definitions}
     for block in ranked(queries, key, depths, excluded_pairs, leave_one_out, budget, progress):
         indices = block.top_indices
-        rows = torch.arange(block.rows.start, block.rows.stop)
-        valid = num_relevant[rows] > 0
-        hits = (relevance.of_ranked(block.rows, indices.clamp(min=0)) & (indices >= 0))[valid]
-        count = num_relevant[rows][valid].double()
-        first_rank[rows[valid]] = first_relevant_rank(hits)
-        for name, kind, k in parsed:
-            if kind == "r_precision":
-                value = r_precision(hits, count)
-            elif kind == "map_at_r":
-                value = map_at_r(hits, count)
-            elif kind == "precision":
-                value = precision_at_k(hits, count, k)
-            elif kind == "recall":
-                value = recall_at_k(hits, k)
-            elif kind == "ndcg":
-                value = ndcg_at_k(hits, count, k)
-            else:
-                continue
-            scores[name][rows[valid]] = value
-    if "mrr" in scores:
-        beyond = ((first_rank == 0) & (num_relevant > 0)).nonzero()[:, 0]
-        first_rank[beyond] = _first_relevant_rank_in_full_rows(queries, key, relevance, excluded_pairs, beyond, budget)
-        scores["mrr"] = torch.where(num_relevant > 0, 1.0 / first_rank.double(), math.nan)
+        rows = block.rows[num_relevant[block.rows] > 0]
+        indices = indices[num_relevant[block.rows] > 0]
+        hits = relevance.of_ranked(rows, indices.clamp(min=0)) & (indices >= 0)
+
+        def first_relevant_beyond(local: Tensor, rows: Tensor = rows) -> Tensor:
+            return _first_relevant_rank_in_full_rows(queries, key, relevance, excluded_pairs, rows[local], budget)
+
+        ranking = RankedRelevance(hits, num_relevant[rows].double(), first_relevant_beyond)
+        for definition in definitions:
+            scores[definition.name][rows] = definition.score(ranking).double().cpu()
     return scores, num_relevant
 
 
@@ -253,24 +318,19 @@ def _first_relevant_rank_in_full_rows(
 ) -> Tensor:
     """Exact first relevant rank of queries with none in their top-k: their whole key rows,
     recomputed in chunks, rank the first relevant item against every other."""
+    rows, order = rows.sort()
     ranks = torch.zeros(len(rows), dtype=torch.long)
     chunk = max(1, int(budget // (len(key.gallery) * (3 * key.gallery.element_size() + 2))))
-    local = torch.full((len(queries),), -1)
     for start in range(0, len(rows), chunk):
         part = rows[start : start + chunk]
-        distances = key.keys(key.prepare(queries[part.to(queries.device)]))
-        local[part] = torch.arange(len(part))
-        position = local[excluded_pairs[:, 0]]
-        local[part] = -1
-        inside = position >= 0
-        distances[position[inside].to(distances.device), excluded_pairs[inside, 1].to(distances.device)] = math.inf
+        distances = full_row_keys(queries, key, part, excluded_pairs)
         relevant = relevance.of_gallery(part).to(distances.device)
         best = distances.masked_fill(~relevant, math.inf).argmin(1, keepdim=True)  # first of equals
         best_distance = distances.gather(1, best)
         gallery_index = torch.arange(distances.shape[1], device=distances.device)
         ahead = (distances < best_distance) | ((distances == best_distance) & (gallery_index < best))
         ranks[start : start + chunk] = (ahead.sum(1) + 1).cpu()
-    return ranks
+    return ranks[order.argsort()]
 
 
 def _result(
@@ -296,7 +356,7 @@ def retrieval_metrics(
     gallery_groups: Tensor | None = None,
     *,
     query_gallery_index: Tensor | None = None,
-    metrics: Sequence[str] = DEFAULT_METRICS,
+    metrics: Sequence[str | MetricDefinition] = DEFAULT_METRICS,
     distance: str | Distance = "cosine",
     per_class: bool = False,
     max_memory_mb: float = DEFAULT_MAX_MEMORY_MB,
@@ -347,7 +407,7 @@ def pair_retrieval_metrics(
     gallery_embeddings: Tensor | None = None,
     *,
     excluded_pairs: Tensor | None = None,
-    metrics: Sequence[str] = ("precision_at_1", "mrr"),
+    metrics: Sequence[str | MetricDefinition] = ("precision_at_1", "mrr"),
     distance: str | Distance = "cosine",
     max_memory_mb: float = DEFAULT_MAX_MEMORY_MB,
     device: str | torch.device | None = None,

@@ -1,6 +1,6 @@
-"""Retrieval metrics, one per file; each names a per-query score of ``simtune.functional.retrieval``."""
+"""Retrieval metrics, one per file; the built-ins name scores registered in ``simtune.functional.retrieval``."""
 
-from simtune.eval.metrics.base import RetrievalMetric, RetrievalMetricAtK
+from simtune.eval.metrics.base import RegisteredMetric, RetrievalMetric, RetrievalMetricAtK
 from simtune.eval.metrics.mean_average_precision_at_r import MeanAveragePrecisionAtR
 from simtune.eval.metrics.mean_reciprocal_rank import MeanReciprocalRank
 from simtune.eval.metrics.ndcg_at_k import NDCGAtK
@@ -11,6 +11,7 @@ from simtune.eval.metrics.retrieval_r_precision import RetrievalRPrecision
 __all__ = [
     "RetrievalMetric",
     "RetrievalMetricAtK",
+    "RegisteredMetric",
     "RetrievalRPrecision",
     "MeanAveragePrecisionAtR",
     "PrecisionAtK",

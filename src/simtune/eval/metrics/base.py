@@ -1,26 +1,53 @@
-"""A retrieval metric is a named per-query score that ``simtune.functional.retrieval`` computes."""
+"""A retrieval metric is a named per-query score of each query's ranked relevance."""
 
 from abc import ABC, abstractmethod
 
+from torch import Tensor
+
+from simtune.functional.retrieval import RankedRelevance, resolve_metric
+
 
 class RetrievalMetric(ABC):
-    """Subclass and implement ``name``: the metric's name in ``retrieval_metrics`` and in results.
+    """Subclass and implement ``score``, with a ``name`` (its key in results) and a ``depth``.
 
-    Metrics only describe *what* to score; the functional layer scores every metric of an evaluation
-    in one blockwise pass over the rankings, so adding metrics does not add passes over the gallery.
-    Relevance comes from the sampler (same group, or explicit pairs), so every metric works with both.
+    ``score(ranked)`` maps each query's ranked relevance (``ranked.relevant``: (Q, depth) bool in
+    rank order) and its number of relevant items (``ranked.num_relevant``, R >= 1) to a (Q,) tensor;
+    results average it over the queries. ``depth`` is how many results it reads: an int, or "r" for
+    each query's first R. Every metric of an evaluation is scored from one ranking pass, and
+    relevance comes from the sampler (same group, or explicit pairs), so every metric works with both.
     """
 
-    @property
+    name: str
+    depth: int | str = "r"
+
     @abstractmethod
-    def name(self) -> str: ...
+    def score(self, ranked: RankedRelevance) -> Tensor: ...
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r})"
+        return f"{type(self).__name__}({getattr(self, 'name', None)!r})"
 
 
-class RetrievalMetricAtK(RetrievalMetric):
-    """A metric cut at the first ``k`` results."""
+class RegisteredMetric(RetrievalMetric):
+    """A metric registered by name in simtune.functional.retrieval (``register_metric``), as the
+    built-ins are: ``RegisteredMetric("precision_at_5")``."""
+
+    def __init__(self, name: str):
+        self._definition = resolve_metric(name)
+
+    @property
+    def name(self) -> str:
+        return self._definition.name
+
+    @property
+    def depth(self) -> int | str:
+        return self._definition.depth
+
+    def score(self, ranked: RankedRelevance) -> Tensor:
+        return self._definition.score(ranked)
+
+
+class RetrievalMetricAtK(RegisteredMetric):
+    """A registered ``<prefix>_at_{k}`` metric cut at the first ``k`` results."""
 
     prefix: str
 
@@ -28,7 +55,4 @@ class RetrievalMetricAtK(RetrievalMetric):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         self.k = k
-
-    @property
-    def name(self) -> str:
-        return f"{self.prefix}_at_{self.k}"
+        super().__init__(f"{self.prefix}_at_{k}")

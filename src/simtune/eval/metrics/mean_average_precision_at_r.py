@@ -1,9 +1,8 @@
-from simtune.eval.metrics.base import RetrievalMetric
+from simtune.eval.metrics.base import RegisteredMetric
 
 
-class MeanAveragePrecisionAtR(RetrievalMetric):
+class MeanAveragePrecisionAtR(RegisteredMetric):
     """MAP@R: average precision over the first R results (rewards relevant items ranked early)."""
 
-    @property
-    def name(self) -> str:
-        return "map_at_r"
+    def __init__(self):
+        super().__init__("map_at_r")

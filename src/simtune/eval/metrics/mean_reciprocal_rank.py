@@ -1,9 +1,8 @@
-from simtune.eval.metrics.base import RetrievalMetric
+from simtune.eval.metrics.base import RegisteredMetric
 
 
-class MeanReciprocalRank(RetrievalMetric):
+class MeanReciprocalRank(RegisteredMetric):
     """1 / rank of the first relevant item in the full ranking (exact, no cut-off), per query."""
 
-    @property
-    def name(self) -> str:
-        return "mrr"
+    def __init__(self):
+        super().__init__("mrr")

@@ -1,9 +1,8 @@
-from simtune.eval.metrics.base import RetrievalMetric
+from simtune.eval.metrics.base import RegisteredMetric
 
 
-class RetrievalRPrecision(RetrievalMetric):
+class RetrievalRPrecision(RegisteredMetric):
     """Share of relevant items among the first R results, R = the query's number of relevant items."""
 
-    @property
-    def name(self) -> str:
-        return "r_precision"
+    def __init__(self):
+        super().__init__("r_precision")
