@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simtune.models.heads.base import EncoderHead
-from simtune.models.heads.folded_mbconv_block import FoldedMBConvBlock
+from simtune.models.heads.folded_mbconv_block import FoldedMBConvBlock, fold_batch_norm
 from simtune.models.heads.skip_connection_head import SkipConnectionHead
 
 POOLINGS = ("avg", "gem")
@@ -74,9 +74,9 @@ class EfficientNetLiteTopHead(EncoderHead):
         self.blocks = nn.ModuleList([FoldedMBConvBlock(block.eval(), side) for block in blocks])
         self.conv = nn.Linear(conv.in_channels, conv.out_channels)  # a 1x1 convolution over channels-last rows
         with torch.no_grad():
-            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-            self.conv.weight.copy_(conv.weight.flatten(1) * scale[:, None])
-            self.conv.bias.copy_(norm.bias - norm.running_mean * scale)
+            weight, bias = fold_batch_norm(conv.weight.flatten(1), norm)
+            self.conv.weight.copy_(weight)
+            self.conv.bias.copy_(bias)
         self.gem_power = nn.Parameter(torch.tensor(INITIAL_GEM_POWER)) if pooling == "gem" else None
         self.residual = SkipConnectionHead(conv.out_channels) if residual else None
 

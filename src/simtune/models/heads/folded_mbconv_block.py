@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def _fold(weight: Tensor, norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+def fold_batch_norm(weight: Tensor, norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
     """Convolution weight (out, ...) + eval-mode batch norm -> the equivalent weight and bias."""
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
     return weight * scale.reshape(-1, *([1] * (weight.dim() - 1))), norm.bias - norm.running_mean * scale
@@ -42,13 +42,13 @@ class FoldedMBConvBlock(nn.Module):
         self.skip = args.id_skip and args.input_filters == args.output_filters
         with torch.no_grad():
             if self.expand is not None:
-                weight, bias = _fold(block._expand_conv.weight.flatten(1), block._bn0)
+                weight, bias = fold_batch_norm(block._expand_conv.weight.flatten(1), block._bn0)
                 self.expand.weight.copy_(weight)
                 self.expand.bias.copy_(bias)
-            weight, bias = _fold(depthwise.weight, block._bn1)
+            weight, bias = fold_batch_norm(depthwise.weight, block._bn1)
             self.depthwise.weight.copy_(weight)
             self.depthwise.bias.copy_(bias)
-            weight, bias = _fold(block._project_conv.weight.flatten(1), block._bn2)
+            weight, bias = fold_batch_norm(block._project_conv.weight.flatten(1), block._bn2)
             self.project.weight.copy_(weight)
             self.project.bias.copy_(bias)
 
