@@ -65,3 +65,19 @@ def test_blocks_output_is_the_last_feature_map_without_the_final_convolution(var
 def test_unknown_output_is_rejected():
     with pytest.raises(ValueError, match="unknown EfficientNet-Lite output 'logits'"):
         EfficientNetLiteEncoder("lite0", output="logits")
+
+
+def test_tuned_blocks_stop_the_encoder_before_the_last_blocks():
+    encoder = EfficientNetLiteEncoder("lite0", output="blocks", tuned_blocks=1).eval()
+    with torch.no_grad():
+        maps = encoder(torch.zeros(2, 3, 224, 224))
+    assert maps.shape == (2, 49 * 192) == (2, encoder.embedding_size)
+    assert not any(name.startswith("backbone._blocks.15.") for name in encoder.state_dict())
+    assert encoder.get_config()["tuned_blocks"] == 1
+
+
+def test_tuned_blocks_need_block_output_and_stride_one_blocks():
+    with pytest.raises(ValueError, match='needs output="blocks"'):
+        EfficientNetLiteEncoder("lite0", tuned_blocks=1)
+    with pytest.raises(ValueError, match="has 4 last blocks at the final resolution"):
+        EfficientNetLiteEncoder("lite0", output="blocks", tuned_blocks=5)

