@@ -73,7 +73,7 @@ def serve(index_dir: str, port_holder) -> None:
     """Server process: the real app over the index; GET /search/{id} needs no model, only its fingerprint."""
     import uvicorn
 
-    from simtune.apps.cars.serve import create_app
+    from simtune.apps.images.service.serve import create_app
     from simtune.search import EdgeIndex
 
     index = EdgeIndex.open(index_dir)

@@ -70,8 +70,8 @@ def test_train_evaluate_report_on_a_slice(tmp_path):
     assert (run / "model" / "config.json").stat().st_mtime_ns == trained_at  # already trained: skipped
 
     # the demo's last stage: index every car, and leave an index that already holds this model alone
-    from simtune.apps.cars.commands import _index_for_demo
-    from simtune.apps.cars.dataset import CarsDataset
+    from simtune.apps.images.run.commands import _index_for_demo
+    from simtune.apps.images.data.dataset import CarsDataset
 
     dataset = CarsDataset.load(run / "dataset.json")
     location, count = _index_for_demo(run, dataset)

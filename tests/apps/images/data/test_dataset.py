@@ -3,10 +3,10 @@ from pathlib import Path
 import pytest
 from scipy.io import savemat
 
-from simtune.apps.cars.dataset import DATASET_FILE, SPLIT_FILE, CarsDataset, prepare_dataset
-from simtune.apps.cars.split import ClassSplit
-from tests.apps.cars.conftest import write_image, write_truncated_image
-from tests.apps.cars.test_readers import write_stanford_layout
+from simtune.apps.images.data.dataset import DATASET_FILE, SPLIT_FILE, CarsDataset, prepare_dataset
+from simtune.apps.images.run.split import ClassSplit
+from tests.apps.images.conftest import write_image, write_truncated_image
+from tests.apps.images.data.test_readers import write_stanford_layout
 
 
 def test_prepare_skips_unreadable_lists_missing_and_persists(labels_csv_root: Path, tmp_path: Path):

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from simtune.apps.cars.readers import (
+from simtune.apps.images.data.readers import (
     ImageFolderReader,
     LabelsCsvReader,
     StanfordCarsMatReader,
     read_collection,
 )
-from tests.apps.cars.conftest import CLASS_NAMES, write_image, write_labels_csv
+from tests.apps.images.conftest import CLASS_NAMES, write_image, write_labels_csv
 
 
 def test_labels_csv_reader_maps_class_ids_to_0_based_indices_in_id_order(labels_csv_root: Path):

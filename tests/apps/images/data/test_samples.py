@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simtune.apps.cars.dataset import CarRecord
-from simtune.apps.cars.samples import CarSamples
-from tests.apps.cars.conftest import write_image
+from simtune.apps.images.data.dataset import CarRecord
+from simtune.apps.images.data.samples import CarSamples
+from tests.apps.images.conftest import write_image
 
 
 def _records(tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 
-from simtune.apps.cars.backbones import build_backbone
-from simtune.apps.cars.train import HEADS, TrainSettings
+from simtune.apps.images.run.backbones import build_backbone
+from simtune.apps.images.run.train import HEADS, TrainSettings
 
 
 def test_default_fine_tunes_lite0s_last_convolution_at_its_own_learning_rate():
@@ -26,7 +26,7 @@ def test_only_efficientnet_lite_gives_feature_maps():
 
 
 def test_last_conv_tunes_the_pretrained_convolution_ten_times_slower(tmp_path):
-    from simtune.apps.cars.train import CarsTrainable
+    from simtune.apps.images.run.train import CarsTrainable
 
     trainable = CarsTrainable(TrainSettings(), num_train_classes=4, steps_per_epoch=3, cache_dir=tmp_path)
     optimizer = trainable.configure_optimizers()["optimizer"]

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simtune.apps.cars.dataset import CarRecord
-from simtune.apps.cars.indexing import IndexLocation, build_index, open_index
+from simtune.apps.images.data.dataset import CarRecord
+from simtune.apps.images.service.indexing import IndexLocation, build_index, open_index
 from simtune.apps.cars.metadata import parse_class_name
 
 CARS = Path("/work/shared/datasets/stanford-cars-crop224")
@@ -94,7 +94,7 @@ def serve_in_thread(app: Any) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def live_server(indexed_run: tuple[Path, list[CarRecord]]) -> Iterator[str]:
-    from simtune.apps.cars.serve import create_app
+    from simtune.apps.images.service.serve import create_app
 
     run, _ = indexed_run
     model = ThumbnailEmbedder()

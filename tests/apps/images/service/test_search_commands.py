@@ -28,7 +28,7 @@ runner = CliRunner()
 @pytest.fixture
 def thumbnail_model(monkeypatch: pytest.MonkeyPatch) -> ThumbnailEmbedder:
     model = ThumbnailEmbedder()
-    monkeypatch.setattr("simtune.apps.cars.indexing.load_run_model", lambda run_dir: model)
+    monkeypatch.setattr("simtune.apps.images.service.indexing.load_run_model", lambda run_dir: model)
     return model
 
 
@@ -158,8 +158,8 @@ def test_index_and_search_with_a_real_saved_model(labels_csv_root, tmp_path):
 
 @pytest.mark.slow
 def test_index_reuses_the_runs_encoder_cache(labels_csv_root, tmp_path, monkeypatch):
-    from simtune.apps.cars.indexing import MODEL_DIR_NAME
-    from simtune.apps.cars.train import MODEL_DIR
+    from simtune.apps.images.service.indexing import MODEL_DIR_NAME
+    from simtune.apps.images.run.train import MODEL_DIR
     from simtune.models import SimilarityModel
     from simtune.search import EdgeIndex
 
@@ -201,7 +201,7 @@ def test_index_and_search_through_the_server_backend(labels_csv_root, tmp_path, 
         assert url == "http://qdrant.test:6333" and api_key == "secret"
         return QdrantClient(path=str(tmp_path / "qdrant"))
 
-    monkeypatch.setattr("simtune.apps.cars.indexing.QdrantClient", local_client)
+    monkeypatch.setattr("simtune.apps.images.service.indexing.QdrantClient", local_client)
     monkeypatch.setattr("simtune.search.qdrant_server_index.QdrantClient", local_client)
     server = ["--qdrant-url", "http://qdrant.test:6333", "--api-key", "secret", "--collection", "cars-test"]
     run = tmp_path / "run"

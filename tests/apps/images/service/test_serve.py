@@ -10,8 +10,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from simtune.apps.cars.indexing import IndexLocation, build_index, car_point_id, open_index
-from simtune.apps.cars.serve import create_app
+from simtune.apps.images.service.indexing import IndexLocation, build_index, car_point_id, open_index
+from simtune.apps.images.service.serve import create_app
 from simtune.search import ModelMismatchError, point_id
 
 from .search_fixtures import ThumbnailEmbedder, indexed_run, live_server  # noqa: F401

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from simtune.apps.cars.atomic import write_json_atomic
-from simtune.apps.cars.image_check import check_images
+from simtune.apps.images.data.image_check import check_images
 from simtune.apps.cars.metadata import parse_class_name
-from simtune.apps.cars.readers import read_collection
-from simtune.apps.cars.split import DEFAULT_SEED, ClassSplit, load_or_create_split
+from simtune.apps.images.data.readers import read_collection
+from simtune.apps.images.run.split import DEFAULT_SEED, ClassSplit, load_or_create_split
 
 DATASET_FILE = "dataset.json"
 SPLIT_FILE = "split.json"

@@ -7,7 +7,7 @@ from typing import Sequence
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from simtune.apps.cars.dataset import CarRecord
+from simtune.apps.images.data.dataset import CarRecord
 from simtune.data import SimilarityGroupSample
 
 

@@ -27,7 +27,7 @@ def _clean_errors() -> Iterator[None]:
 
 
 def _settings(backbone, head, loss, epochs, learning_rate, classes_per_batch, samples_per_class, mirror, seed, workers):
-    from simtune.apps.cars.train import TrainSettings
+    from simtune.apps.images.run.train import TrainSettings
 
     return TrainSettings(
         backbones=list(backbone), head=head, loss=loss, epochs=epochs, learning_rate=learning_rate,
@@ -37,7 +37,7 @@ def _settings(backbone, head, loss, epochs, learning_rate, classes_per_batch, sa
 
 
 def _prepare(data: Path, run: Path, split_seed: int, crop: bool, workers: int):
-    from simtune.apps.cars.dataset import TRAIN, UNSEEN, prepare_dataset
+    from simtune.apps.images.data.dataset import TRAIN, UNSEEN, prepare_dataset
 
     dataset, split = prepare_dataset(data, run, seed=split_seed, crop=crop, workers=workers)
     typer.echo(
@@ -54,14 +54,14 @@ def _prepare(data: Path, run: Path, split_seed: int, crop: bool, workers: int):
 
 
 def _train(run: Path, dataset, split, settings) -> None:
-    from simtune.apps.cars.train import train_run
+    from simtune.apps.images.run.train import train_run
 
     model_dir = train_run(run, dataset, split.train_classes, settings)
     typer.echo(f"servable model: {model_dir}")
 
 
 def _evaluate(run: Path, grid_queries: int) -> None:
-    from simtune.apps.cars.evaluate import HEADLINE, REPORT_FILE, evaluate_run
+    from simtune.apps.images.run.evaluate import HEADLINE, REPORT_FILE, evaluate_run
 
     metrics = evaluate_run(run, grid_queries=grid_queries)
     for name in HEADLINE:
@@ -124,8 +124,8 @@ def demo_command(
     workers: int = typer.Option(2, min=0),
 ) -> None:
     """Prepare, train, evaluate and report in one go; a second run reuses every cache and finishes in minutes."""
-    from simtune.apps.cars.indexing import serve_hint
-    from simtune.apps.cars.train import TrainSettings, supports_last_conv
+    from simtune.apps.images.service.indexing import serve_hint
+    from simtune.apps.images.run.train import TrainSettings, supports_last_conv
 
     defaults = TrainSettings()
     head = defaults.head if supports_last_conv(list(backbone)) else "skip"
@@ -147,7 +147,7 @@ def demo_command(
 
 def _index_for_demo(run: Path, dataset: Any) -> tuple[Any, int]:
     """Builds RUN/index unless it already holds every record for this very model (warm reruns)."""
-    from simtune.apps.cars.indexing import IndexLocation, index_run, load_run_model, open_index
+    from simtune.apps.images.service.indexing import IndexLocation, index_run, load_run_model, open_index
 
     location = IndexLocation.for_run(run)
     if location.index_dir.is_dir():

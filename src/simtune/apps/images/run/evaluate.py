@@ -18,12 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from simtune.apps.cars.atomic import write_json_atomic
-from simtune.apps.cars.dataset import DATASET_FILE, SPLIT_FILE, TRAIN, UNSEEN, CarsDataset
-from simtune.apps.cars.figures import metrics_bar_chart, retrieval_grid, training_curves
-from simtune.apps.cars.report import write_report
-from simtune.apps.cars.samples import CarSamples
-from simtune.apps.cars.split import ClassSplit
-from simtune.apps.cars.train import CACHE_DIR, HISTORY_FILE, MODEL_DIR, load_settings
+from simtune.apps.images.data.dataset import DATASET_FILE, SPLIT_FILE, TRAIN, UNSEEN, CarsDataset
+from simtune.apps.images.run.figures import metrics_bar_chart, retrieval_grid, training_curves
+from simtune.apps.images.run.report import write_report
+from simtune.apps.images.data.samples import CarSamples
+from simtune.apps.images.run.split import ClassSplit
+from simtune.apps.images.run.train import CACHE_DIR, HISTORY_FILE, MODEL_DIR, load_settings
 from simtune.eval import (
     Evaluator,
     GroupSampler,

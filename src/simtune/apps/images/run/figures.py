@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from simtune.apps.cars.atomic import write_bytes_atomic  # noqa: E402
-from simtune.apps.cars.dataset import CarRecord  # noqa: E402
+from simtune.apps.images.data.dataset import CarRecord  # noqa: E402
 
 CORRECT, WRONG = "#1a9850", "#d73027"
 

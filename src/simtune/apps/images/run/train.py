@@ -23,9 +23,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 import simtune
 from simtune.apps.cars.atomic import write_json_atomic
-from simtune.apps.cars.backbones import build_backbones
-from simtune.apps.cars.dataset import TRAIN, UNSEEN, CarsDataset
-from simtune.apps.cars.samples import CarSamples
+from simtune.apps.images.run.backbones import build_backbones
+from simtune.apps.images.data.dataset import TRAIN, UNSEEN, CarsDataset
+from simtune.apps.images.data.samples import CarSamples
 from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader
 from simtune.eval import AttachedMetric, MeanAveragePrecisionAtR, PrecisionAtK, RetrievalRPrecision
 from simtune.losses import GroupLoss, MultiSimilarityLoss, ProxyAnchorLoss, TripletLoss

@@ -15,7 +15,7 @@ import numpy as np
 from qdrant_client import QdrantClient
 from tqdm.auto import tqdm
 
-from simtune.apps.cars.dataset import SPLIT_FILE, TRAIN, UNSEEN, CarRecord, CarsDataset
+from simtune.apps.images.data.dataset import SPLIT_FILE, TRAIN, UNSEEN, CarRecord, CarsDataset
 from simtune.search import EdgeIndex, Embedder, IndexSchema, QdrantServerIndex, VectorIndex, point_id
 
 INDEX_DIR_NAME = "index"
@@ -107,16 +107,16 @@ def tuned_vectors_from_cache(run_dir: str | Path, model: Any, dataset: CarsDatas
     """Tuned embeddings of ``dataset.records``: the head applied to the backbone outputs that training
     and evaluation cached in ``RUN/cache`` (the same samples, so the same cache entries; anything missing
     is encoded once and cached). None for a run without training settings (e.g. a model saved by hand)."""
-    from simtune.apps.cars.train import CACHE_DIR, SETTINGS_FILE, load_settings
+    from simtune.apps.images.run.train import CACHE_DIR, SETTINGS_FILE, load_settings
 
     run_dir = Path(run_dir)
     if not (run_dir / SETTINGS_FILE).is_file() or not (run_dir / SPLIT_FILE).is_file():
         return None
     import torch
 
-    from simtune.apps.cars.evaluate import head_embeddings
-    from simtune.apps.cars.samples import CarSamples
-    from simtune.apps.cars.split import ClassSplit
+    from simtune.apps.images.run.evaluate import head_embeddings
+    from simtune.apps.images.data.samples import CarSamples
+    from simtune.apps.images.run.split import ClassSplit
     from simtune.train import CacheConfig
     from simtune.train.cache.encoder_cache import EncoderCache
 

@@ -29,7 +29,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def _location(run: Path, index: Optional[Path], qdrant_url: Optional[str], api_key: Optional[str], collection: str) -> Any:
-    from simtune.apps.cars.indexing import IndexLocation
+    from simtune.apps.images.service.indexing import IndexLocation
 
     try:
         return IndexLocation.for_run(run, index, qdrant_url, api_key, collection)
@@ -47,8 +47,8 @@ def index_command(
     collection: str = _COLLECTION,
 ) -> None:
     """Embed every car photo with the run's tuned model and upsert it into the index (idempotent)."""
-    from simtune.apps.cars.dataset import prepare_dataset
-    from simtune.apps.cars.indexing import index_run, serve_hint
+    from simtune.apps.images.data.dataset import prepare_dataset
+    from simtune.apps.images.service.indexing import index_run, serve_hint
     from simtune.search import SearchError
 
     location = _location(run, index, qdrant_url, api_key, collection)
@@ -74,7 +74,7 @@ def search_command(
     collection: str = _COLLECTION,
 ) -> None:
     """Print the cars most similar to IMAGE: rank, score, class and path."""
-    from simtune.apps.cars.indexing import load_run_model, open_index
+    from simtune.apps.images.service.indexing import load_run_model, open_index
     from simtune.search import SearchError, parse_filters
     from simtune.search.query_image import load_query_image
 
@@ -116,8 +116,8 @@ def serve_command(
     """Serve the web page (/), the HTTP API (/search, /search/{id}, /images/{id}, /health) and its docs (/docs)."""
     import uvicorn
 
-    from simtune.apps.cars.indexing import load_run_model, open_index
-    from simtune.apps.cars.serve import create_app
+    from simtune.apps.images.service.indexing import load_run_model, open_index
+    from simtune.apps.images.service.serve import create_app
     from simtune.search import SearchError
 
     location = _location(run, index, qdrant_url, api_key, collection)

@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 import simtune
-from simtune.apps.cars.body_limit import BodyLimit
+from simtune.apps.images.service.body_limit import BodyLimit
 from simtune.search import (
     MAX_K,
     Embedder,
