@@ -49,3 +49,37 @@ def labels_csv_root(tmp_path: Path) -> Path:
             rows.append((filename, class_id, name, "train" if i < 2 else "test"))
     write_labels_csv(root, rows)
     return root
+
+
+SHAPES = ("circle", "square", "triangle")
+COLOURS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220)}
+
+
+def draw_shape(path: Path, shape: str, colour: tuple[int, int, int], seed: int, size: int = 96) -> Path:
+    """A ``shape`` in ``colour`` at a random place and size on a noisy light background."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    background = rng.integers(180, 256, (size, size, 3), dtype=np.uint8)
+    image = Image.fromarray(background)
+    draw = ImageDraw.Draw(image)
+    side = int(rng.integers(size // 3, size // 2 + 10))
+    x, y = (int(v) for v in rng.integers(4, size - side - 4, 2))
+    if shape == "circle":
+        draw.ellipse((x, y, x + side, y + side), fill=colour)
+    elif shape == "square":
+        draw.rectangle((x, y, x + side, y + side), fill=colour)
+    else:
+        draw.polygon([(x + side // 2, y), (x, y + side), (x + side, y + side)], fill=colour)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG")
+    return path
+
+
+def write_shapes_collection(root: Path, classes: int = 9, per_class: int = 10) -> Path:
+    """One folder per class ("red circle", "blue square", ...), ``per_class`` drawn PNGs each: not cars."""
+    kinds = [(shape, colour) for colour in COLOURS for shape in SHAPES][:classes]
+    for index, (shape, colour) in enumerate(kinds):
+        for i in range(per_class):
+            draw_shape(root / f"{colour} {shape}" / f"{i:02d}.png", shape, COLOURS[colour], seed=index * 1000 + i)
+    return root
