@@ -49,7 +49,7 @@ def test_index_is_idempotent_and_reports_where(indexed):
     assert (run / "index" / "simtune_index.json").is_file()
     again = runner.invoke(app, ["cars", "index", "--data", str(data), "--run", str(run)])
     assert again.exit_code == 0, again.output
-    assert "indexed 12 images; 12 points in" in again.output and "simtune cars serve" in again.output
+    assert "indexed 24 images; 24 points in" in again.output and "simtune cars serve" in again.output
 
 
 def test_search_prints_json_with_the_photo_itself_first(indexed):
@@ -180,7 +180,7 @@ def test_index_reuses_the_runs_encoder_cache(labels_csv_root, tmp_path, monkeypa
         patch.setattr(SimilarityModel, "encode", no_encoding)
         indexed = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run)])
     assert indexed.exit_code == 0, indexed.output
-    assert "indexed 12 images; 12 points" in indexed.output and f"simtune cars serve --run {run}" in indexed.output
+    assert "indexed 24 images; 24 points" in indexed.output and f"simtune cars serve --run {run}" in indexed.output
     assert {p: p.stat().st_mtime_ns for p in (run / "cache").rglob("*") if p.is_file()} == cache_files
 
     model = SimilarityModel.load(run / "model")
@@ -208,7 +208,7 @@ def test_index_and_search_through_the_server_backend(labels_csv_root, tmp_path, 
     for _ in range(2):  # idempotent
         indexed = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run), *server])
         assert indexed.exit_code == 0, indexed.output
-        assert "12 points in http://qdrant.test:6333 (collection 'cars-test')" in indexed.output
+        assert "24 points in http://qdrant.test:6333 (collection 'cars-test')" in indexed.output
     assert not (run / "index").exists()
     photo = labels_csv_root / "images/004/img_4_0.jpg"
     result = _search(run, str(photo), "--k", "1", "--json", *server)

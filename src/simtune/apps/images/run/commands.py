@@ -15,12 +15,14 @@ _BACKBONE_HELP = "lite0|lite1|lite2|torchvision:NAME; repeat to concatenate seve
 
 
 @contextmanager
-def _clean_errors() -> Iterator[None]:
-    """Bad input (a missing folder, an unknown layout, a run made for other data) is one line, not a traceback."""
+def _clean_errors(preset: Preset) -> Iterator[None]:
+    """Bad input (a missing folder, an unknown layout, a run made for other data) is one line, not a traceback;
+    the commands it suggests are this app's."""
     try:
         yield
     except (ValueError, FileNotFoundError) as error:
-        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        message = str(error).replace("simtune images ", f"simtune {preset.name} ")
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
 
 
@@ -115,7 +117,7 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
         workers: int = typer.Option(2, min=0, help="Processes decoding images while the encoder runs."),
     ) -> None:
         """Train a head on frozen backbones over the training classes, stopping on the validation classes."""
-        with _clean_errors():
+        with _clean_errors(preset):
             settings = _settings(backbone, head, loss, epochs, patience, learning_rate, classes_per_batch, samples_per_class, mirror, seed, workers)
             dataset, split = _prepare(data, run, split_seed, crop, workers, preset)
             _train(run, dataset, split, settings)
@@ -126,7 +128,7 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
         grid_queries: int = typer.Option(6, min=1, help="Queries shown in the retrieval grids."),
     ) -> None:
         """Base vs tuned on the unseen classes: metrics.json, figures and a self-contained report.html."""
-        with _clean_errors():
+        with _clean_errors(preset):
             _evaluate(run, grid_queries)
 
     @app.command("demo")
@@ -144,7 +146,7 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
 
         defaults = TrainSettings()
         head = defaults.head if supports_last_conv(list(backbone)) else "skip"
-        with _clean_errors():
+        with _clean_errors(preset):
             settings = _settings(
                 backbone, head, defaults.loss, epochs, patience, None, defaults.classes_per_batch,
                 defaults.samples_per_class, defaults.mirror, defaults.seed, workers,

@@ -9,7 +9,7 @@ are the class name, the split, the subset and the dataset's own metadata fields 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from simtune.apps.images.data.dataset import ImageDataset, ImageRecord
 from simtune.search import EdgeIndex, Embedder, IndexSchema, QdrantServerIndex, VectorIndex, point_id
+from simtune.search.edge_index import read_schema
 
 INDEX_DIR_NAME = "index"
 DEFAULT_COLLECTION = "images"
@@ -83,12 +84,13 @@ def load_run_model(run_dir: str | Path) -> Any:
 
 
 def open_index(location: IndexLocation, model: Embedder) -> VectorIndex:
-    """Opens an existing index for searching with ``model`` (another model is a ``ModelMismatchError``);
-    its filterable fields are whatever it was built with."""
+    """Opens an existing index for searching with ``model`` (another model is a ``ModelMismatchError``,
+    raised before the index is opened); its filterable fields are whatever it was built with."""
     if location.index_dir is not None:
-        index = EdgeIndex.open(location.index_dir)
-    else:
-        index = QdrantServerIndex.connect(location.qdrant_url, location.collection, api_key=location.api_key)
+        stored = read_schema(location.index_dir)
+        expect = replace(stored, fingerprint=model.fingerprint(), embedding_size=model.embedding_size)
+        return EdgeIndex.open(location.index_dir, expect=expect)
+    index = QdrantServerIndex.connect(location.qdrant_url, location.collection, api_key=location.api_key)
     try:
         index.schema.check_model(model.fingerprint(), model.embedding_size)
     except BaseException:

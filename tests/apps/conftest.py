@@ -1,4 +1,4 @@
-"""Tiny fabricated car collections: a few coloured JPEGs per class, in each layout the readers know."""
+"""Tiny fabricated collections: random JPEGs named like cars in each layout the readers know, and drawn shapes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-CLASS_NAMES = ["Audi TTS Coupe 2012", "Aston Martin Virage Coupe 2012", "Land Rover LR2 SUV 2012", "smart fortwo Convertible 2012"]
+CLASS_NAMES = [
+    "Audi TTS Coupe 2012", "Aston Martin Virage Coupe 2012", "Land Rover LR2 SUV 2012", "smart fortwo Convertible 2012",
+    "BMW M3 Coupe 2012", "Volvo 240 Sedan 1993", "Ford GT Coupe 2006", "Geo Metro Convertible 1993",
+]
 
 
 def write_image(path: Path, seed: int, size: tuple[int, int] = (40, 30)) -> Path:
@@ -39,7 +42,7 @@ def write_labels_csv(root: Path, rows: list[tuple[str, int, str, str]]) -> Path:
 
 @pytest.fixture
 def labels_csv_root(tmp_path: Path) -> Path:
-    """4 classes x 3 images, all readable, in the stanford-cars-crop224 layout."""
+    """8 classes x 3 images (the fewest the class split takes), all readable, in the stanford-cars-crop224 layout."""
     root = tmp_path / "cars"
     rows = []
     for class_id, name in enumerate(CLASS_NAMES, start=1):
