@@ -45,7 +45,7 @@ def export_onnx_command(
 
 
 def _add_apps() -> None:
-    """Mount every application listed in ``simtune.apps.APPS``; the core names none of them itself."""
+    """Mount every application the apps registry (``APPS``) lists; the core names none of them itself."""
     import importlib
 
     from simtune.apps import APPS

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -186,6 +188,17 @@ def is_trained(run_dir: Path, settings: TrainSettings) -> bool:
     )
 
 
+def batch_classes(groups: list[int], classes_per_batch: int) -> int:
+    """``classes_per_batch``, capped at the training classes that can be drawn (two or more samples each)."""
+    usable = sum(1 for count in Counter(groups).values() if count >= 2)
+    if usable < 2:
+        raise ValueError(
+            f"only {usable} of the {len(set(groups))} training classes have two or more images; training needs at "
+            "least 2 such classes (each batch needs positives and negatives): add images, or try another --split-seed"
+        )
+    return min(classes_per_batch, usable)
+
+
 def run_features(run_dir: Path, encoders: dict[str, Encoder], dataset: ImageDataset, settings: TrainSettings) -> BackboneFeatures:
     """The run's cached backbone outputs for every image (``RUN/cache``), encoded on first use."""
     return BackboneFeatures(encoders, dataset.records, run_dir / CACHE_DIR, settings.views, settings.workers).prepare()
@@ -217,7 +230,7 @@ def train_run(
     class_map = {c: i for i, c in enumerate(split.train_classes)}
     train = ImageSamples(dataset.subset(TRAIN), views=settings.views, class_map=class_map)
     sampler = ClassBalancedBatchSampler(
-        train.groups, min(settings.classes_per_batch, len(class_map)), settings.samples_per_class, seed=settings.seed
+        train.groups, batch_classes(train.groups, settings.classes_per_batch), settings.samples_per_class, seed=settings.seed
     )
     train_loader = GroupSimilarityDataLoader(train, batch_sampler=sampler)
     trainable = ImagesTrainable(settings, len(class_map), len(sampler), run_dir / CACHE_DIR)
@@ -241,7 +254,10 @@ def train_run(
         ] + ([TQDMProgressBar()] if progress else []),
     )
     last = checkpoints / "last.ckpt"
-    simtune.fit(trainable, trainer, train_loader, ckpt_path=last if last.is_file() else None)
+    with warnings.catch_warnings():
+        # Validation runs in ValidationRetrieval, on cached features, not in Lightning's validation loop.
+        warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
+        simtune.fit(trainable, trainer, train_loader, ckpt_path=last if last.is_file() else None)
     epoch, value = kept_epoch(best)
     keep_best_head(trainable, best.best_model_path)
     stopped = len(history.history.get("train_loss", []))
