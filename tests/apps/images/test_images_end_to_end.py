@@ -41,7 +41,7 @@ def test_train_evaluate_report_index_and_search_drawn_shapes(tmp_path: Path):
     best = max(history["validation_r_precision"], key=lambda point: point[1])
     assert kept == next(epoch for epoch, value in history["validation_r_precision"] if value == best[1])
 
-    evaluate = runner.invoke(app, ["images", "evaluate", "--run", str(run), "--grid-queries", "3"])
+    evaluate = runner.invoke(app, ["images", "evaluate", "--run", str(run), "--grid-queries", "3", "--unseen-curve"])
     assert evaluate.exit_code == 0, evaluate.output
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["data"]["validation_classes"] == 2 and metrics["selection"]["kept_epoch"] == kept

@@ -68,10 +68,10 @@ def _train(run: Path, dataset, split, settings) -> None:
     typer.echo(f"servable model: {model_dir}")
 
 
-def _evaluate(run: Path, grid_queries: int) -> None:
+def _evaluate(run: Path, grid_queries: int, unseen_curve: bool = False) -> None:
     from simtune.apps.images.run.evaluate import HEADLINE, REPORT_FILE, evaluate_run
 
-    metrics = evaluate_run(run, grid_queries=grid_queries)
+    metrics = evaluate_run(run, grid_queries=grid_queries, unseen_curve=unseen_curve)
     for name in HEADLINE:
         typer.echo(f"{name:>15}: base {metrics['base'][name]:.4f} -> tuned {metrics['tuned'][name]:.4f}")
     typer.echo(f"report: {run / REPORT_FILE}")
@@ -126,10 +126,14 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
     def evaluate_command(
         run: Path = run_option,
         grid_queries: int = typer.Option(6, min=1, help="Queries shown in the retrieval grids."),
+        unseen_curve: bool = typer.Option(
+            False, help="Also score each epoch's weights on the unseen classes for the report's curves "
+            "(one pass of the head over the unseen images per epoch).",
+        ),
     ) -> None:
         """Base vs tuned on the unseen classes: metrics.json, figures and a self-contained report.html."""
         with _clean_errors(preset):
-            _evaluate(run, grid_queries)
+            _evaluate(run, grid_queries, unseen_curve)
 
     @app.command("demo")
     def demo_command(

@@ -98,11 +98,14 @@ def pick_queries(groups: list[int], count: int, seed: int) -> list[int]:
 
 def evaluate_run(
     run_dir: Path, grid_queries: int = 6, neighbours: int = 8, progress: bool = True,
-    features: BackboneFeatures | None = None,
+    features: BackboneFeatures | None = None, unseen_curve: bool = False,
 ) -> dict[str, Any]:
     """Writes ``metrics.json``, the figures and ``report.html`` into ``run_dir``; returns the metrics.
 
-    ``features``: backbone outputs already loaded for the run's images (as ``train_run`` takes them)."""
+    ``features``: backbone outputs already loaded for the run's images (as ``train_run`` takes them).
+    ``unseen_curve``: also score every epoch's head snapshot on the unseen images, for the report only
+    (one head pass over them per epoch: minutes on a CPU for thousands of images, so off by default;
+    the report then shows the kept model's unseen scores beside the validation curve)."""
     run_dir = Path(run_dir)
     dataset = ImageDataset.load(run_dir / DATASET_FILE)
     split = ClassSplit.load(run_dir / SPLIT_FILE)
@@ -116,7 +119,7 @@ def evaluate_run(
     base, tuned = base_embeddings(model, backbone_outputs), head_embeddings(model, backbone_outputs)
     history_path = run_dir / HISTORY_FILE
     history = json.loads(history_path.read_text()) if history_path.is_file() else {}
-    if history:
+    if history and unseen_curve:
         groups = torch.tensor([r.class_index for r in unseen_records])
         history |= unseen_curves(model, run_dir / SNAPSHOT_DIR, backbone_outputs, groups)
         write_json_atomic(history_path, history)
@@ -149,8 +152,11 @@ def evaluate_run(
         kept = history.get(SELECTION, {}).get("kept_epoch")
         figures[
             "Training curves: validation classes (steered early stopping and the kept epoch) beside the unseen "
-            "classes (computed afterwards from per-epoch snapshots, never used to choose)"
-        ] = training_curves(history, figures_dir / "training_curves.png", kept_epoch=kept)
+            "classes (scored afterwards, never used to choose)"
+        ] = training_curves(
+            history, figures_dir / "training_curves.png", kept_epoch=kept,
+            final={f"unseen_{name}": value for name, value in metrics["tuned"].items()},
+        )
     groups = [r.class_index for r in unseen_records]
     queries = pick_queries(groups, grid_queries, seed=split.seed)
     for name, embeddings in (("base", base), ("tuned", tuned)):

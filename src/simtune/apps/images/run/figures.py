@@ -43,9 +43,13 @@ def metrics_bar_chart(base: dict[str, float], tuned: dict[str, float], names: Se
     return _save(figure, path)
 
 
-def training_curves(history: dict[str, Any], path: Path, kept_epoch: int | None = None) -> Path:
+def training_curves(
+    history: dict[str, Any], path: Path, kept_epoch: int | None = None, final: dict[str, float] | None = None
+) -> Path:
     """Train loss, then one panel per retrieval metric with its validation and unseen curves side by side
-    (``name -> [(epoch, value)]``, names ``validation_<metric>`` / ``unseen_<metric>``); the kept epoch is marked."""
+    (``name -> [(epoch, value)]``, names ``validation_<metric>`` / ``unseen_<metric>``); the kept epoch is marked.
+    ``final``: the kept model's scores (``unseen_<metric>``), drawn as one point where there is no unseen curve."""
+    final = final or {}
     series = {name: points for name, points in history.items() if isinstance(points, list) and points}
     if not series:
         raise ValueError("no training history to plot: the run's history is empty")
@@ -58,12 +62,16 @@ def training_curves(history: dict[str, Any], path: Path, kept_epoch: int | None 
         for name in names:
             steps, values = zip(*series[name])
             axis.plot(steps, values, marker="o" if len(steps) < 40 else None, markersize=3, label=name.split("_", 1)[0])
+        unseen = "unseen_" + names[0].split("_", 1)[-1]
+        if kept_epoch is not None and unseen not in names and unseen in final and names[0].startswith("validation_"):
+            axis.plot([kept_epoch], [final[unseen]], marker="*", markersize=10, linestyle="", color="#d95f02",
+                      label="unseen, kept model")
         if kept_epoch is not None:
             axis.axvline(kept_epoch, color="#888888", linestyle="--", linewidth=1, label=f"kept epoch {kept_epoch}")
         axis.set_title(names[0] if len(names) == 1 else names[0].split("_", 1)[1])
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
-        if len(names) > 1 or kept_epoch is not None:
+        if kept_epoch is not None or len(names) > 1:
             axis.legend(fontsize=7)
     return _save(figure, path)
 
