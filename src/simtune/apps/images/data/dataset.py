@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,16 @@ def _subset(class_index: int, split: ClassSplit) -> str:
     if class_index in split.unseen_classes:
         return UNSEEN
     return VALIDATION if class_index in split.validation_classes else TRAIN
+
+
+def with_split(dataset: ImageDataset, split: ClassSplit, records: list[ImageRecord] | None = None) -> ImageDataset:
+    """``dataset`` (or these of its ``records``, renumbered) with subsets assigned by ``split``: another split
+    of the same images, without reading them again."""
+    chosen = dataset.records if records is None else records
+    renumbered = [
+        replace(record, id=i, subset=_subset(record.class_index, split)) for i, record in enumerate(chosen)
+    ]
+    return replace(dataset, records=renumbered)
 
 
 def prepare_dataset(
