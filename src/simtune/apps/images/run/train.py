@@ -65,11 +65,12 @@ HEADS: dict[str, tuple[Callable[[int, list[str]], EncoderHead], float]] = {
     "linear": (lambda size, backbones: LinearHead(size, normalize=True), 1e-3),
     "mlp": (lambda size, backbones: StackedProjectionHead(size, [2 * size, size], normalize=True), 1e-3),
 }
-# (loss builder, whether the loss owns one proxy per training class: those cannot score unseen classes)
-LOSSES: dict[str, tuple[Callable[[int, int], GroupLoss], bool]] = {
-    "multi-similarity": (lambda size, classes: MultiSimilarityLoss(), False),
-    "triplet": (lambda size, classes: TripletLoss(margin=0.2, mining="semi_hard"), False),
-    "proxy-anchor": (lambda size, classes: ProxyAnchorLoss(classes, size), True),
+# Proxy losses own one proxy per training class; validation and unseen classes are scored by retrieval
+# alone, so any loss works with the validation protocol.
+LOSSES: dict[str, Callable[[int, int], GroupLoss]] = {
+    "multi-similarity": lambda size, classes: MultiSimilarityLoss(),
+    "triplet": lambda size, classes: TripletLoss(margin=0.2, mining="semi_hard"),
+    "proxy-anchor": lambda size, classes: ProxyAnchorLoss(classes, size),
 }
 
 
@@ -131,7 +132,7 @@ class ImagesTrainable(TrainableModel):
         return build(input_embedding_size, self.settings.backbones)
 
     def configure_loss(self) -> GroupLoss:
-        build, _ = LOSSES[self.settings.loss]
+        build = LOSSES[self.settings.loss]
         return build(self.model.head.output_size, self.num_train_classes)
 
     def configure_optimizers(self) -> Any:
