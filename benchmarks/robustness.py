@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +33,7 @@ from simtune.apps.images.run.evaluate import METRICS_FILE, evaluate_run
 from simtune.apps.images.run.features import BackboneFeatures
 from simtune.apps.images.run.split import split_classes
 from simtune.apps.images.run.backbones import build_backbones
-from simtune.apps.images.run.train import HISTORY_FILE, LAST_CONV, TrainSettings, train_run
+from simtune.apps.images.run.train import CACHE_DIR, HISTORY_FILE, LAST_CONV, TrainSettings, train_run
 
 RESULTS = Path(__file__).parent / "results" / "robustness.json"
 # name -> (split seed, images kept per class or None for all)
@@ -76,6 +77,7 @@ def run_row(
         train_run(run, dataset, split, settings, features=features)
         metrics = evaluate_run(run, features=features)
         seconds = round(time.perf_counter() - start, 1)
+        shutil.rmtree(run / CACHE_DIR, ignore_errors=True)  # the row's training rows, copied from the shared cache
     selection = json.loads((run / HISTORY_FILE).read_text())["selection"]
     return {
         "setting": name, "split_seed": seed, "images_per_class": per_class,
