@@ -27,7 +27,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProg
 
 import simtune
 from simtune.apps.cars.atomic import write_json_atomic
-from simtune.apps.images.data.dataset import TRAIN, VALIDATION, ImageDataset
+from simtune.apps.images.data.dataset import TRAIN, VALIDATION, ImageDataset, ImageRecord
 from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples
 from simtune.apps.images.run.backbones import build_backbones
 from simtune.apps.images.run.features import BackboneFeatures, cache_config
@@ -205,10 +205,22 @@ def run_features(run_dir: Path, encoders: dict[str, Encoder], dataset: ImageData
     return BackboneFeatures(encoders, dataset.records, run_dir / CACHE_DIR, settings.views, settings.workers).prepare()
 
 
-def kept_epoch(checkpoint: ModelCheckpoint) -> tuple[int, float]:
-    """(epoch, validation R-Precision) of the checkpoint ``checkpoint`` kept as best."""
+def keep_best_epoch(trainable: ImagesTrainable, checkpoint: ModelCheckpoint) -> tuple[int, float]:
+    """Load the head weights of the best validation epoch (``checkpoint``'s best) into ``trainable``;
+    returns (that epoch, its validation R-Precision)."""
     state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    prefix = "_model.head."
+    trainable.model.head.load_state_dict({k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)})
     return int(state["epoch"]) + 1, float(checkpoint.best_model_score)
+
+
+def check_validation(records: list[ImageRecord]) -> None:
+    """Validation needs a class with two images (a query and something to find)."""
+    if not any(count >= 2 for count in Counter(r.class_index for r in records).values()):
+        raise ValueError(
+            f"the validation classes hold {len(records)} readable images and none has two: nothing to validate on; "
+            "add images, or try another --split-seed"
+        )
 
 
 def train_run(
@@ -238,6 +250,7 @@ def train_run(
     features = features or run_features(run_dir, dict(trainable.model.encoders.items()), dataset, settings)
     features.write_split_cache("train", train, run_dir / CACHE_DIR)
     validation = dataset.subset(VALIDATION)
+    check_validation(validation)
     score = head_scorer(features.backbone_outputs(validation), torch.tensor([r.class_index for r in validation]))
     del features
     history = EpochHistory()
@@ -259,8 +272,7 @@ def train_run(
         # Validation runs in ValidationRetrieval, on cached features, not in Lightning's validation loop.
         warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
         simtune.fit(trainable, trainer, train_loader, ckpt_path=last if last.is_file() else None)
-    epoch, value = kept_epoch(best)
-    keep_best_head(trainable, best.best_model_path)
+    epoch, value = keep_best_epoch(trainable, best)
     stopped = len(history.history.get("train_loss", []))
     history.history[SELECTION] = {
         "monitor": MONITOR, "kept_epoch": epoch, "kept_value": value, "epochs_run": stopped,
@@ -276,9 +288,3 @@ def train_run(
     trainable.save_servable(run_dir / MODEL_DIR)
     return run_dir / MODEL_DIR
 
-
-def keep_best_head(trainable: ImagesTrainable, checkpoint_path: str | Path) -> None:
-    """Load the head weights of the kept (best validation) epoch into ``trainable``."""
-    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)["state_dict"]
-    prefix = "_model.head."
-    trainable.model.head.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
