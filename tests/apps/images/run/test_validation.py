@@ -2,7 +2,6 @@ import pytest
 import torch
 from torch import nn
 
-from simtune.apps.images.run.train import batch_classes
 from simtune.apps.images.run.validation import head_outputs, head_scorer, retrieval_scores
 
 
@@ -25,20 +24,3 @@ def test_the_head_is_scored_in_eval_mode_and_left_as_it_was():
         assert torch.allclose(out, head.eval()(inputs), atol=1e-6)  # dropout was off: eval mode
     score = head_scorer(inputs, torch.tensor([0, 1] * 5))
     assert set(score(head)) == {"validation_r_precision", "validation_map_at_r", "validation_precision_at_1"}
-
-
-def test_classes_per_batch_is_capped_at_the_training_classes_that_can_be_drawn():
-    assert batch_classes([0, 0, 1, 1, 2, 2, 3], 64) == 3  # class 3 has one image: never drawn
-    assert batch_classes([0, 0, 1, 1, 2, 2], 2) == 2
-    with pytest.raises(ValueError, match="only 1 of the 3 training classes have two or more images"):
-        batch_classes([0, 0, 1, 2], 64)
-
-
-def test_validation_classes_without_a_pair_of_images_are_refused():
-    from simtune.apps.images.data.dataset import ImageRecord
-    from simtune.apps.images.run.train import check_validation
-
-    records = [ImageRecord(i, f"{i}.jpg", c, f"class {c}", None, "validation") for i, c in enumerate([3, 4])]
-    with pytest.raises(ValueError, match="validation classes hold 2 readable images and none has two"):
-        check_validation(records)
-    check_validation(records + [ImageRecord(2, "2.jpg", 4, "class 4", None, "validation")])
