@@ -5,7 +5,7 @@ from pathlib import Path
 from simtune.apps.cars.preset import CARS, car_metadata
 from simtune.apps.images.data.dataset import prepare_dataset
 from simtune.apps.images.service.indexing import index_schema, record_payload
-from tests.apps.cars.test_readers import write_stanford_layout
+from tests.apps.cars.test_stanford_mat import write_stanford_layout
 from tests.apps.conftest import CLASS_NAMES
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from simtune.apps.cars.metadata import parse_class_name
-from simtune.apps.cars.readers import StanfordCarsMatReader
+from simtune.apps.cars.stanford_mat import StanfordCarsMatReader
 from simtune.apps.images.preset import Preset
 
 

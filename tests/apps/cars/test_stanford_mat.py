@@ -7,7 +7,7 @@ import pytest
 from scipy.io import savemat
 
 from simtune.apps.cars.preset import CARS
-from simtune.apps.cars.readers import StanfordCarsMatReader
+from simtune.apps.cars.stanford_mat import StanfordCarsMatReader
 from simtune.apps.images.data.readers import READERS, read_collection
 from tests.apps.conftest import CLASS_NAMES, write_image
 
