@@ -13,10 +13,6 @@ from typing import Any, Callable
 
 from simtune.apps.images.data.readers import CollectionReader
 
-# Qdrant payload index types a metadata field may have.
-FIELD_TYPES = ("keyword", "integer")
-
-
 def no_metadata(class_name: str) -> dict[str, Any]:
     return {}
 
@@ -24,7 +20,8 @@ def no_metadata(class_name: str) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Preset:
     """``name``: the command (``simtune NAME``), the default run folder (``runs/NAME``) and Qdrant collection.
-    ``fields``: metadata field -> payload type; ``describe(class_name)`` gives their values (a missing or
+    ``fields``: metadata field -> payload type (``keyword`` or ``integer``, checked by the index schema);
+    ``describe(class_name)`` gives their values (a missing or
     None value is left out of the payload). ``readers`` are tried before the generic layouts."""
 
     name: str
@@ -33,11 +30,6 @@ class Preset:
     fields: dict[str, str] = field(default_factory=dict)
     describe: Callable[[str], dict[str, Any]] = no_metadata
     readers: tuple[CollectionReader, ...] = ()
-
-    def __post_init__(self) -> None:
-        bad = {name: kind for name, kind in self.fields.items() if kind not in FIELD_TYPES}
-        if bad:
-            raise ValueError(f"metadata field types must be one of {FIELD_TYPES}, got {bad}")
 
 
 IMAGES = Preset(name="images", title="Similar images", noun="images")
