@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from simtune.apps.images.data.readers import CollectionReader
 
+
 def no_metadata(class_name: str) -> dict[str, Any]:
     return {}
 
@@ -21,8 +22,8 @@ def no_metadata(class_name: str) -> dict[str, Any]:
 class Preset:
     """``name``: the command (``simtune NAME``), the default run folder (``runs/NAME``) and Qdrant collection.
     ``fields``: metadata field -> payload type (``keyword`` or ``integer``, checked by the index schema);
-    ``describe(class_name)`` gives their values (a missing or
-    None value is left out of the payload). ``readers`` are tried before the generic layouts."""
+    ``describe(class_name)`` gives their values (a None value is left out of the payload). ``readers`` are
+    tried before the generic layouts."""
 
     name: str
     title: str
