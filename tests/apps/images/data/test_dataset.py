@@ -1,12 +1,10 @@
 from pathlib import Path
 
 import pytest
-from scipy.io import savemat
 
-from simtune.apps.cars.dataset import DATASET_FILE, SPLIT_FILE, CarsDataset, prepare_dataset
-from simtune.apps.cars.split import ClassSplit
-from tests.apps.cars.conftest import write_image, write_truncated_image
-from tests.apps.cars.test_readers import write_stanford_layout
+from simtune.apps.images.data.dataset import DATASET_FILE, SPLIT_FILE, ImageDataset, prepare_dataset
+from simtune.apps.images.run.split import ClassSplit
+from tests.apps.conftest import write_image, write_truncated_image
 
 
 def test_prepare_skips_unreadable_lists_missing_and_persists(labels_csv_root: Path, tmp_path: Path):
@@ -16,13 +14,14 @@ def test_prepare_skips_unreadable_lists_missing_and_persists(labels_csv_root: Pa
     dataset, split = prepare_dataset(labels_csv_root, run, progress=False)
     assert list(dataset.skipped) == [str(truncated)] and "truncated" in dataset.skipped[str(truncated)].lower()
     assert dataset.missing == [str(labels_csv_root / "images/003/img_3_2.jpg")]
-    assert len(dataset.records) == 10
-    assert [r.id for r in dataset.records] == list(range(10))
-    audi = next(r for r in dataset.records if r.class_index == 0)
-    assert (audi.make, audi.model, audi.year) == ("Audi", "TTS Coupe", 2012)
+    assert len(dataset.records) == 22
+    assert [r.id for r in dataset.records] == list(range(22))
+    assert all(r.metadata == {} for r in dataset.records)  # the generic app parses nothing out of class names
+    assert (dataset.title, dataset.noun, dataset.metadata_fields) == ("Similar images", "images", {})
+    subsets = {"train": split.train_classes, "validation": split.validation_classes, "unseen": split.unseen_classes}
     for record in dataset.records:
-        assert record.subset == ("train" if record.class_index in split.train_classes else "unseen")
-    assert CarsDataset.load(run / DATASET_FILE) == dataset
+        assert record.class_index in subsets[record.subset]
+    assert ImageDataset.load(run / DATASET_FILE) == dataset
     assert ClassSplit.load(run / SPLIT_FILE) == split
 
 
@@ -39,27 +38,29 @@ def test_prepare_reuses_the_run_folder_and_refuses_other_data(labels_csv_root: P
 
 def test_single_image_classes_are_kept_and_named(tmp_path: Path):
     data = tmp_path / "folder"
-    for name, n in (("Audi 100 Sedan 1994", 3), ("Volvo 240 Sedan 1993", 1), ("Geo Metro Convertible 1993", 2), ("Ford GT Coupe 2006", 1)):
+    counts = {f"class {i}": 1 if i % 3 == 0 else 2 for i in range(10)}
+    for name, n in counts.items():
         for i in range(n):
             write_image(data / name / f"{i}.jpg", seed=i)
     dataset, split = prepare_dataset(data, tmp_path / "run", seed=0, progress=False)
-    assert len(dataset.records) == 7
-    singles = {"Volvo 240 Sedan 1993", "Ford GT Coupe 2006"}
-    for subset in ("train", "unseen"):
+    assert len(dataset.records) == sum(counts.values())
+    singles = {name for name, n in counts.items() if n == 1}
+    for subset in ("train", "validation", "unseen"):
         names = {r.class_name for r in dataset.subset(subset)}
         assert dataset.single_image_classes(subset) == sorted(names & singles)
 
 
-def test_prepare_with_crop_writes_box_crops_into_the_run(tmp_path: Path):
-    write_stanford_layout(tmp_path / "data")
-    dataset, _ = prepare_dataset(tmp_path / "data", tmp_path / "run", crop=True, progress=False)
-    paths = [Path(r.path) for r in dataset.records]
-    assert all(p.is_relative_to(tmp_path / "run" / "crops") and p.is_file() for p in paths)
-    assert len(dataset.missing) == 1 and dataset.cropped
+@pytest.mark.parametrize("classes", [1, 5, 7])
+def test_too_few_classes_to_split_says_how_many_and_how_the_split_works(tmp_path: Path, classes: int):
+    for c in range(classes):
+        write_image(tmp_path / "data" / f"class {c}" / "a.jpg", seed=c)
+        write_image(tmp_path / "data" / f"class {c}" / "b.jpg", seed=c + 100)
+    with pytest.raises(ValueError, match=f"too few classes to split: .*validation.*at least 8 classes.*has {classes}$"):
+        prepare_dataset(tmp_path / "data", tmp_path / "run", progress=False)
 
 
 def test_no_readable_image_fails_clearly(tmp_path: Path):
-    write_truncated_image(tmp_path / "data" / "Audi 100 Sedan 1994" / "a.jpg", 1)
-    write_truncated_image(tmp_path / "data" / "Volvo 240 Sedan 1993" / "a.jpg", 2)
-    with pytest.raises(ValueError, match="none of its 2 images could be read"):
+    for c in range(8):
+        write_truncated_image(tmp_path / "data" / f"class {c}" / "a.jpg", c)
+    with pytest.raises(ValueError, match="none of its 8 images could be read"):
         prepare_dataset(tmp_path / "data", tmp_path / "run", progress=False)

@@ -1,6 +1,6 @@
 import pytest
 
-from simtune.apps.cars.backbones import build_backbone, build_backbones, encoder_name
+from simtune.apps.images.run.backbones import build_backbone, build_backbones, encoder_name
 
 
 def test_encoder_names_are_folder_safe():

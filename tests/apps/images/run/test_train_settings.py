@@ -1,7 +1,7 @@
 import pytest
 
-from simtune.apps.cars.backbones import build_backbone
-from simtune.apps.cars.train import HEADS, TrainSettings
+from simtune.apps.images.run.backbones import build_backbone
+from simtune.apps.images.run.train import HEADS, TrainSettings
 
 
 def test_default_fine_tunes_lite0s_last_convolution_at_its_own_learning_rate():
@@ -26,11 +26,17 @@ def test_only_efficientnet_lite_gives_feature_maps():
 
 
 def test_last_conv_tunes_the_pretrained_convolution_ten_times_slower(tmp_path):
-    from simtune.apps.cars.train import CarsTrainable
+    from simtune.apps.images.run.train import ImagesTrainable
 
-    trainable = CarsTrainable(TrainSettings(), num_train_classes=4, steps_per_epoch=3, cache_dir=tmp_path)
+    trainable = ImagesTrainable(TrainSettings(), num_train_classes=4, steps_per_epoch=3, cache_dir=tmp_path)
     optimizer = trainable.configure_optimizers()["optimizer"]
     conv = {id(p) for p in trainable.model.head.conv.parameters()}
     by_rate = {group["max_lr"]: {id(p) for p in group["params"]} for group in optimizer.param_groups}
     assert by_rate[1e-3] == conv
     assert id(trainable.model.head.residual.fc.weight) in by_rate[1e-2]
+
+
+def test_patience_must_be_positive_and_mirror_adds_the_mirror_view():
+    with pytest.raises(ValueError, match="patience must be >= 1"):
+        TrainSettings(patience=0)
+    assert TrainSettings().views == ("original",) and TrainSettings(mirror=True).views == ("original", "mirror")

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simtune.apps.cars.dataset import CarRecord
-from simtune.apps.cars.indexing import IndexLocation, build_index, open_index
-from simtune.apps.cars.metadata import parse_class_name
+from simtune.apps.cars.preset import CARS, car_metadata
+from simtune.apps.images.data.dataset import ImageRecord
+from simtune.apps.images.service.indexing import IndexLocation, build_index, open_index
 
-CARS = Path("/work/shared/datasets/stanford-cars-crop224")
+CARS_DATA = Path("/work/shared/datasets/stanford-cars-crop224")
 IMAGES_PER_CLASS = 6
 CLASS_IDS = (1, 14, 50, 120)
 
@@ -44,28 +44,27 @@ class ThumbnailEmbedder:
         return np.stack(rows)
 
 
-def car_records() -> list[CarRecord]:
+def car_records() -> list[ImageRecord]:
     """A few real photos from each of ``CLASS_IDS``."""
-    with (CARS / "labels.csv").open(newline="") as f:
+    with (CARS_DATA / "labels.csv").open(newline="") as f:
         rows = [row for row in csv.DictReader(f) if int(row["class_id"]) in CLASS_IDS]
     rows = [row for class_id in CLASS_IDS for row in [r for r in rows if int(r["class_id"]) == class_id][:IMAGES_PER_CLASS]]
     records = []
     for row in rows:
-        meta = parse_class_name(row["class_name"])
-        records.append(CarRecord(
-            id=len(records), path=str(CARS / row["filename"]), class_index=int(row["class_id"]) - 1,
-            class_name=row["class_name"], make=meta.make, model=meta.model, year=meta.year,
-            original_split=row["original_split"], subset="unseen",
+        records.append(ImageRecord(
+            id=len(records), path=str(CARS_DATA / row["filename"]), class_index=int(row["class_id"]) - 1,
+            class_name=row["class_name"], original_split=row["original_split"], subset="unseen",
+            metadata=car_metadata(row["class_name"]),
         ))
     return records
 
 
 @pytest.fixture(scope="module")
-def indexed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[CarRecord]]:
+def indexed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ImageRecord]]:
     """A run folder whose RUN/index holds ``car_records()`` embedded by ``ThumbnailEmbedder``."""
     run = tmp_path_factory.mktemp("run")
     records = car_records()
-    build_index(run, records, model=ThumbnailEmbedder(), progress=False)
+    build_index(run, records, model=ThumbnailEmbedder(), progress=False, metadata_fields=CARS.fields)
     return run, records
 
 
@@ -93,11 +92,11 @@ def serve_in_thread(app: Any) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def live_server(indexed_run: tuple[Path, list[CarRecord]]) -> Iterator[str]:
-    from simtune.apps.cars.serve import create_app
+def live_server(indexed_run: tuple[Path, list[ImageRecord]]) -> Iterator[str]:
+    from simtune.apps.images.service.serve import create_app
 
     run, _ = indexed_run
     model = ThumbnailEmbedder()
     with open_index(IndexLocation.for_run(run), model) as index:
-        yield from serve_in_thread(create_app(index, model))
+        yield from serve_in_thread(create_app(index, model, title=CARS.title, noun=CARS.noun))
 

@@ -17,7 +17,7 @@ from .search_fixtures import indexed_run, live_server  # noqa: F401
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-ARTIFACTS = Path(__file__).resolve().parents[3] / "runs" / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[4] / "runs" / "test-artifacts"
 FLAGS = (
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1000",

@@ -28,7 +28,7 @@ runner = CliRunner()
 @pytest.fixture
 def thumbnail_model(monkeypatch: pytest.MonkeyPatch) -> ThumbnailEmbedder:
     model = ThumbnailEmbedder()
-    monkeypatch.setattr("simtune.apps.cars.indexing.load_run_model", lambda run_dir: model)
+    monkeypatch.setattr("simtune.apps.images.service.indexing.load_run_model", lambda run_dir: model)
     return model
 
 
@@ -49,7 +49,7 @@ def test_index_is_idempotent_and_reports_where(indexed):
     assert (run / "index" / "simtune_index.json").is_file()
     again = runner.invoke(app, ["cars", "index", "--data", str(data), "--run", str(run)])
     assert again.exit_code == 0, again.output
-    assert "indexed 12 images; 12 points in" in again.output and "simtune cars serve" in again.output
+    assert "indexed 24 images; 24 points in" in again.output and "simtune cars serve" in again.output
 
 
 def test_search_prints_json_with_the_photo_itself_first(indexed):
@@ -167,8 +167,8 @@ def test_index_and_search_with_a_real_saved_model(labels_csv_root, tmp_path):
 
 @pytest.mark.slow
 def test_index_reuses_the_runs_encoder_cache(labels_csv_root, tmp_path, monkeypatch):
-    from simtune.apps.cars.indexing import MODEL_DIR_NAME
-    from simtune.apps.cars.train import MODEL_DIR
+    from simtune.apps.images.service.indexing import MODEL_DIR_NAME
+    from simtune.apps.images.run.train import MODEL_DIR
     from simtune.models import SimilarityModel
     from simtune.search import EdgeIndex
 
@@ -189,7 +189,7 @@ def test_index_reuses_the_runs_encoder_cache(labels_csv_root, tmp_path, monkeypa
         patch.setattr(SimilarityModel, "encode", no_encoding)
         indexed = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run)])
     assert indexed.exit_code == 0, indexed.output
-    assert "indexed 12 images; 12 points" in indexed.output and f"simtune cars serve --run {run}" in indexed.output
+    assert "indexed 24 images; 24 points" in indexed.output and f"simtune cars serve --run {run}" in indexed.output
     assert {p: p.stat().st_mtime_ns for p in (run / "cache").rglob("*") if p.is_file()} == cache_files
 
     model = SimilarityModel.load(run / "model")
@@ -216,7 +216,7 @@ def test_index_and_search_through_the_server_backend(labels_csv_root, tmp_path, 
     for _ in range(2):  # idempotent
         indexed = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run), *server])
         assert indexed.exit_code == 0, indexed.output
-        assert "12 points in http://qdrant.test:6333 (collection 'cars-test')" in indexed.output
+        assert "24 points in http://qdrant.test:6333 (collection 'cars-test')" in indexed.output
     assert not (run / "index").exists()
     photo = labels_csv_root / "images/004/img_4_0.jpg"
     result = _search(run, str(photo), "--k", "1", "--json", *server)
@@ -280,13 +280,13 @@ def test_a_damaged_index_is_refused_with_one_line(indexed):
     run, data = indexed
     record_file = run / "index" / "simtune_index.json"
     record = json.loads(record_file.read_text())
-    assert record["points"] == 12
-    record["points"] = 13  # as if a segment holding one point had been lost
+    assert record["points"] == 24
+    record["points"] = 25  # as if a segment holding one point had been lost
     record_file.write_text(json.dumps(record))
     for result in (_search(run, str(data / "images/001/img_1_0.jpg")), runner.invoke(app, ["cars", "serve", "--run", str(run)])):
         assert result.exit_code == 2, result.output
         assert result.output.strip() == (
-            f"Error: the index at {run / 'index'} is damaged: it holds 12 points of the 13 written when it was built; "
+            f"Error: the index at {run / 'index'} is damaged: it holds 24 points of the 25 written when it was built; "
             "delete the folder and rebuild it with `simtune cars index`"
         )
 

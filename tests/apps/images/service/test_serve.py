@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import io
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
+from fastapi.testclient import TestClient
 import pytest
 from PIL import Image
 
-from simtune.apps.cars.indexing import IndexLocation, build_index, car_point_id, open_index
-from simtune.apps.cars.serve import create_app
+from simtune.apps.images.service.indexing import IndexLocation, build_index, record_point_id, open_index
+from simtune.apps.images.service.serve import create_app
 from simtune.search import ModelMismatchError, point_id
 
 from .search_fixtures import ThumbnailEmbedder, indexed_run, live_server  # noqa: F401
@@ -59,37 +61,41 @@ def test_uploading_an_indexed_photo_finds_itself_first(client, indexed_run):
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert len(results) == 4
-    assert results[0]["id"] == car_point_id(record)
+    assert results[0]["id"] == record_point_id(record)
     assert results[0]["score"] == pytest.approx(1.0, abs=1e-4)
-    assert results[0]["class_name"] == record.class_name and results[0]["make"] == record.make
+    assert results[0]["class_name"] == record.class_name and results[0]["make"] == record.metadata["make"]
     assert "path" not in results[0]
     assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
 
 
 def test_filters_restrict_results(client, indexed_run):
     record = indexed_run[1][0]
-    other_make = next(r.make for r in indexed_run[1] if r.make != record.make)
+    other_make = next(r.metadata["make"] for r in indexed_run[1] if r.metadata["make"] != record.metadata["make"])
     response = _upload(client, Path(record.path).read_bytes(), k="20", filter=f"make={other_make}")
     results = response.json()["results"]
     assert results and all(r["make"] == other_make for r in results)
-    by_id = client.get(f"/search/{car_point_id(record)}", params={"k": 20, "filter": f"make={other_make}"}).json()
+    by_id = client.get(f"/search/{record_point_id(record)}", params={"k": 20, "filter": f"make={other_make}"}).json()
     assert by_id["results"] and all(r["make"] == other_make for r in by_id["results"])
 
 
 def test_search_by_id_excludes_the_query_and_images_serve_indexed_files(client, indexed_run):
     record = indexed_run[1][2]
-    body = client.get(f"/search/{car_point_id(record)}", params={"k": 3}).json()
+    body = client.get(f"/search/{record_point_id(record)}", params={"k": 3}).json()
     assert body["query"]["class_name"] == record.class_name
-    assert len(body["results"]) == 3 and car_point_id(record) not in [r["id"] for r in body["results"]]
+    assert len(body["results"]) == 3 and record_point_id(record) not in [r["id"] for r in body["results"]]
     image = client.get(body["results"][0]["image_url"])
     assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
     assert Image.open(io.BytesIO(image.content)).size[0] > 0
 
 
 def test_random_car_page_and_docs(client, indexed_run):
-    assert client.get("/random").json()["id"] in {car_point_id(r) for r in indexed_run[1]}
+    assert client.get("/random").json()["id"] in {record_point_id(r) for r in indexed_run[1]}
     page = client.get("/")
-    assert page.status_code == 200 and "Similar cars" in page.text and "/static/app.js" in page.text
+    assert page.status_code == 200 and 'id="filters"' in page.text and "/static/app.js" in page.text
+    assert client.get("/page").json() == {
+        "title": "Similar cars", "noun": "cars",
+        "filters": [{"name": "class_name", "type": "keyword"}, {"name": "make", "type": "keyword"}, {"name": "year", "type": "integer"}],
+    }
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/docs").status_code == 200
     assert {"/search", "/search/{point_id}", "/images/{image_id}", "/health"} <= set(client.get("/openapi.json").json()["paths"])
@@ -119,7 +125,7 @@ def test_bad_uploads_are_4xx_json_and_the_server_stays_up(client, indexed_run):
 
 
 def test_bad_ids_and_queries_are_4xx_json(client, indexed_run):
-    known = car_point_id(indexed_run[1][0])
+    known = record_point_id(indexed_run[1][0])
     unknown = point_id("never indexed")
     for k in (0, 10**6):
         _json_error(client.get(f"/search/{known}", params={"k": k}), 400, "k must be an integer")
@@ -188,7 +194,7 @@ def test_integer_filters_beyond_int64_are_400_on_both_searches(client, indexed_r
     record = indexed_run[1][0]
     photo = Path(record.path).read_bytes()
     _json_error(_upload(client, photo, filter=f"year={year}"), 400, "year must be an integer from")
-    _json_error(client.get(f"/search/{car_point_id(record)}", params={"filter": f"year={year}"}), 400, "year must be an integer from")
+    _json_error(client.get(f"/search/{record_point_id(record)}", params={"filter": f"year={year}"}), 400, "year must be an integer from")
 
 
 def _copies_indexed(tmp_path: Path) -> tuple[Path, list]:
@@ -227,7 +233,7 @@ def test_images_are_served_only_as_images_from_inside_the_indexed_folder(indexed
     index, http = _test_client(run)
     with index, http:
         assert index.schema.data_root == str((tmp_path / "data").resolve())
-        url = [f"/images/{car_point_id(r)}" for r in records]
+        url = [f"/images/{record_point_id(r)}" for r in records]
         served = http.get(url[0])
         assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg"
         assert served.content == Path(records[0].path).read_bytes()
@@ -256,11 +262,11 @@ def test_an_index_that_recorded_no_data_folder_serves_no_files(tmp_path):
     schema_file.write_text(json.dumps(stored))
     index, http = _test_client(run)
     with index, http:
-        _refused(http.get(f"/images/{car_point_id(records[0])}"), tmp_path)
+        _refused(http.get(f"/images/{record_point_id(records[0])}"), tmp_path)
 
 
 def test_head_answers_every_get_route_without_a_body(client, indexed_run):
-    image_url = f"/images/{car_point_id(indexed_run[1][0])}"
+    image_url = f"/images/{record_point_id(indexed_run[1][0])}"
     for url in ("/health", "/", image_url, "/static/app.js", "/openapi.json"):
         got, head = client.get(url), client.head(url)
         assert head.status_code == 200 == got.status_code, url
@@ -275,8 +281,8 @@ def test_a_client_that_never_finishes_its_request_head_is_disconnected(indexed_r
 
     import uvicorn
 
-    from simtune.apps.cars import request_head_deadline
-    from simtune.apps.cars.request_head_deadline import RequestHeadDeadline
+    from simtune.apps.images.service import request_head_deadline
+    from simtune.apps.images.service.request_head_deadline import RequestHeadDeadline
 
     monkeypatch.setattr(request_head_deadline, "HEAD_TIMEOUT_S", 0.5)
     run, _ = indexed_run
@@ -302,3 +308,15 @@ def test_a_client_that_never_finishes_its_request_head_is_disconnected(indexed_r
             server.should_exit = True
             thread.join(timeout=10)
             sock.close()
+
+
+def test_a_collection_without_metadata_offers_the_class_name_filter_only(tmp_path, indexed_run):
+    records = [replace(r, metadata={}) for r in indexed_run[1][:3]]
+    model = ThumbnailEmbedder()
+    build_index(tmp_path, records, model=model, progress=False)
+    with open_index(IndexLocation.for_run(tmp_path), model) as index:
+        with TestClient(create_app(index, model)) as http:
+            page = http.get("/page").json()
+            hit = http.get(f"/search/{record_point_id(records[0])}", params={"k": 1}).json()["results"][0]
+    assert page == {"title": "Similar images", "noun": "images", "filters": [{"name": "class_name", "type": "keyword"}]}
+    assert "make" not in hit and hit["class_name"] == records[1].class_name or hit["class_name"] == records[2].class_name

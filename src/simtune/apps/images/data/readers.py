@@ -1,9 +1,9 @@
-"""Read a folder of labelled car photos, whatever its layout, into one list of images with class indices.
+"""Read a folder of labelled photos, whatever its layout, into one list of images with class indices.
 
-Three layouts, tried in this order by ``read_collection``: a ``labels.csv`` file (like
-``stanford-cars-crop224``), the original Stanford Cars release (``.mat`` annotations, as torchvision's
-``StanfordCars`` expects) and an ImageFolder (one sub-folder per class). Files a labels file names but
-that do not exist are dropped and listed in ``CarCollection.missing``, so one lost file never aborts a run.
+Two generic layouts, tried in this order by ``read_collection`` after any a preset adds (Stanford Cars'
+``.mat`` release): a ``labels.csv`` file (like ``stanford-cars-crop224``) and an ImageFolder (one
+sub-folder per class). Files a labels file names but that do not exist are dropped and listed in
+``Collection.missing``, so one lost file never aborts a run.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import csv
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import Sequence
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
-class CarImage:
+class LabelledImage:
     """One labelled photo. ``bbox`` (x1, y1, x2, y2, pixels, inclusive) is set where the layout has one."""
 
     path: Path
@@ -29,17 +28,17 @@ class CarImage:
 
 
 @dataclass
-class CarCollection:
+class Collection:
     """Everything a layout holds: ``class_names[i]`` names class index ``i`` (0-based, in the layout's order)."""
 
     root: Path
     layout: str
     class_names: list[str]
-    images: list[CarImage]
+    images: list[LabelledImage]
     missing: list[Path] = field(default_factory=list)
 
 
-class CarsReader(ABC):
+class CollectionReader(ABC):
     """One layout: ``matches`` is a cheap look at the folder, ``read`` parses it (and may raise on bad content)."""
 
     layout: str
@@ -49,10 +48,10 @@ class CarsReader(ABC):
     def matches(self, root: Path) -> bool: ...
 
     @abstractmethod
-    def read(self, root: Path) -> CarCollection: ...
+    def read(self, root: Path) -> Collection: ...
 
 
-class LabelsCsvReader(CarsReader):
+class LabelsCsvReader(CollectionReader):
     """``labels.csv`` with columns filename, class_id, class_name (+ optional original_split); paths relative to it."""
 
     layout = "labels.csv"
@@ -62,7 +61,7 @@ class LabelsCsvReader(CarsReader):
     def matches(self, root: Path) -> bool:
         return (root / "labels.csv").is_file()
 
-    def read(self, root: Path) -> CarCollection:
+    def read(self, root: Path) -> Collection:
         labels = root / "labels.csv"
         with labels.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
@@ -95,64 +94,11 @@ class LabelsCsvReader(CarsReader):
                 missing.append(path)
                 continue
             split = row.get("original_split") or None
-            images.append(CarImage(path, index[int(row["class_id"])], split))
-        return CarCollection(root, self.layout, [names[c] for c in sorted(names)], images, missing)
+            images.append(LabelledImage(path, index[int(row["class_id"])], split))
+        return Collection(root, self.layout, [names[c] for c in sorted(names)], images, missing)
 
 
-class StanfordCarsMatReader(CarsReader):
-    """The original release: ``devkit/cars_meta.mat``, ``devkit/cars_train_annos.mat`` + ``cars_train/``,
-    ``cars_test_annos_withlabels.mat`` + ``cars_test/`` (directly in the folder or in ``stanford_cars/``,
-    as torchvision expects). Both splits are read where present; boxes are kept for optional cropping."""
-
-    layout = "stanford-cars-mat"
-    looks_for = (
-        "devkit/cars_meta.mat with devkit/cars_train_annos.mat + cars_train/ and/or "
-        "cars_test_annos_withlabels.mat + cars_test/ (optionally inside stanford_cars/)"
-    )
-    splits = (("train", "devkit/cars_train_annos.mat", "cars_train"), ("test", "cars_test_annos_withlabels.mat", "cars_test"))
-
-    @staticmethod
-    def _base(root: Path) -> Path:
-        return root / "stanford_cars" if (root / "stanford_cars" / "devkit").is_dir() else root
-
-    def matches(self, root: Path) -> bool:
-        return (self._base(root) / "devkit" / "cars_meta.mat").is_file()
-
-    def read(self, root: Path) -> CarCollection:
-        from scipy.io import loadmat
-
-        base = self._base(root)
-        meta = base / "devkit" / "cars_meta.mat"
-        class_names = [str(n) for n in np.atleast_1d(loadmat(meta, squeeze_me=True)["class_names"])]
-        images, missing, found = [], [], []
-        for split, annotations_file, folder in self.splits:
-            annotations, image_dir = base / annotations_file, base / folder
-            if not annotations.is_file():
-                continue
-            if not image_dir.is_dir():
-                raise FileNotFoundError(f"{annotations} exists but its image folder {image_dir} does not")
-            found.append(split)
-            for record in np.atleast_1d(loadmat(annotations, squeeze_me=True)["annotations"]):
-                image = self._image(annotations, record, image_dir, split, len(class_names))
-                (images if image.path.is_file() else missing).append(image if image.path.is_file() else image.path)
-        if not found:
-            raise FileNotFoundError(f"{base}: found {meta} but no annotations: looked for {self.looks_for}")
-        return CarCollection(root, self.layout, class_names, images, missing)
-
-    @staticmethod
-    def _image(annotations: Path, record: np.void, image_dir: Path, split: str, num_classes: int) -> CarImage:
-        fields = record.dtype.names or ()
-        absent = [f for f in ("fname", "class", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2") if f not in fields]
-        if absent:
-            raise ValueError(f"{annotations}: annotations lack field(s) {', '.join(absent)} (need the *_withlabels file)")
-        class_id = int(record["class"])
-        if not 1 <= class_id <= num_classes:
-            raise ValueError(f"{annotations}: {record['fname']} has class {class_id}, outside 1..{num_classes} of cars_meta.mat")
-        bbox = tuple(int(record[f"bbox_{c}"]) for c in ("x1", "y1", "x2", "y2"))
-        return CarImage(image_dir / str(record["fname"]), class_id - 1, split, bbox)
-
-
-class ImageFolderReader(CarsReader):
+class ImageFolderReader(CollectionReader):
     """One sub-folder per class (the folder name is the class name) holding image files; other files are ignored."""
 
     layout = "image-folder"
@@ -167,23 +113,23 @@ class ImageFolderReader(CarsReader):
     def matches(self, root: Path) -> bool:
         return bool(self._class_images(root))
 
-    def read(self, root: Path) -> CarCollection:
+    def read(self, root: Path) -> Collection:
         by_class = self._class_images(root)
-        images = [CarImage(path, i) for i, paths in enumerate(by_class.values()) for path in paths]
-        return CarCollection(root, self.layout, list(by_class), images)
+        images = [LabelledImage(path, i) for i, paths in enumerate(by_class.values()) for path in paths]
+        return Collection(root, self.layout, list(by_class), images)
 
 
-READERS: tuple[CarsReader, ...] = (LabelsCsvReader(), StanfordCarsMatReader(), ImageFolderReader())
+READERS: tuple[CollectionReader, ...] = (LabelsCsvReader(), ImageFolderReader())
 
 
-def read_collection(root: str | Path) -> CarCollection:
-    """Read ``root`` with the first reader whose layout it matches; fail naming every layout looked for."""
+def read_collection(root: str | Path, readers: Sequence[CollectionReader] = READERS) -> Collection:
+    """Read ``root`` with the first of ``readers`` whose layout it matches; fail naming every layout looked for."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist or is not a folder")
-    reader = next((r for r in READERS if r.matches(root)), None)
+    reader = next((r for r in readers if r.matches(root)), None)
     if reader is None:
-        looked = "\n".join(f"  - {r.layout}: {r.looks_for}" for r in READERS)
+        looked = "\n".join(f"  - {r.layout}: {r.looks_for}" for r in readers)
         raise ValueError(f"{root}: no recognised layout (it is empty or holds no labelled images). Looked for:\n{looked}")
     collection = reader.read(root)
     if not collection.images:

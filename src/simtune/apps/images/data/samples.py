@@ -7,33 +7,44 @@ from typing import Sequence
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from simtune.apps.cars.dataset import CarRecord
+from simtune.apps.images.data.dataset import ImageRecord
 from simtune.data import SimilarityGroupSample
 from simtune.image_modes import to_rgb
 
+ORIGINAL, MIRROR = "original", "mirror"
 
-class CarSamples(Dataset):
-    """``SimilarityGroupSample(image path, class index)`` per record; with ``mirrored=True`` the records are
-    followed by their horizontal mirror images (a decoded PIL image each), same class: a car seen from the
-    other side is still the same model. ``class_map`` renumbers classes (e.g. training classes to 0..C-1,
-    as losses with one proxy per class need)."""
 
-    def __init__(self, records: Sequence[CarRecord], mirrored: bool = False, class_map: dict[int, int] | None = None):
+class ImageSamples(Dataset):
+    """``SimilarityGroupSample(image, class index)`` per record and view. ``views`` lists which views
+    follow each other, all records per view: ``original`` (the file) and ``mirror`` (its horizontal mirror
+    image, decoded; same class: a car or a bird seen from the other side is still the same class).
+    ``class_map`` renumbers classes (e.g. training classes to 0..C-1, as losses with one proxy per class need)."""
+
+    def __init__(
+        self, records: Sequence[ImageRecord], views: Sequence[str] = (ORIGINAL,), class_map: dict[int, int] | None = None
+    ):
         if not records:
             raise ValueError("no records to make samples from")
+        unknown = set(views) - {ORIGINAL, MIRROR}
+        if unknown or not views:
+            raise ValueError(f"views must name {ORIGINAL!r} and/or {MIRROR!r}, got {list(views)}")
         self.records = list(records)
-        self.mirrored = mirrored
+        self.views = tuple(views)
         self.class_map = class_map
 
-    def _group(self, record: CarRecord) -> int:
+    def _group(self, record: ImageRecord) -> int:
         return record.class_index if self.class_map is None else self.class_map[record.class_index]
 
     def __len__(self) -> int:
-        return len(self.records) * (2 if self.mirrored else 1)
+        return len(self.records) * len(self.views)
+
+    def view_of(self, index: int) -> tuple[ImageRecord, str]:
+        """The record and the view of item ``index``."""
+        return self.records[index % len(self.records)], self.views[index // len(self.records)]
 
     def __getitem__(self, index: int) -> SimilarityGroupSample:
-        record = self.records[index % len(self.records)]
-        if index < len(self.records):
+        record, view = self.view_of(index)
+        if view == ORIGINAL:
             return SimilarityGroupSample(record.path, self._group(record))
         with Image.open(record.path) as image:
             return SimilarityGroupSample(ImageOps.mirror(to_rgb(image)), self._group(record))
@@ -41,9 +52,8 @@ class CarSamples(Dataset):
     @property
     def groups(self) -> list[int]:
         """Class index per item, without decoding anything (for ``ClassBalancedBatchSampler``)."""
-        return [self._group(self.records[i % len(self.records)]) for i in range(len(self))]
+        return [self._group(self.view_of(i)[0]) for i in range(len(self))]
 
     def cache_key(self, index: int) -> str:
-        record = self.records[index % len(self.records)]
-        view = "mirror" if index >= len(self.records) else "original"
+        record, view = self.view_of(index)
         return f"{record.path}|{view}|{self._group(record)}"

@@ -1,4 +1,4 @@
-"""train / evaluate / demo commands (issue: Similar cars). Heavy packages are imported when a command runs."""
+"""train / evaluate / demo commands. Heavy packages are imported when a command runs."""
 
 from __future__ import annotations
 
@@ -9,61 +9,69 @@ from typing import Any, Iterator, Optional
 
 import typer
 
-from simtune.apps.cars.cli import app
+from simtune.apps.images.preset import Preset
 
-_DATA = typer.Option(..., "--data", help="Folder of car photos: labels.csv, the Stanford Cars .mat layout, or one folder per class.")
-_RUN = typer.Option(..., "--run", help="Run folder (created): split, caches, model, metrics and report go here.")
-_BACKBONE = typer.Option(["lite0"], "--backbone", help="lite0|lite1|lite2|torchvision:NAME; repeat to concatenate several.")
+_BACKBONE_HELP = "lite0|lite1|lite2|torchvision:NAME; repeat to concatenate several."
 
 
 @contextmanager
-def _clean_errors() -> Iterator[None]:
-    """Bad input (a missing folder, an unknown layout, a run made for other data) is one line, not a traceback."""
+def _clean_errors(preset: Preset) -> Iterator[None]:
+    """Bad input (a missing folder, an unknown layout, a run made for other data) is one line, not a traceback;
+    the commands it suggests are this app's."""
     try:
         yield
     except (ValueError, FileNotFoundError) as error:
-        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        message = str(error).replace("simtune images ", f"simtune {preset.name} ")
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
 
 
-def _settings(backbone, head, loss, epochs, learning_rate, classes_per_batch, samples_per_class, mirror, seed, workers):
-    from simtune.apps.cars.train import TrainSettings
+def _settings(backbone, head, loss, epochs, patience, learning_rate, classes_per_batch, samples_per_class, mirror, seed, workers):
+    from simtune.apps.images.run.train import TrainSettings
 
     return TrainSettings(
-        backbones=list(backbone), head=head, loss=loss, epochs=epochs, learning_rate=learning_rate,
+        backbones=list(backbone), head=head, loss=loss, epochs=epochs, patience=patience, learning_rate=learning_rate,
         classes_per_batch=classes_per_batch, samples_per_class=samples_per_class, mirror=mirror, seed=seed,
         workers=workers,
     )
 
 
-def _prepare(data: Path, run: Path, split_seed: int, crop: bool, workers: int):
-    from simtune.apps.cars.dataset import TRAIN, UNSEEN, prepare_dataset
+def _prepare(data: Path, run: Path, split_seed: int, crop: bool, workers: int, preset: Preset):
+    from simtune.apps.images.data.dataset import TRAIN, UNSEEN, VALIDATION, prepare_dataset
 
-    dataset, split = prepare_dataset(data, run, seed=split_seed, crop=crop, workers=workers)
+    dataset, split = prepare_dataset(data, run, seed=split_seed, crop=crop, workers=workers, preset=preset)
     typer.echo(
         f"{dataset.layout} layout: {len(dataset.records)} images, {len(split.train_classes)} training classes "
-        f"({len(dataset.subset(TRAIN))} images), {len(split.unseen_classes)} unseen classes ({len(dataset.subset(UNSEEN))} images)"
+        f"({len(dataset.subset(TRAIN))} images), {len(split.validation_classes)} validation classes "
+        f"({len(dataset.subset(VALIDATION))} images), {len(split.unseen_classes)} unseen classes "
+        f"({len(dataset.subset(UNSEEN))} images)"
     )
     for label, items in (("unreadable images skipped", list(dataset.skipped)), ("listed files missing", dataset.missing)):
         if items:
             typer.secho(f"{len(items)} {label}, e.g. " + ", ".join(items[:3]), fg=typer.colors.YELLOW)
-    singles = dataset.single_image_classes(UNSEEN)
-    if singles:
-        typer.secho(f"{len(singles)} unseen classes have one image: gallery only, never queries", fg=typer.colors.YELLOW)
+    for subset in (VALIDATION, UNSEEN):
+        singles = dataset.single_image_classes(subset)
+        if singles:
+            typer.secho(f"{len(singles)} {subset} classes have one image: gallery only, never queries", fg=typer.colors.YELLOW)
     return dataset, split
 
 
 def _train(run: Path, dataset, split, settings) -> None:
-    from simtune.apps.cars.train import train_run
+    import json
 
-    model_dir = train_run(run, dataset, split.train_classes, settings)
+    from simtune.apps.images.run.train import HISTORY_FILE, SELECTION, train_run
+
+    model_dir = train_run(run, dataset, split, settings)
+    selection = json.loads((run / HISTORY_FILE).read_text()).get(SELECTION)
+    if selection:
+        typer.echo(f"kept epoch {selection['kept_epoch']}: {selection['reason']}")
     typer.echo(f"servable model: {model_dir}")
 
 
-def _evaluate(run: Path, grid_queries: int) -> None:
-    from simtune.apps.cars.evaluate import HEADLINE, REPORT_FILE, evaluate_run
+def _evaluate(run: Path, grid_queries: int, unseen_curve: bool = False) -> None:
+    from simtune.apps.images.run.evaluate import HEADLINE, REPORT_FILE, evaluate_run
 
-    metrics = evaluate_run(run, grid_queries=grid_queries)
+    metrics = evaluate_run(run, grid_queries=grid_queries, unseen_curve=unseen_curve)
     for name in HEADLINE:
         typer.echo(f"{name:>15}: base {metrics['base'][name]:.4f} -> tuned {metrics['tuned'][name]:.4f}")
     typer.echo(f"report: {run / REPORT_FILE}")
@@ -77,77 +85,90 @@ def _stage(name: str) -> Iterator[None]:
     typer.echo(f"   {name} took {time.perf_counter() - start:.0f}s")
 
 
-@app.command("train")
-def train_command(
-    data: Path = _DATA,
-    run: Path = _RUN,
-    backbone: list[str] = _BACKBONE,
-    head: str = typer.Option(
-        "last-conv",
-        help="last-conv (fine-tune EfficientNet-Lite's final convolution; one lite backbone) | skip | linear | mlp "
-        "(on pooled features). Output L2-normalised.",
-    ),
-    loss: str = typer.Option("multi-similarity", help="multi-similarity | triplet | proxy-anchor."),
-    epochs: int = typer.Option(15, min=1),
-    learning_rate: Optional[float] = typer.Option(None, min=0.0, help="Peak learning rate [default: the head's]."),
-    classes_per_batch: int = typer.Option(64, min=2),
-    samples_per_class: int = typer.Option(8, min=2),
-    mirror: bool = typer.Option(False, help="Also train on horizontally mirrored images (+50% encoding)."),
-    seed: int = typer.Option(0, help="Training seed (batches, initialisation)."),
-    split_seed: int = typer.Option(42, help="Seed of the class split; 42 is the tutorial's split."),
-    crop: bool = typer.Option(False, help="Crop to the bounding boxes (Stanford Cars .mat layout)."),
-    workers: int = typer.Option(2, min=0, help="Processes decoding images while the encoder runs."),
-) -> None:
-    """Train a head on frozen backbones over half of the classes; writes <run>/model and the curves."""
-    with _clean_errors():
-        settings = _settings(backbone, head, loss, epochs, learning_rate, classes_per_batch, samples_per_class, mirror, seed, workers)
-        dataset, split = _prepare(data, run, split_seed, crop, workers)
-        _train(run, dataset, split, settings)
+def add_run_commands(app: typer.Typer, preset: Preset) -> None:
+    """``train``, ``evaluate`` and ``demo`` on ``app``, reading collections the way ``preset`` says."""
+    layouts = ", ".join([r.layout for r in preset.readers] + ["labels.csv", "one folder per class"])
+    data_option = typer.Option(..., "--data", help=f"Folder of labelled {preset.noun} photos: {layouts}.")
+    run_option = typer.Option(..., "--run", help="Run folder (created): split, caches, model, metrics and report go here.")
+    backbone_option = typer.Option(["lite0"], "--backbone", help=_BACKBONE_HELP)
+    epochs_option = typer.Option(15, min=1, help="Most epochs; training stops earlier once validation R-Precision stalls.")
+    patience_option = typer.Option(3, min=1, help="Epochs without a better validation R-Precision before stopping.")
 
-
-@app.command("evaluate")
-def evaluate_command(
-    run: Path = _RUN,
-    grid_queries: int = typer.Option(6, min=1, help="Queries shown in the retrieval grids."),
-) -> None:
-    """Base vs tuned on the unseen classes: metrics.json, figures and a self-contained report.html."""
-    with _clean_errors():
-        _evaluate(run, grid_queries)
-
-
-@app.command("demo")
-def demo_command(
-    data: Path = _DATA,
-    run: Path = typer.Option(Path("runs/cars"), "--run", help="Run folder; a rerun reuses what it holds."),
-    backbone: list[str] = _BACKBONE,
-    epochs: int = typer.Option(15, min=1),
-    workers: int = typer.Option(2, min=0),
-) -> None:
-    """Prepare, train, evaluate and report in one go; a second run reuses every cache and finishes in minutes."""
-    from simtune.apps.cars.indexing import serve_hint
-    from simtune.apps.cars.train import TrainSettings, supports_last_conv
-
-    defaults = TrainSettings()
-    head = defaults.head if supports_last_conv(list(backbone)) else "skip"
-    with _clean_errors():
-        settings = _settings(
-            backbone, head, defaults.loss, epochs, None, defaults.classes_per_batch,
-            defaults.samples_per_class, defaults.mirror, defaults.seed, workers,
-        )
-        with _stage("prepare"):
-            dataset, split = _prepare(data, run, 42, False, workers)
-        with _stage("train (encodes every image once, then trains the head from the cache)"):
+    @app.command("train")
+    def train_command(
+        data: Path = data_option,
+        run: Path = run_option,
+        backbone: list[str] = backbone_option,
+        head: str = typer.Option(
+            "last-conv",
+            help="last-conv (fine-tune EfficientNet-Lite's final convolution; one lite backbone) | skip | linear | mlp "
+            "(on pooled features). Output L2-normalised.",
+        ),
+        loss: str = typer.Option("multi-similarity", help="multi-similarity | triplet | proxy-anchor."),
+        epochs: int = epochs_option,
+        patience: int = patience_option,
+        learning_rate: Optional[float] = typer.Option(None, min=0.0, help="Peak learning rate [default: the head's]."),
+        classes_per_batch: int = typer.Option(64, min=2, help="Classes per batch (at most the training classes there are)."),
+        samples_per_class: int = typer.Option(8, min=2),
+        mirror: bool = typer.Option(False, help="Also train on horizontally mirrored images (encodes every image twice)."),
+        seed: int = typer.Option(0, help="Training seed (batches, initialisation)."),
+        split_seed: int = typer.Option(42, help="Seed of the class split; 42 is the tutorial's split."),
+        crop: bool = typer.Option(False, help="Crop to the bounding boxes (layouts that have them)."),
+        workers: int = typer.Option(2, min=0, help="Processes decoding images while the encoder runs."),
+    ) -> None:
+        """Train a head on frozen backbones over the training classes, stopping on the validation classes."""
+        with _clean_errors(preset):
+            settings = _settings(backbone, head, loss, epochs, patience, learning_rate, classes_per_batch, samples_per_class, mirror, seed, workers)
+            dataset, split = _prepare(data, run, split_seed, crop, workers, preset)
             _train(run, dataset, split, settings)
-        with _stage("evaluate base vs tuned, report"):
-            _evaluate(run, 6)
-        with _stage("index every car for search"):
-            location, count = _index_for_demo(run, dataset)
-        typer.echo(f"{count} cars indexed in {location}\nserve it: {serve_hint(run, location)}")
+
+    @app.command("evaluate")
+    def evaluate_command(
+        run: Path = run_option,
+        grid_queries: int = typer.Option(6, min=1, help="Queries shown in the retrieval grids."),
+        unseen_curve: bool = typer.Option(
+            False, help="Also score each epoch's weights on the unseen classes for the report's curves "
+            "(one pass of the head over the unseen images per epoch).",
+        ),
+    ) -> None:
+        """Base vs tuned on the unseen classes: metrics.json, figures and a self-contained report.html."""
+        with _clean_errors(preset):
+            _evaluate(run, grid_queries, unseen_curve)
+
+    @app.command("demo")
+    def demo_command(
+        data: Path = data_option,
+        run: Path = typer.Option(Path("runs") / preset.name, "--run", help="Run folder; a rerun reuses what it holds."),
+        backbone: list[str] = backbone_option,
+        epochs: int = epochs_option,
+        patience: int = patience_option,
+        workers: int = typer.Option(2, min=0),
+    ) -> None:
+        """Prepare, train, evaluate and report in one go; a second run reuses every cache and finishes in minutes."""
+        from simtune.apps.images.run.train import TrainSettings, supports_last_conv
+        from simtune.apps.images.service.indexing import serve_hint
+
+        defaults = TrainSettings()
+        head = defaults.head if supports_last_conv(list(backbone)) else "skip"
+        with _clean_errors(preset):
+            settings = _settings(
+                backbone, head, defaults.loss, epochs, patience, None, defaults.classes_per_batch,
+                defaults.samples_per_class, defaults.mirror, defaults.seed, workers,
+            )
+            with _stage("prepare"):
+                dataset, split = _prepare(data, run, 42, False, workers, preset)
+            with _stage("train (encodes every image once, then trains the head from the cache)"):
+                _train(run, dataset, split, settings)
+            with _stage("evaluate base vs tuned, report"):
+                _evaluate(run, 6)
+            with _stage(f"index all {preset.noun} for search"):
+                location, count = index_for_demo(run, dataset)
+            typer.echo(f"{count} {dataset.noun} indexed in {location}\nserve it: {serve_hint(run, location, preset.name)}")
 
 
-def _index_for_demo(run: Path, dataset: Any) -> tuple[Any, int]:
+def index_for_demo(run: Path, dataset: Any) -> tuple[Any, int]:
     """Builds RUN/index unless it already holds every record for this very model (warm reruns)."""
-    from simtune.apps.cars.indexing import IndexLocation, index_run, load_run_model, open_index
+    from simtune.apps.images.service.indexing import IndexLocation, index_run, load_run_model, open_index
 
     location = IndexLocation.for_run(run)
     if location.index_dir.is_dir():

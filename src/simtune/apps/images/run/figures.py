@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import textwrap
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib
 
@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from simtune.apps.images.data.dataset import ImageRecord  # noqa: E402
 from simtune.atomic import write_bytes  # noqa: E402
-from simtune.apps.cars.dataset import CarRecord  # noqa: E402
 
 CORRECT, WRONG = "#1a9850", "#d73027"
 
@@ -43,23 +43,41 @@ def metrics_bar_chart(base: dict[str, float], tuned: dict[str, float], names: Se
     return _save(figure, path)
 
 
-def training_curves(history: dict[str, list[tuple[int, float]]], path: Path) -> Path:
-    """One panel per logged series (``name -> [(epoch or step, value)]``), e.g. loss and validation R-Precision."""
-    series = {name: points for name, points in history.items() if points}
+def training_curves(
+    history: dict[str, Any], path: Path, kept_epoch: int | None = None, final: dict[str, float] | None = None
+) -> Path:
+    """Train loss, then one panel per retrieval metric with its validation and unseen curves side by side
+    (``name -> [(epoch, value)]``, names ``validation_<metric>`` / ``unseen_<metric>``); the kept epoch is marked.
+    ``final``: the kept model's scores (``unseen_<metric>``), drawn as one point where there is no unseen curve."""
+    final = final or {}
+    series = {name: points for name, points in history.items() if isinstance(points, list) and points}
     if not series:
         raise ValueError("no training history to plot: the run's history is empty")
-    figure, axes = plt.subplots(1, len(series), figsize=(4.5 * len(series), 3.5), squeeze=False)
-    for axis, (name, points) in zip(axes[0], series.items()):
-        steps, values = zip(*points)
-        axis.plot(steps, values, marker="o" if len(points) < 40 else None, markersize=3)
-        axis.set_title(name)
+    found = {name.split("_", 1)[1] for name in series if name.startswith(("validation_", "unseen_"))}
+    metrics = [m for m in ("r_precision", "map_at_r", "precision_at_1") if m in found] + sorted(found - {"r_precision", "map_at_r", "precision_at_1"})
+    panels = [[name] for name in series if not name.startswith(("validation_", "unseen_"))]
+    panels += [[f"{prefix}_{metric}" for prefix in ("validation", "unseen") if f"{prefix}_{metric}" in series] for metric in metrics]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
+    for axis, names in zip(axes[0], panels):
+        for name in names:
+            steps, values = zip(*series[name])
+            axis.plot(steps, values, marker="o" if len(steps) < 40 else None, markersize=3, label=name.split("_", 1)[0])
+        unseen = "unseen_" + names[0].split("_", 1)[-1]
+        if kept_epoch is not None and unseen not in names and unseen in final and names[0].startswith("validation_"):
+            axis.plot([kept_epoch], [final[unseen]], marker="*", markersize=10, linestyle="", color="#d95f02",
+                      label="unseen, kept model")
+        if kept_epoch is not None:
+            axis.axvline(kept_epoch, color="#888888", linestyle="--", linewidth=1, label=f"kept epoch {kept_epoch}")
+        axis.set_title(names[0] if len(names) == 1 else names[0].split("_", 1)[1])
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
+        if kept_epoch is not None or len(names) > 1:
+            axis.legend(fontsize=7)
     return _save(figure, path)
 
 
 def retrieval_grid(
-    queries: Sequence[CarRecord], neighbours: Sequence[Sequence[CarRecord]], title: str, path: Path, thumb: int = 112
+    queries: Sequence[ImageRecord], neighbours: Sequence[Sequence[ImageRecord]], title: str, path: Path, thumb: int = 112
 ) -> Path:
     """A row per query: the query, then its neighbours framed green (same class) or red (other class)."""
     columns = 1 + max(len(n) for n in neighbours)

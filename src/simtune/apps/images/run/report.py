@@ -41,14 +41,19 @@ def write_report(path: Path, metrics: dict[str, Any], figures: dict[str, Path], 
     """``metrics``: the metrics.json content; ``figures``: heading -> PNG; ``notes``: dataset and training facts."""
     base, tuned = metrics["base"], metrics["tuned"]
     data = notes["data"]
+    title = html.escape(notes.get("title", "Similar images"))
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>simtune cars report</title><style>{_STYLE}</style></head><body>",
-        "<h1>Similar cars: frozen encoder vs tuned model</h1>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>simtune report: {title}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{title}: frozen encoder vs tuned model</h1>",
         f"<p>Judged on <b>{data['unseen_classes']} classes the model never saw</b> "
-        f"({data['unseen_images']} images; trained on {data['train_classes']} other classes, {data['train_images']} images). "
-        f"Exact leave-one-out retrieval: every unseen image queries all the others.</p>",
+        f"({data['unseen_images']} {html.escape(notes.get('noun', 'images'))}; trained on {data['train_classes']} other "
+        f"classes, {data['train_images']} images, and steered by {data['validation_classes']} validation classes, "
+        f"{data['validation_images']} images). Exact leave-one-out retrieval: every unseen image queries all the others.</p>",
         _metrics_table(base, tuned),
     ]
+    if notes.get("selection"):
+        parts.append(f"<h2>Kept epoch</h2><p>Epoch {notes['selection']['kept_epoch']} was kept: "
+                     f"{html.escape(notes['selection']['reason'])}. The unseen classes played no part in this choice.</p>")
     if data["single_image_classes"]:
         parts.append(
             f"<p class='note'>{len(data['single_image_classes'])} unseen class(es) have a single image: kept in the "

@@ -1,33 +1,40 @@
-"""``simtune cars train``: a trainable head on frozen backbones, trained on the run's training classes.
+"""``simtune images train``: a trainable head on frozen backbones, trained on the run's training classes.
 
 The default head, ``last-conv``, is EfficientNet-Lite's own final 1x1 convolution, started from its
 pretrained weights and fine-tuned: the backbone then stops one layer earlier and caches its last feature
 maps instead of pooled vectors. The other heads reshape the pooled features of one or more frozen backbones.
-The frozen backbones run once over every image (training classes, their mirror images, and the unseen
-classes); their outputs are cached in ``<run>/cache`` and every epoch, evaluation and rerun reads them
-from there. Lightning checkpoints the head each epoch (``<run>/checkpoints/last.ckpt``), so an
-interrupted run resumes where it stopped. The unseen classes are monitored each epoch for the curves
-only: the epoch count is fixed and the last weights are kept, so nothing is selected on them.
+The frozen backbones run once over every image (see ``features``); every epoch, evaluation and rerun
+reads their cached outputs. After each epoch the head is scored on the validation classes (R-Precision,
+leave-one-out); training stops once that has not improved for ``patience`` epochs, and the best epoch's
+weights are kept (not retrained on the validation classes: the kept model is the one that was measured).
+The unseen classes are never looked at here. Lightning checkpoints each epoch
+(``<run>/checkpoints/last.ckpt``), so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
 import simtune
 from simtune.atomic import write_json
-from simtune.apps.cars.backbones import build_backbones
-from simtune.apps.cars.dataset import TRAIN, UNSEEN, CarsDataset
-from simtune.apps.cars.samples import CarSamples
+from simtune.apps.images.data.dataset import TRAIN, VALIDATION, ImageDataset, ImageRecord
+from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples
+from simtune.apps.images.run.backbones import build_backbones
+from simtune.apps.images.run.features import BackboneFeatures, cache_config
+from simtune.apps.images.run.snapshots import HeadSnapshots
+from simtune.apps.images.run.split import ClassSplit
+from simtune.apps.images.run.validation import MONITOR, ValidationRetrieval, head_scorer
 from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader
-from simtune.eval import AttachedMetric, MeanAveragePrecisionAtR, PrecisionAtK, RetrievalRPrecision
 from simtune.losses import GroupLoss, MultiSimilarityLoss, ProxyAnchorLoss, TripletLoss
 from simtune.models.encoders import Encoder
 from simtune.models.encoders.efficientnet_lite import VARIANTS
@@ -40,8 +47,9 @@ from simtune.models.heads import (
 )
 from simtune.train import CacheConfig, TrainableModel
 
-MODEL_DIR, CACHE_DIR, CHECKPOINT_DIR = "model", "cache", "checkpoints"
+MODEL_DIR, CACHE_DIR, CHECKPOINT_DIR, SNAPSHOT_DIR = "model", "cache", "checkpoints", "epochs"
 SETTINGS_FILE, HISTORY_FILE = "train_settings.json", "history.json"
+SELECTION = "selection"  # the history entry saying which epoch was kept and why
 
 LAST_CONV = "last-conv"
 PRETRAINED_LR_FACTOR = 0.1
@@ -57,11 +65,12 @@ HEADS: dict[str, tuple[Callable[[int, list[str]], EncoderHead], float]] = {
     "linear": (lambda size, backbones: LinearHead(size, normalize=True), 1e-3),
     "mlp": (lambda size, backbones: StackedProjectionHead(size, [2 * size, size], normalize=True), 1e-3),
 }
-# (loss builder, whether the loss owns one proxy per training class: those cannot score unseen classes)
-LOSSES: dict[str, tuple[Callable[[int, int], GroupLoss], bool]] = {
-    "multi-similarity": (lambda size, classes: MultiSimilarityLoss(), False),
-    "triplet": (lambda size, classes: TripletLoss(margin=0.2, mining="semi_hard"), False),
-    "proxy-anchor": (lambda size, classes: ProxyAnchorLoss(classes, size), True),
+# Proxy losses own one proxy per training class; validation and unseen classes are scored by retrieval
+# alone, so any loss works with the validation protocol.
+LOSSES: dict[str, Callable[[int, int], GroupLoss]] = {
+    "multi-similarity": lambda size, classes: MultiSimilarityLoss(),
+    "triplet": lambda size, classes: TripletLoss(margin=0.2, mining="semi_hard"),
+    "proxy-anchor": lambda size, classes: ProxyAnchorLoss(classes, size),
 }
 
 
@@ -72,7 +81,8 @@ class TrainSettings:
     backbones: list[str] = field(default_factory=lambda: ["lite0"])
     head: str = LAST_CONV
     loss: str = "multi-similarity"
-    epochs: int = 15
+    epochs: int = 15  # at most: training stops earlier when validation R-Precision stalls for `patience` epochs
+    patience: int = 3
     learning_rate: float | None = None  # None: the head's default (HEADS)
     weight_decay: float = 1e-4
     classes_per_batch: int = 64
@@ -95,9 +105,16 @@ class TrainSettings:
             raise ValueError(f"unknown loss {self.loss!r}; expected one of {sorted(LOSSES)}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The views training reads: the images, and their mirror images with ``mirror``."""
+        return (ORIGINAL, MIRROR) if self.mirror else (ORIGINAL,)
 
 
-class CarsTrainable(TrainableModel):
+class ImagesTrainable(TrainableModel):
     """Frozen backbones + the chosen head and loss; AdamW with a one-cycle schedule over all steps."""
 
     def __init__(self, settings: TrainSettings, num_train_classes: int, steps_per_epoch: int, cache_dir: Path):
@@ -115,7 +132,7 @@ class CarsTrainable(TrainableModel):
         return build(input_embedding_size, self.settings.backbones)
 
     def configure_loss(self) -> GroupLoss:
-        build, _ = LOSSES[self.settings.loss]
+        build = LOSSES[self.settings.loss]
         return build(self.model.head.output_size, self.num_train_classes)
 
     def configure_optimizers(self) -> Any:
@@ -134,15 +151,11 @@ class CarsTrainable(TrainableModel):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def configure_caches(self) -> CacheConfig:
-        # Batches of 16: on a small CPU large activations fall out of the allocator's reuse and run slower.
-        return CacheConfig(cache_type="cpu", save_dir=self.cache_dir, batch_size=16, num_workers=self.settings.workers)
-
-    def configure_metrics(self) -> AttachedMetric:
-        return AttachedMetric([RetrievalRPrecision(), MeanAveragePrecisionAtR(), PrecisionAtK(1)], prefix="unseen")
+        return cache_config(self.cache_dir, self.settings.workers)
 
 
 class EpochHistory(pl.Callback):
-    """Per-epoch train loss and the monitored unseen-class metrics; kept in checkpoints to survive a resume."""
+    """Per-epoch train loss and validation-class metrics; kept in checkpoints to survive a resume."""
 
     def __init__(self) -> None:
         self.history: dict[str, list[tuple[int, float]]] = {}
@@ -165,7 +178,7 @@ def supports_last_conv(backbones: list[str]) -> bool:
 def load_settings(run_dir: Path) -> TrainSettings:
     path = run_dir / SETTINGS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: train the run first (`simtune cars train --data PATH --run {run_dir}`)")
+        raise FileNotFoundError(f"{path} not found: train the run first (`simtune images train --data PATH --run {run_dir}`)")
     return TrainSettings(**json.loads(path.read_text()))
 
 
@@ -176,33 +189,102 @@ def is_trained(run_dir: Path, settings: TrainSettings) -> bool:
     )
 
 
-def train_run(run_dir: Path, dataset: CarsDataset, train_classes: list[int], settings: TrainSettings, progress: bool = True) -> Path:
-    """Train (or resume, or skip when already trained with these settings); returns the servable model folder."""
+def batch_classes(groups: list[int], classes_per_batch: int) -> int:
+    """``classes_per_batch``, capped at the training classes that can be drawn (two or more samples each)."""
+    usable = sum(1 for count in Counter(groups).values() if count >= 2)
+    if usable < 2:
+        raise ValueError(
+            f"only {usable} of the {len(set(groups))} training classes have two or more images; training needs at "
+            "least 2 such classes (each batch needs positives and negatives): add images, or try another --split-seed"
+        )
+    return min(classes_per_batch, usable)
+
+
+def run_features(run_dir: Path, encoders: dict[str, Encoder], dataset: ImageDataset, settings: TrainSettings) -> BackboneFeatures:
+    """The run's cached backbone outputs for every image (``RUN/cache``), encoded on first use."""
+    return BackboneFeatures(encoders, dataset.records, run_dir / CACHE_DIR, settings.views, settings.workers).prepare()
+
+
+def keep_best_epoch(trainable: ImagesTrainable, checkpoint: ModelCheckpoint) -> tuple[int, float]:
+    """Load the head weights of the best validation epoch (``checkpoint``'s best) into ``trainable``;
+    returns (that epoch, its validation R-Precision)."""
+    state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    prefix = "_model.head."
+    trainable.model.head.load_state_dict({k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)})
+    return int(state["epoch"]) + 1, float(checkpoint.best_model_score)
+
+
+def check_validation(records: list[ImageRecord]) -> None:
+    """Validation needs a class with two images (a query and something to find)."""
+    if not any(count >= 2 for count in Counter(r.class_index for r in records).values()):
+        raise ValueError(
+            f"the validation classes hold {len(records)} readable images and none has two: nothing to validate on; "
+            "add images, or try another --split-seed"
+        )
+
+
+def train_run(
+    run_dir: Path, dataset: ImageDataset, split: ClassSplit, settings: TrainSettings, progress: bool = True,
+    features: BackboneFeatures | None = None,
+) -> Path:
+    """Train (or resume, or skip when already trained with these settings); returns the servable model folder.
+
+    ``features``: backbone outputs already loaded for (a superset of) ``dataset``'s images, e.g. shared by
+    several runs on the same collection; by default the run's own cache."""
     run_dir = Path(run_dir)
     if is_trained(run_dir, settings):
         return run_dir / MODEL_DIR
-    checkpoint = run_dir / CHECKPOINT_DIR / "last.ckpt"
+    checkpoints = run_dir / CHECKPOINT_DIR
     if (run_dir / SETTINGS_FILE).is_file() and load_settings(run_dir) != settings:
-        checkpoint.unlink(missing_ok=True)  # other settings: start over (the embedding cache stays valid)
+        shutil.rmtree(checkpoints, ignore_errors=True)  # other settings: start over (the features stay valid)
+        shutil.rmtree(run_dir / SNAPSHOT_DIR, ignore_errors=True)
     write_json(run_dir / SETTINGS_FILE, asdict(settings))
     pl.seed_everything(settings.seed, verbose=False)
-    class_map = {c: i for i, c in enumerate(train_classes)}
-    train = CarSamples(dataset.subset(TRAIN), mirrored=settings.mirror, class_map=class_map)
+    class_map = {c: i for i, c in enumerate(split.train_classes)}
+    train = ImageSamples(dataset.subset(TRAIN), views=settings.views, class_map=class_map)
     sampler = ClassBalancedBatchSampler(
-        train.groups, min(settings.classes_per_batch, len(class_map)), settings.samples_per_class, seed=settings.seed
+        train.groups, batch_classes(train.groups, settings.classes_per_batch), settings.samples_per_class, seed=settings.seed
     )
     train_loader = GroupSimilarityDataLoader(train, batch_sampler=sampler)
-    trainable = CarsTrainable(settings, len(class_map), len(sampler), run_dir / CACHE_DIR)
-    _, owns_proxies = LOSSES[settings.loss]
-    val_loader = None if owns_proxies else GroupSimilarityDataLoader(CarSamples(dataset.subset(UNSEEN)), batch_size=256)
+    trainable = ImagesTrainable(settings, len(class_map), len(sampler), run_dir / CACHE_DIR)
+    features = features or run_features(run_dir, dict(trainable.model.encoders.items()), dataset, settings)
+    features.write_split_cache("train", train, run_dir / CACHE_DIR)
+    validation = dataset.subset(VALIDATION)
+    check_validation(validation)
+    score = head_scorer(features.backbone_outputs(validation), torch.tensor([r.class_index for r in validation]))
+    del features
     history = EpochHistory()
+    best = ModelCheckpoint(
+        dirpath=checkpoints, filename="best", monitor=MONITOR, mode="max", save_top_k=1, save_last=True,
+        save_on_train_epoch_end=True,
+    )
     trainer = pl.Trainer(
         max_epochs=settings.epochs, accelerator="auto", devices=1, logger=False, enable_model_summary=False,
         num_sanity_val_steps=0, enable_progress_bar=progress, log_every_n_steps=max(1, len(sampler)),
-        callbacks=[history, ModelCheckpoint(dirpath=checkpoint.parent, save_last=True, save_top_k=0)]
-        + ([TQDMProgressBar()] if progress else []),
+        callbacks=[
+            ValidationRetrieval(score), history, HeadSnapshots(run_dir / SNAPSHOT_DIR),
+            EarlyStopping(MONITOR, mode="max", patience=settings.patience, check_on_train_epoch_end=True),
+            best,
+        ] + ([TQDMProgressBar()] if progress else []),
     )
-    simtune.fit(trainable, trainer, train_loader, val_loader, ckpt_path=checkpoint if checkpoint.is_file() else None)
+    last = checkpoints / "last.ckpt"
+    with warnings.catch_warnings():
+        # Validation runs in ValidationRetrieval, on cached features, not in Lightning's validation loop.
+        warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
+        simtune.fit(trainable, trainer, train_loader, ckpt_path=last if last.is_file() else None)
+    epoch, value = keep_best_epoch(trainable, best)
+    stopped = len(history.history.get("train_loss", []))
+    history.history[SELECTION] = {
+        "monitor": MONITOR, "kept_epoch": epoch, "kept_value": value, "epochs_run": stopped,
+        "max_epochs": settings.epochs, "patience": settings.patience,
+        "reason": (
+            f"the best {MONITOR} ({value:.4f}) over {len(validation)} images of "
+            f"{len(split.validation_classes)} validation classes; "
+            + (f"no better epoch in the {stopped - epoch} after it, so training stopped after epoch {stopped}"
+               if stopped < settings.epochs else f"training ran all {settings.epochs} epochs")
+        ),
+    }
     write_json(run_dir / HISTORY_FILE, history.history)
     trainable.save_servable(run_dir / MODEL_DIR)
     return run_dir / MODEL_DIR
+

@@ -1,4 +1,7 @@
-"""The similar-cars HTTP API and web page: ``create_app(index, model)`` -> a FastAPI app.
+"""The similar-images HTTP API and web page: ``create_app(index, model)`` -> a FastAPI app.
+
+The page asks ``/page`` for its title and filter boxes: the class name and the metadata fields the
+index was built with (make and year for cars), so the same page serves any collection.
 
 Every bad input is a 4xx with ``{"detail": message}``: the ``simtune.search`` errors carry the
 message, this module only picks the status. The app holds no state besides the index and model, so
@@ -16,9 +19,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 import simtune
-from simtune.apps.cars.body_limit import BodyLimit
-from simtune.apps.cars.head_as_get import HeadAsGet
-from simtune.apps.cars.indexed_image import read_indexed_image
+from simtune.apps.images.service.body_limit import BodyLimit
+from simtune.apps.images.service.head_as_get import HeadAsGet
+from simtune.apps.images.service.indexed_image import read_indexed_image
 from simtune.search import (
     MAX_K,
     Embedder,
@@ -36,6 +39,8 @@ from simtune.search import (
 from simtune.search.query_image import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_query_image
 
 STATIC_DIR = Path(__file__).parent / "static"
+# Filterable over the API, but not offered as boxes on the page.
+PAGE_HIDDEN_FIELDS = ("split", "subset")
 # Multipart boundaries and the k/filter fields ride along with the image in the request body.
 FORM_OVERHEAD_BYTES = 64 * 1024
 _STATUS = {
@@ -53,13 +58,16 @@ def create_app(
     model: Embedder,
     max_upload_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    title: str = "Similar images",
+    noun: str = "images",
 ) -> FastAPI:
-    """The API over ``index``; ``model`` embeds uploads and must be the model the index was built with."""
+    """The API over ``index``; ``model`` embeds uploads and must be the model the index was built with.
+    ``title`` and ``noun`` ("cars") are the words of the page and the API docs."""
     index.schema.check_model(model.fingerprint(), model.embedding_size)
     app = FastAPI(
-        title="simtune similar cars",
+        title=f"simtune: {title.lower()}",
         version=simtune.__version__,
-        description="Upload a car photo, get the most similar indexed cars.",
+        description=f"Upload a photo, get the most similar indexed {noun}.",
     )
     for error_type, status in _STATUS.items():
         app.add_exception_handler(error_type, _json_error(status))
@@ -77,13 +85,23 @@ def create_app(
             "filter_fields": sorted(index.schema.filter_fields),
         }
 
+    @app.get("/page")
+    def page_config() -> dict[str, Any]:
+        """The page's words and filter boxes: every filterable field but the run's bookkeeping (split, subset)."""
+        fields = index.schema.filter_fields
+        return {
+            "title": title,
+            "noun": noun,
+            "filters": [{"name": name, "type": kind} for name, kind in fields.items() if name not in PAGE_HIDDEN_FIELDS],
+        }
+
     @app.post("/search")
     async def search_upload(
         file: UploadFile = File(..., description="A photo (JPEG, PNG, WebP, ...)."),
-        k: int = Form(10, description=f"How many similar cars, 1 to {MAX_K}."),
+        k: int = Form(10, description=f"How many similar images, 1 to {MAX_K}."),
         filter: list[str] = Form([], description="FIELD=VALUE, e.g. make=BMW; repeat to combine."),
     ) -> dict[str, Any]:
-        """The cars most similar to an uploaded photo."""
+        """The indexed images most similar to an uploaded photo."""
         data = await file.read(max_upload_bytes + 1)
         name = f"upload {file.filename!r}" if file.filename else "upload"
         if len(data) > max_upload_bytes:  # only the first limit + 1 bytes were read: its size is unknown
@@ -102,18 +120,18 @@ def create_app(
     @app.get("/search/{point_id}")
     def search_indexed(
         point_id: str,
-        k: int = Query(10, description=f"How many similar cars, 1 to {MAX_K}."),
+        k: int = Query(10, description=f"How many similar images, 1 to {MAX_K}."),
         filter: list[str] = Query([], description="FIELD=VALUE, e.g. make=BMW; repeat to combine."),
     ) -> dict[str, Any]:
-        """The cars most similar to an indexed car (itself excluded)."""
+        """The indexed images most similar to an indexed one (itself excluded)."""
         point_id = parse_point_id(point_id)
         hits = index.similar_to(point_id, k=k, filter=parse_filters(filter))
         _, payload = index.get(point_id)
         return {"query": _hit_json(SearchHit(point_id, 1.0, payload)), "k": k, "results": [_hit_json(h) for h in hits]}
 
     @app.get("/random")
-    def random_car() -> dict[str, Any]:
-        """One random indexed car (for the page's "random car" button)."""
+    def random_image() -> dict[str, Any]:
+        """One random indexed image (for the page's "random" button)."""
         hits = index.sample(1)
         if not hits:
             raise UnknownPointError("the index is empty")
@@ -121,7 +139,7 @@ def create_app(
 
     @app.get("/images/{image_id:path}", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
     def image(image_id: str) -> Response:
-        """The photo of an indexed car; nothing else on the server's disk is reachable."""
+        """The photo of an indexed point; nothing else on the server's disk is reachable."""
         point_id = parse_point_id(image_id)
         _, payload = index.get(point_id)
         found = read_indexed_image(payload.get("path"), index.schema.data_root)

@@ -1,7 +1,9 @@
-// The similar-cars page: talks to POST /search, GET /search/{id} and GET /random; no build step.
+// The similar-images page: talks to GET /page, POST /search, GET /search/{id} and GET /random; no build step.
+// Its title and filter boxes come from /page: the class name and the collection's own metadata fields.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+let page = { title: "Similar images", noun: "images", filters: [] };
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -9,29 +11,50 @@ function setStatus(text, isError = false) {
 }
 
 function filters() {
-  const make = $("make").value.trim();
-  return make ? [`make=${make}`] : [];
+  return page.filters
+    .map((field) => [field.name, $(`filter-${field.name}`).value.trim()])
+    .filter(([, value]) => value)
+    .map(([name, value]) => `${name}=${value}`);
 }
 
-function card(car, withScore) {
+function filterBox(field) {
+  const label = document.createElement("label");
+  const input = document.createElement("input");
+  input.id = `filter-${field.name}`;
+  input.type = field.type === "integer" ? "number" : "text";
+  input.placeholder = "any";
+  label.append(`${field.name.replace("_", " ")} `, input);
+  return label;
+}
+
+async function loadPage() {
+  page = await call(fetch("/page"));
+  document.title = `simtune · ${page.title.toLowerCase()}`;
+  $("title").textContent = page.title;
+  $("random").textContent = `Random ${page.noun.replace(/s$/, "")}`;
+  $("filters").replaceChildren(...page.filters.map(filterBox));
+}
+
+function card(item, withScore) {
   const figure = document.createElement("figure");
   figure.className = "card";
-  figure.dataset.id = car.id;
+  figure.dataset.id = item.id;
   const image = document.createElement("img");
-  image.src = car.image_url;
-  image.alt = car.class_name || "car";
+  image.src = item.image_url;
+  image.alt = item.class_name || "photo";
   image.loading = "lazy";
   const name = document.createElement("strong");
   name.className = "class-name";
-  name.textContent = car.class_name || "(unnamed)";
+  name.textContent = item.class_name || "(unnamed)";
   const details = document.createElement("span");
-  details.textContent = [car.make, car.year, car.split].filter(Boolean).join(" · ");
+  const metadata = page.filters.map((field) => field.name).filter((name) => name !== "class_name");
+  details.textContent = [...metadata.map((name) => item[name]), item.split].filter((v) => v !== undefined && v !== null && v !== "").join(" · ");
   const text = document.createElement("figcaption");
   text.append(name, document.createElement("br"), details);
   if (withScore) {
     const score = document.createElement("span");
     score.className = "score";
-    score.textContent = ` ${car.score.toFixed(3)}`;
+    score.textContent = ` ${item.score.toFixed(3)}`;
     text.append(score);
   }
   figure.append(image, text);
@@ -46,12 +69,12 @@ function showQuery(src, label) {
 
 function showResults(results) {
   const grid = $("results");
-  grid.replaceChildren(...results.map((car) => {
-    const element = card(car, true);
-    element.addEventListener("click", () => searchById(car.id));
+  grid.replaceChildren(...results.map((item) => {
+    const element = card(item, true);
+    element.addEventListener("click", () => searchById(item.id));
     return element;
   }));
-  setStatus(results.length ? `${results.length} similar cars` : "no similar cars match the filter");
+  setStatus(results.length ? `${results.length} similar ${page.noun}` : `no similar ${page.noun} match the filter`);
 }
 
 async function call(request) {
@@ -92,7 +115,7 @@ async function searchById(id) {
   }
 }
 
-async function randomCar() {
+async function randomItem() {
   try {
     await searchById((await call(fetch("/random"))).id);
   } catch (error) {
@@ -100,10 +123,11 @@ async function randomCar() {
   }
 }
 
+loadPage().catch((error) => setStatus(error.message, true));
 $("file").addEventListener("change", (event) => {
   if (event.target.files.length) searchFile(event.target.files[0]);
 });
-$("random").addEventListener("click", randomCar);
+$("random").addEventListener("click", randomItem);
 const drop = $("drop");
 drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));

@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import FastAPI, File, UploadFile
 
-from simtune.apps.cars.body_limit import BodyLimit
+from simtune.apps.images.service.body_limit import BodyLimit
 from simtune.search import ImageTooLargeError
 
 
