@@ -147,7 +147,7 @@ def test_index_and_search_with_a_real_saved_model(labels_csv_root, tmp_path):
                 break
             except httpx.HTTPError:
                 time.sleep(0.5)
-        assert health.json()["points"] == 12
+        assert health.json()["points"] == 24
         found = httpx.post(f"http://127.0.0.1:{port}/search", files={"file": ("car.jpg", photo.read_bytes())}, timeout=60)
         assert found.status_code == 200, found.text
         assert found.json()["results"][0]["id"] == hits[0]["id"]
