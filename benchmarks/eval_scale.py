@@ -62,7 +62,7 @@ def cars_run_embeddings(run_dir: str) -> tuple["torch.Tensor", "torch.Tensor"]:
     import torch
     from safetensors.torch import load_file
 
-    from simtune.apps.cars.evaluate import head_embeddings
+    from simtune.apps.images.run.evaluate import head_embeddings
     from simtune.models import SimilarityModel
 
     tensors = load_file(cars_run_cache(run_dir) / "embeddings.safetensors")

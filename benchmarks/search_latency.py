@@ -80,9 +80,9 @@ def serve(index_dir: str, port_holder, run_dir: str | None = None) -> None:
     GET /search/{id} needs no model, only its fingerprint."""
     import uvicorn
 
-    from simtune.apps.cars.request_head_deadline import RequestHeadDeadline
-    from simtune.apps.cars.search_commands import MAX_CONNECTIONS
-    from simtune.apps.cars.serve import create_app
+    from simtune.apps.images.service.request_head_deadline import RequestHeadDeadline
+    from simtune.apps.images.service.search_commands import MAX_CONNECTIONS
+    from simtune.apps.images.service.serve import create_app
     from simtune.search import EdgeIndex
 
     index = EdgeIndex.open(index_dir)
@@ -97,7 +97,7 @@ def serve(index_dir: str, port_holder, run_dir: str | None = None) -> None:
             raise RuntimeError("this benchmark server only answers GET /search/{id}")
 
     if run_dir is not None:
-        from simtune.apps.cars.indexing import load_run_model
+        from simtune.apps.images.service.indexing import load_run_model
 
         model = load_run_model(run_dir)
     else:

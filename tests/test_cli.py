@@ -29,7 +29,22 @@ def test_console_script_prints_the_version():
 def test_help_lists_the_commands():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    assert "export-onnx" in result.output and "cars" in result.output
+    assert "export-onnx" in result.output and "images" in result.output and "cars" in result.output
+
+
+def test_the_core_names_no_app_and_every_registered_app_imports_on_its_own():
+    import simtune.cli
+    from simtune.apps import APPS
+
+    source = Path(simtune.cli.__file__).read_text()
+    assert "simtune.apps." not in source and all(f"apps.{name}" not in source for name in APPS)
+    for name, (target, _) in APPS.items():
+        module = target.split(":")[0]
+        # a fresh interpreter importing only the app: an import circle would fail here
+        done = subprocess.run([sys.executable, "-c", f"import {module} as m; print(len(m.app.registered_commands))"],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert int(done.stdout) == 6, name  # train, evaluate, demo, index, search, serve
 
 
 def test_export_onnx_writes_a_checked_graph(tmp_path):

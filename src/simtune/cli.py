@@ -64,13 +64,18 @@ def export_onnx_command(
     typer.echo(f"wrote {output} (max abs diff vs eager: {max_diff:.2e})")
 
 
-def _add_cars() -> None:
-    from simtune.apps.cars.cli import app as cars_app
+def _add_apps() -> None:
+    """Mount every application the apps registry (``APPS``) lists; the core names none of them itself."""
+    import importlib
 
-    app.add_typer(cars_app, name="cars", help="Similar cars: train, evaluate, index, search, serve.")
+    from simtune.apps import APPS
+
+    for name, (target, help_text) in APPS.items():
+        module, attribute = target.split(":")
+        app.add_typer(getattr(importlib.import_module(module), attribute), name=name, help=help_text)
 
 
-_add_cars()
+_add_apps()
 
 
 def main() -> None:

@@ -43,10 +43,11 @@ def test_train_evaluate_report_on_a_slice(tmp_path):
         "--classes-per-batch", "4", "--samples-per-class", "4", "--workers", "0",
     ])
     assert train.exit_code == 0, train.output
-    assert "5 training classes (60 images), 5 unseen classes (60 images)" in train.output
+    assert "3 training classes (36 images), 2 validation classes (24 images), 5 unseen classes (60 images)" in train.output
     assert (run / "model" / "config.json").is_file()
     history = json.loads((run / "history.json").read_text())
-    assert len(history["train_loss"]) == 3 and len(history["unseen_r_precision"]) == 3
+    epochs = history["selection"]["epochs_run"]
+    assert len(history["train_loss"]) == epochs == len(history["validation_r_precision"]) and "unseen_r_precision" not in history
 
     evaluate = runner.invoke(app, ["cars", "evaluate", "--run", str(run), "--grid-queries", "3"])
     assert evaluate.exit_code == 0, evaluate.output
@@ -62,6 +63,7 @@ def test_train_evaluate_report_on_a_slice(tmp_path):
     for figure in ("metrics.png", "training_curves.png", "retrieval_base.png", "retrieval_tuned.png"):
         assert (run / "figures" / figure).stat().st_size > 1000
     report = (run / "report.html").read_text()
+    assert "<h1>Similar cars: frozen encoder vs tuned model</h1>" in report and "was kept" in report
     assert report.count("data:image/png;base64,") == 4
     assert "src=\"http" not in report and "src='http" not in report
 
@@ -72,14 +74,17 @@ def test_train_evaluate_report_on_a_slice(tmp_path):
     assert (run / "model" / "config.json").stat().st_mtime_ns == trained_at  # already trained: skipped
 
     # the demo's last stage: index every car, and leave an index that already holds this model alone
-    from simtune.apps.cars.commands import _index_for_demo
-    from simtune.apps.cars.dataset import CarsDataset
+    from simtune.apps.images.data.dataset import ImageDataset
+    from simtune.apps.images.run.commands import index_for_demo
+    from simtune.search import EdgeIndex
 
-    dataset = CarsDataset.load(run / "dataset.json")
-    location, count = _index_for_demo(run, dataset)
+    dataset = ImageDataset.load(run / "dataset.json")
+    location, count = index_for_demo(run, dataset)
     assert count == 120 and location.index_dir == run / "index"
+    with EdgeIndex.open(run / "index") as index:  # the cars preset's make and year are filterable
+        assert {"make": "keyword", "year": "integer"}.items() <= index.schema.filter_fields.items()
     built_at = (run / "index").stat().st_mtime_ns
-    assert _index_for_demo(run, dataset)[1] == 120
+    assert index_for_demo(run, dataset)[1] == 120
     assert (run / "index").stat().st_mtime_ns == built_at
 
 

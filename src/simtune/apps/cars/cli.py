@@ -1,10 +1,6 @@
-"""``simtune cars ...``. Each command lives in its own module and imports heavy packages lazily."""
+"""``simtune cars ...``: the generic image commands with the Stanford Cars preset."""
 
-import typer
+from simtune.apps.cars.preset import CARS
+from simtune.apps.images.cli import build_app
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
-
-# Commands are registered by apps/cars/commands.py (train, evaluate, demo) and
-# apps/cars/search_commands.py (index, search, serve).
-from simtune.apps.cars import commands as _commands  # noqa: E402,F401
-from simtune.apps.cars import search_commands as _search_commands  # noqa: E402,F401
+app = build_app(CARS)

@@ -1,0 +1,59 @@
+"""The run's images as group samples for training and evaluation, keyed for the frozen-encoder cache."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+from simtune.apps.images.data.dataset import ImageRecord
+from simtune.data import SimilarityGroupSample
+from simtune.image_modes import to_rgb
+
+ORIGINAL, MIRROR = "original", "mirror"
+
+
+class ImageSamples(Dataset):
+    """``SimilarityGroupSample(image, class index)`` per record and view. ``views`` lists which views
+    follow each other, all records per view: ``original`` (the file) and ``mirror`` (its horizontal mirror
+    image, decoded; same class: a car or a bird seen from the other side is still the same class).
+    ``class_map`` renumbers classes (e.g. training classes to 0..C-1, as losses with one proxy per class need)."""
+
+    def __init__(
+        self, records: Sequence[ImageRecord], views: Sequence[str] = (ORIGINAL,), class_map: dict[int, int] | None = None
+    ):
+        if not records:
+            raise ValueError("no records to make samples from")
+        unknown = set(views) - {ORIGINAL, MIRROR}
+        if unknown or not views:
+            raise ValueError(f"views must name {ORIGINAL!r} and/or {MIRROR!r}, got {list(views)}")
+        self.records = list(records)
+        self.views = tuple(views)
+        self.class_map = class_map
+
+    def _group(self, record: ImageRecord) -> int:
+        return record.class_index if self.class_map is None else self.class_map[record.class_index]
+
+    def __len__(self) -> int:
+        return len(self.records) * len(self.views)
+
+    def view_of(self, index: int) -> tuple[ImageRecord, str]:
+        """The record and the view of item ``index``."""
+        return self.records[index % len(self.records)], self.views[index // len(self.records)]
+
+    def __getitem__(self, index: int) -> SimilarityGroupSample:
+        record, view = self.view_of(index)
+        if view == ORIGINAL:
+            return SimilarityGroupSample(record.path, self._group(record))
+        with Image.open(record.path) as image:
+            return SimilarityGroupSample(ImageOps.mirror(to_rgb(image)), self._group(record))
+
+    @property
+    def groups(self) -> list[int]:
+        """Class index per item, without decoding anything (for ``ClassBalancedBatchSampler``)."""
+        return [self._group(self.view_of(i)[0]) for i in range(len(self))]
+
+    def cache_key(self, index: int) -> str:
+        record, view = self.view_of(index)
+        return f"{record.path}|{view}|{self._group(record)}"

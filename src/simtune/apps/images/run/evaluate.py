@@ -1,0 +1,172 @@
+"""``simtune images evaluate``: the frozen backbones alone (base) vs the tuned model, on the unseen classes.
+
+Exact leave-one-out retrieval over every unseen image: each image queries all the others (its own
+entry excluded). Base and tuned embeddings both come from the run's cached backbone outputs (the head
+is applied to them), so evaluation never decodes an image it has already encoded. Base is always the
+frozen backbones' pooled features: for a ``last-conv`` run, the pretrained final convolution is applied
+to the cached feature maps. This is the first step that looks at the unseen classes; it also replays the
+per-epoch head snapshots over them, so the report can show the unseen curve beside the validation curve
+that training was steered by.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from simtune.atomic import write_json
+from simtune.apps.images.data.dataset import DATASET_FILE, SPLIT_FILE, TRAIN, UNSEEN, VALIDATION, ImageDataset
+from simtune.apps.images.data.samples import ImageSamples
+from simtune.apps.images.run.features import BackboneFeatures
+from simtune.apps.images.run.figures import metrics_bar_chart, retrieval_grid, training_curves
+from simtune.apps.images.run.report import write_report
+from simtune.apps.images.run.snapshots import load_snapshot, saved_epochs
+from simtune.apps.images.run.split import ClassSplit
+from simtune.apps.images.run.train import CACHE_DIR, HISTORY_FILE, MODEL_DIR, SELECTION, SNAPSHOT_DIR, load_settings
+from simtune.apps.images.run.validation import head_outputs, retrieval_scores
+from simtune.eval import (
+    Evaluator,
+    GroupSampler,
+    MeanAveragePrecisionAtR,
+    MeanReciprocalRank,
+    PrecisionAtK,
+    RecallAtK,
+    RetrievalRPrecision,
+)
+from simtune.functional.ranking import ranked_blocks
+from simtune.models import SimilarityModel
+from simtune.models.heads import EfficientNetLiteTopHead
+
+METRICS_FILE, REPORT_FILE, FIGURES_DIR = "metrics.json", "report.html", "figures"
+HEADLINE = ("r_precision", "map_at_r", "precision_at_1", "recall_at_10", "mrr")
+EVALUATOR_METRICS = (
+    RetrievalRPrecision(), MeanAveragePrecisionAtR(), PrecisionAtK(1), RecallAtK(1), RecallAtK(5), RecallAtK(10),
+    MeanReciprocalRank(),
+)
+
+
+def head_embeddings(model: SimilarityModel, backbone_outputs: Tensor) -> Tensor:
+    return head_outputs(model.head, backbone_outputs)
+
+
+def base_embeddings(model: SimilarityModel, backbone_outputs: Tensor) -> Tensor:
+    """What the frozen backbones alone give: their outputs, or for feature maps the pretrained final layers."""
+    head = model.head
+    if not isinstance(head, EfficientNetLiteTopHead):
+        return backbone_outputs
+    return head_outputs(EfficientNetLiteTopHead(head.input_embedding_size, head.variant), backbone_outputs)
+
+
+def unseen_curves(model: SimilarityModel, snapshots: Path, backbone_outputs: Tensor, groups: Tensor) -> dict[str, list]:
+    """``unseen_<metric>`` per epoch: each epoch's head snapshot scored on the unseen images."""
+    head = copy.deepcopy(model.head)
+    curves: dict[str, list] = {}
+    for epoch in saved_epochs(snapshots):
+        head.load_state_dict(load_snapshot(snapshots, epoch))
+        for name, value in retrieval_scores(head_outputs(head, backbone_outputs), groups, "unseen").items():
+            curves.setdefault(name, []).append((epoch, value))
+    return curves
+
+
+def nearest(embeddings: Tensor, queries: list[int], k: int) -> list[list[int]]:
+    """Top-k gallery rows per query row (itself excluded), by the exact ranking the metrics use."""
+    excluded = torch.tensor([[row, index] for row, index in enumerate(queries)])
+    blocks = ranked_blocks(embeddings[queries], embeddings, k, excluded_pairs=excluded)
+    return [row.tolist() for block in blocks for row in block.top_indices]
+
+
+def pick_queries(groups: list[int], count: int, seed: int) -> list[int]:
+    """``count`` seeded queries from distinct classes that have something to find."""
+    rng = np.random.default_rng(seed)
+    sizes = np.bincount(groups)
+    seen: set[int] = set()
+    picked = []
+    for row in rng.permutation(len(groups)):
+        if sizes[groups[row]] > 1 and groups[row] not in seen:
+            seen.add(groups[row])
+            picked.append(int(row))
+        if len(picked) == count:
+            break
+    return picked
+
+
+def evaluate_run(
+    run_dir: Path, grid_queries: int = 6, neighbours: int = 8, progress: bool = True,
+    features: BackboneFeatures | None = None, unseen_curve: bool = False,
+) -> dict[str, Any]:
+    """Writes ``metrics.json``, the figures and ``report.html`` into ``run_dir``; returns the metrics.
+
+    ``features``: backbone outputs already loaded for the run's images (as ``train_run`` takes them).
+    ``unseen_curve``: also score every epoch's head snapshot on the unseen images, for the report only
+    (one head pass over them per epoch: minutes on a CPU for thousands of images, so off by default;
+    the report then shows the kept model's unseen scores beside the validation curve)."""
+    run_dir = Path(run_dir)
+    dataset = ImageDataset.load(run_dir / DATASET_FILE)
+    split = ClassSplit.load(run_dir / SPLIT_FILE)
+    settings = load_settings(run_dir)
+    model = SimilarityModel.load(run_dir / MODEL_DIR)
+    unseen_records = dataset.subset(UNSEEN)
+    samples = ImageSamples(unseen_records)
+    if features is None:
+        features = BackboneFeatures(dict(model.encoders.items()), dataset.records, run_dir / CACHE_DIR, workers=settings.workers).prepare()
+    backbone_outputs = features.backbone_outputs(unseen_records)
+    base, tuned = base_embeddings(model, backbone_outputs), head_embeddings(model, backbone_outputs)
+    history_path = run_dir / HISTORY_FILE
+    history = json.loads(history_path.read_text()) if history_path.is_file() else {}
+    if history and unseen_curve:
+        groups = torch.tensor([r.class_index for r in unseen_records])
+        history |= unseen_curves(model, run_dir / SNAPSHOT_DIR, backbone_outputs, groups)
+        write_json(history_path, history)
+    del backbone_outputs
+    evaluator = Evaluator(list(EVALUATOR_METRICS))
+    task = GroupSampler().sample(samples)
+    results = {"base": evaluator.score(task, base), "tuned": evaluator.score(task, tuned)}
+    metrics: dict[str, Any] = {name: result.metrics for name, result in results.items()}
+    metrics["queries"] = {
+        "num_queries": results["tuned"].num_queries,
+        "num_queries_without_relevant": results["tuned"].num_queries_without_relevant,
+        "protocol": "exact leave-one-out over all unseen images, cosine similarity",
+    }
+    metrics["data"] = {
+        "train_classes": len(split.train_classes), "validation_classes": len(split.validation_classes),
+        "unseen_classes": len(split.unseen_classes), "train_images": len(dataset.subset(TRAIN)),
+        "validation_images": len(dataset.subset(VALIDATION)), "unseen_images": len(unseen_records),
+        "single_image_classes": dataset.single_image_classes(UNSEEN),
+        "skipped": [f"{path}: {reason}" for path, reason in dataset.skipped.items()], "missing": dataset.missing,
+        "split_seed": split.seed,
+    }
+    metrics["training"] = {**vars(settings), "embedding_size": model.embedding_size}
+    if SELECTION in history:
+        metrics["selection"] = history[SELECTION]
+    write_json(run_dir / METRICS_FILE, metrics)
+
+    figures_dir = run_dir / FIGURES_DIR
+    figures = {"Base vs tuned": metrics_bar_chart(metrics["base"], metrics["tuned"], HEADLINE, figures_dir / "metrics.png")}
+    if history:
+        kept = history.get(SELECTION, {}).get("kept_epoch")
+        figures[
+            "Training curves: validation classes (steered early stopping and the kept epoch) beside the unseen "
+            "classes (scored afterwards, never used to choose)"
+        ] = training_curves(
+            history, figures_dir / "training_curves.png", kept_epoch=kept,
+            final={f"unseen_{name}": value for name, value in metrics["tuned"].items()},
+        )
+    groups = [r.class_index for r in unseen_records]
+    queries = pick_queries(groups, grid_queries, seed=split.seed)
+    for name, embeddings in (("base", base), ("tuned", tuned)):
+        found = nearest(embeddings, queries, neighbours)
+        figures[f"Retrieval, {name}: query + top-{neighbours} (green = same class, red = other)"] = retrieval_grid(
+            [unseen_records[q] for q in queries], [[unseen_records[i] for i in row] for row in found],
+            f"{name}: nearest unseen images", figures_dir / f"retrieval_{name}.png",
+        )
+    write_report(run_dir / REPORT_FILE, metrics, figures, {
+        "data": metrics["data"], "training": metrics["training"], "title": dataset.title, "noun": dataset.noun,
+        "selection": metrics.get("selection"),
+    })
+    return metrics

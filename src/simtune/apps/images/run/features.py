@@ -1,0 +1,86 @@
+"""The frozen backbones' outputs for every image of a collection, encoded once and shared by every step.
+
+Encoding is by far the slowest part of a run, and what the frozen backbones give an image does not
+depend on how the classes are split. So a run encodes *all* its images once into its cache folder
+(``images-original``, and ``images-mirror`` when training uses mirror images); training, validation,
+evaluation and indexing then take their rows from there, and runs with other split seeds (or on a
+subset of the same images) can reuse one cache. Training reads its batches through simtune's encoder
+cache: ``write_split_cache`` hands it the training rows as a ready cache, so ``fit`` encodes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from simtune.apps.images.data.dataset import ImageRecord
+from simtune.apps.images.data.samples import ORIGINAL, ImageSamples
+from simtune.models.encoders import Encoder
+from simtune.train import CacheConfig
+from simtune.train.cache.encoder_cache import EncoderCache
+from simtune.train.cache.fingerprint import cache_fingerprint
+from simtune.train.cache.storage import CachedEmbeddings, save_cache
+
+STORE_PREFIX = "images-"
+
+
+def cache_config(cache_dir: Path, workers: int) -> CacheConfig:
+    # Batches of 16: on a small CPU large activations fall out of the allocator's reuse and run slower.
+    return CacheConfig(cache_type="cpu", save_dir=cache_dir, batch_size=16, num_workers=workers)
+
+
+class BackboneFeatures:
+    """``encoders``' outputs (sorted-name order, as ``SimilarityModel`` concatenates them) for ``records``
+    in each of ``views``; ``prepare()`` loads them from ``cache_dir`` or encodes and saves them there."""
+
+    def __init__(
+        self, encoders: Mapping[str, Encoder], records: Sequence[ImageRecord], cache_dir: str | Path,
+        views: Sequence[str] = (ORIGINAL,), workers: int = 2,
+    ):
+        self.encoders = {name: encoders[name] for name in sorted(encoders)}
+        self.records = list(records)
+        self.config = cache_config(Path(cache_dir), workers)
+        self.views = tuple(views)
+        self.rows = {record.path: row for row, record in enumerate(self.records)}
+        self._tables: dict[str, dict[str, Tensor]] = {}
+
+    def prepare(self) -> "BackboneFeatures":
+        datasets = {STORE_PREFIX + view: ImageSamples(self.records, views=(view,)) for view in self.views}
+        cache = EncoderCache(self.config, self.encoders, datasets)
+        cache.prepare(torch.device("cpu"))
+        self._tables = {
+            view: {name: cache.get(STORE_PREFIX + view).embeddings[name][0] for name in self.encoders} for view in self.views
+        }
+        return self
+
+    def _row_indices(self, records: Sequence[ImageRecord]) -> Tensor:
+        absent = [r.path for r in records if r.path not in self.rows]
+        if absent:
+            raise ValueError(f"{len(absent)} images have no cached features, e.g. {absent[0]}")
+        return torch.tensor([self.rows[r.path] for r in records], dtype=torch.long)
+
+    def backbone_outputs(self, records: Sequence[ImageRecord], view: str = ORIGINAL) -> Tensor:
+        """(len(records), total dim) float32: what the model's head receives for these images."""
+        if view not in self._tables:
+            raise RuntimeError(f"the {view} features are not loaded: prepare() with views including {view!r}")
+        rows = self._row_indices(records)
+        return torch.cat([self._tables[view][name][rows].float() for name in self.encoders], dim=1)
+
+    def split_cache(self, samples: ImageSamples, fingerprint: dict[str, str]) -> CachedEmbeddings:
+        """The cache ``fit`` would fill for ``samples``, gathered from the rows held here."""
+        embeddings = {
+            name: torch.cat([
+                self._tables[view][name][self._row_indices(samples.records)] for view in samples.views
+            ]).unsqueeze(0)
+            for name in self.encoders
+        }
+        return CachedEmbeddings("group", embeddings, {"groups": torch.tensor(samples.groups)}, fingerprint)
+
+    def write_split_cache(self, split: str, samples: ImageSamples, cache_dir: str | Path) -> None:
+        """Save ``samples``' cache where ``fit`` looks for its ``split`` (same fingerprint), so it loads, not encodes."""
+        config = cache_config(Path(cache_dir), self.config.num_workers)
+        fingerprint = cache_fingerprint(self.encoders, samples, config.views, config.dtype)
+        save_cache(Path(cache_dir), split, self.split_cache(samples, fingerprint))

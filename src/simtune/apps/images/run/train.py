@@ -1,0 +1,290 @@
+"""``simtune images train``: a trainable head on frozen backbones, trained on the run's training classes.
+
+The default head, ``last-conv``, is EfficientNet-Lite's own final 1x1 convolution, started from its
+pretrained weights and fine-tuned: the backbone then stops one layer earlier and caches its last feature
+maps instead of pooled vectors. The other heads reshape the pooled features of one or more frozen backbones.
+The frozen backbones run once over every image (see ``features``); every epoch, evaluation and rerun
+reads their cached outputs. After each epoch the head is scored on the validation classes (R-Precision,
+leave-one-out); training stops once that has not improved for ``patience`` epochs, and the best epoch's
+weights are kept (not retrained on the validation classes: the kept model is the one that was measured).
+The unseen classes are never looked at here. Lightning checkpoints each epoch
+(``<run>/checkpoints/last.ckpt``), so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+
+import simtune
+from simtune.atomic import write_json
+from simtune.apps.images.data.dataset import TRAIN, VALIDATION, ImageDataset, ImageRecord
+from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples
+from simtune.apps.images.run.backbones import build_backbones
+from simtune.apps.images.run.features import BackboneFeatures, cache_config
+from simtune.apps.images.run.snapshots import HeadSnapshots
+from simtune.apps.images.run.split import ClassSplit
+from simtune.apps.images.run.validation import MONITOR, ValidationRetrieval, head_scorer
+from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader
+from simtune.losses import GroupLoss, MultiSimilarityLoss, ProxyAnchorLoss, TripletLoss
+from simtune.models.encoders import Encoder
+from simtune.models.encoders.efficientnet_lite import VARIANTS
+from simtune.models.heads import (
+    EfficientNetLiteTopHead,
+    EncoderHead,
+    LinearHead,
+    SkipConnectionHead,
+    StackedProjectionHead,
+)
+from simtune.train import CacheConfig, TrainableModel
+
+MODEL_DIR, CACHE_DIR, CHECKPOINT_DIR, SNAPSHOT_DIR = "model", "cache", "checkpoints", "epochs"
+SETTINGS_FILE, HISTORY_FILE = "train_settings.json", "history.json"
+SELECTION = "selection"  # the history entry saying which epoch was kept and why
+
+LAST_CONV = "last-conv"
+PRETRAINED_LR_FACTOR = 0.1
+# head -> (builder(input size, backbones), default learning rate)
+HEADS: dict[str, tuple[Callable[[int, list[str]], EncoderHead], float]] = {
+    LAST_CONV: (
+        lambda size, backbones: EfficientNetLiteTopHead(
+            size, backbones[0], pooling="gem", residual=True, normalize=True
+        ),
+        1e-2,
+    ),
+    "skip": (lambda size, backbones: SkipConnectionHead(size, normalize=True), 1e-2),
+    "linear": (lambda size, backbones: LinearHead(size, normalize=True), 1e-3),
+    "mlp": (lambda size, backbones: StackedProjectionHead(size, [2 * size, size], normalize=True), 1e-3),
+}
+# Proxy losses own one proxy per training class; validation and unseen classes are scored by retrieval
+# alone, so any loss works with the validation protocol.
+LOSSES: dict[str, Callable[[int, int], GroupLoss]] = {
+    "multi-similarity": lambda size, classes: MultiSimilarityLoss(),
+    "triplet": lambda size, classes: TripletLoss(margin=0.2, mining="semi_hard"),
+    "proxy-anchor": lambda size, classes: ProxyAnchorLoss(classes, size),
+}
+
+
+@dataclass
+class TrainSettings:
+    """Everything that defines a training run; saved to ``train_settings.json`` and compared on resume."""
+
+    backbones: list[str] = field(default_factory=lambda: ["lite0"])
+    head: str = LAST_CONV
+    loss: str = "multi-similarity"
+    epochs: int = 15  # at most: training stops earlier when validation R-Precision stalls for `patience` epochs
+    patience: int = 3
+    learning_rate: float | None = None  # None: the head's default (HEADS)
+    weight_decay: float = 1e-4
+    classes_per_batch: int = 64
+    samples_per_class: int = 8
+    mirror: bool = False
+    seed: int = 0
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; expected one of {sorted(HEADS)}")
+        if self.head == LAST_CONV and not supports_last_conv(self.backbones):
+            raise ValueError(
+                f"head {LAST_CONV!r} fine-tunes the last convolution of exactly one EfficientNet-Lite backbone "
+                f"({', '.join(sorted(VARIANTS))}), not {self.backbones}; choose another head (e.g. skip)"
+            )
+        if self.learning_rate is None:
+            self.learning_rate = HEADS[self.head][1]
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; expected one of {sorted(LOSSES)}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The views training reads: the images, and their mirror images with ``mirror``."""
+        return (ORIGINAL, MIRROR) if self.mirror else (ORIGINAL,)
+
+
+class ImagesTrainable(TrainableModel):
+    """Frozen backbones + the chosen head and loss; AdamW with a one-cycle schedule over all steps."""
+
+    def __init__(self, settings: TrainSettings, num_train_classes: int, steps_per_epoch: int, cache_dir: Path):
+        self.settings = settings
+        self.num_train_classes = num_train_classes
+        self.steps_per_epoch = steps_per_epoch
+        self.cache_dir = cache_dir
+        super().__init__()
+
+    def configure_encoders(self) -> dict[str, Encoder]:
+        return build_backbones(self.settings.backbones, feature_maps=self.settings.head == LAST_CONV)
+
+    def configure_head(self, input_embedding_size: int) -> EncoderHead:
+        build, _ = HEADS[self.settings.head]
+        return build(input_embedding_size, self.settings.backbones)
+
+    def configure_loss(self) -> GroupLoss:
+        build = LOSSES[self.settings.loss]
+        return build(self.model.head.output_size, self.num_train_classes)
+
+    def configure_optimizers(self) -> Any:
+        rate = self.settings.learning_rate
+        head = self.model.head
+        pretrained = head.pretrained_parameters() if isinstance(head, EfficientNetLiteTopHead) else []
+        slow = {id(p) for p in pretrained}
+        groups = [{"params": [p for p in self.trainable_parameters() if id(p) not in slow], "lr": rate}]
+        if pretrained:  # the pretrained convolution moves 10x slower than the new layers
+            groups.append({"params": pretrained, "lr": rate * PRETRAINED_LR_FACTOR})
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.settings.weight_decay)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[group["lr"] for group in groups],
+            total_steps=self.settings.epochs * self.steps_per_epoch, pct_start=0.1,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def configure_caches(self) -> CacheConfig:
+        return cache_config(self.cache_dir, self.settings.workers)
+
+
+class EpochHistory(pl.Callback):
+    """Per-epoch train loss and validation-class metrics; kept in checkpoints to survive a resume."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[tuple[int, float]]] = {}
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for name, value in trainer.callback_metrics.items():
+            self.history.setdefault(name, []).append((trainer.current_epoch + 1, float(value)))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": json.dumps(self.history)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = {k: [tuple(p) for p in v] for k, v in json.loads(state_dict["history"]).items()}
+
+
+def supports_last_conv(backbones: list[str]) -> bool:
+    return len(backbones) == 1 and backbones[0] in VARIANTS
+
+
+def load_settings(run_dir: Path) -> TrainSettings:
+    path = run_dir / SETTINGS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: train the run first (`simtune images train --data PATH --run {run_dir}`)")
+    return TrainSettings(**json.loads(path.read_text()))
+
+
+def is_trained(run_dir: Path, settings: TrainSettings) -> bool:
+    """The servable model exists and was trained with exactly these settings."""
+    return (run_dir / MODEL_DIR / "config.json").is_file() and (run_dir / SETTINGS_FILE).is_file() and (
+        load_settings(run_dir) == settings
+    )
+
+
+def batch_classes(groups: list[int], classes_per_batch: int) -> int:
+    """``classes_per_batch``, capped at the training classes that can be drawn (two or more samples each)."""
+    usable = sum(1 for count in Counter(groups).values() if count >= 2)
+    if usable < 2:
+        raise ValueError(
+            f"only {usable} of the {len(set(groups))} training classes have two or more images; training needs at "
+            "least 2 such classes (each batch needs positives and negatives): add images, or try another --split-seed"
+        )
+    return min(classes_per_batch, usable)
+
+
+def run_features(run_dir: Path, encoders: dict[str, Encoder], dataset: ImageDataset, settings: TrainSettings) -> BackboneFeatures:
+    """The run's cached backbone outputs for every image (``RUN/cache``), encoded on first use."""
+    return BackboneFeatures(encoders, dataset.records, run_dir / CACHE_DIR, settings.views, settings.workers).prepare()
+
+
+def keep_best_epoch(trainable: ImagesTrainable, checkpoint: ModelCheckpoint) -> tuple[int, float]:
+    """Load the head weights of the best validation epoch (``checkpoint``'s best) into ``trainable``;
+    returns (that epoch, its validation R-Precision)."""
+    state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    prefix = "_model.head."
+    trainable.model.head.load_state_dict({k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)})
+    return int(state["epoch"]) + 1, float(checkpoint.best_model_score)
+
+
+def check_validation(records: list[ImageRecord]) -> None:
+    """Validation needs a class with two images (a query and something to find)."""
+    if not any(count >= 2 for count in Counter(r.class_index for r in records).values()):
+        raise ValueError(
+            f"the validation classes hold {len(records)} readable images and none has two: nothing to validate on; "
+            "add images, or try another --split-seed"
+        )
+
+
+def train_run(
+    run_dir: Path, dataset: ImageDataset, split: ClassSplit, settings: TrainSettings, progress: bool = True,
+    features: BackboneFeatures | None = None,
+) -> Path:
+    """Train (or resume, or skip when already trained with these settings); returns the servable model folder.
+
+    ``features``: backbone outputs already loaded for (a superset of) ``dataset``'s images, e.g. shared by
+    several runs on the same collection; by default the run's own cache."""
+    run_dir = Path(run_dir)
+    if is_trained(run_dir, settings):
+        return run_dir / MODEL_DIR
+    checkpoints = run_dir / CHECKPOINT_DIR
+    if (run_dir / SETTINGS_FILE).is_file() and load_settings(run_dir) != settings:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # other settings: start over (the features stay valid)
+        shutil.rmtree(run_dir / SNAPSHOT_DIR, ignore_errors=True)
+    write_json(run_dir / SETTINGS_FILE, asdict(settings))
+    pl.seed_everything(settings.seed, verbose=False)
+    class_map = {c: i for i, c in enumerate(split.train_classes)}
+    train = ImageSamples(dataset.subset(TRAIN), views=settings.views, class_map=class_map)
+    sampler = ClassBalancedBatchSampler(
+        train.groups, batch_classes(train.groups, settings.classes_per_batch), settings.samples_per_class, seed=settings.seed
+    )
+    train_loader = GroupSimilarityDataLoader(train, batch_sampler=sampler)
+    trainable = ImagesTrainable(settings, len(class_map), len(sampler), run_dir / CACHE_DIR)
+    features = features or run_features(run_dir, dict(trainable.model.encoders.items()), dataset, settings)
+    features.write_split_cache("train", train, run_dir / CACHE_DIR)
+    validation = dataset.subset(VALIDATION)
+    check_validation(validation)
+    score = head_scorer(features.backbone_outputs(validation), torch.tensor([r.class_index for r in validation]))
+    del features
+    history = EpochHistory()
+    best = ModelCheckpoint(
+        dirpath=checkpoints, filename="best", monitor=MONITOR, mode="max", save_top_k=1, save_last=True,
+        save_on_train_epoch_end=True,
+    )
+    trainer = pl.Trainer(
+        max_epochs=settings.epochs, accelerator="auto", devices=1, logger=False, enable_model_summary=False,
+        num_sanity_val_steps=0, enable_progress_bar=progress, log_every_n_steps=max(1, len(sampler)),
+        callbacks=[
+            ValidationRetrieval(score), history, HeadSnapshots(run_dir / SNAPSHOT_DIR),
+            EarlyStopping(MONITOR, mode="max", patience=settings.patience, check_on_train_epoch_end=True),
+            best,
+        ] + ([TQDMProgressBar()] if progress else []),
+    )
+    last = checkpoints / "last.ckpt"
+    with warnings.catch_warnings():
+        # Validation runs in ValidationRetrieval, on cached features, not in Lightning's validation loop.
+        warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
+        simtune.fit(trainable, trainer, train_loader, ckpt_path=last if last.is_file() else None)
+    epoch, value = keep_best_epoch(trainable, best)
+    stopped = len(history.history.get("train_loss", []))
+    history.history[SELECTION] = {
+        "monitor": MONITOR, "kept_epoch": epoch, "kept_value": value, "epochs_run": stopped,
+        "max_epochs": settings.epochs, "patience": settings.patience,
+        "reason": (
+            f"the best {MONITOR} ({value:.4f}) over {len(validation)} images of "
+            f"{len(split.validation_classes)} validation classes; "
+            + (f"no better epoch in the {stopped - epoch} after it, so training stopped after epoch {stopped}"
+               if stopped < settings.epochs else f"training ran all {settings.epochs} epochs")
+        ),
+    }
+    write_json(run_dir / HISTORY_FILE, history.history)
+    trainable.save_servable(run_dir / MODEL_DIR)
+    return run_dir / MODEL_DIR
+

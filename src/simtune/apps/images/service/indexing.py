@@ -1,0 +1,200 @@
+"""Images into a vector index: payload (class, the dataset's metadata fields, split, path), stable ids,
+and where the index lives.
+
+``index_run(run_dir, dataset)`` is what ``simtune images index`` and ``simtune images demo`` call: it embeds
+with the run's tuned model, taking backbone outputs from the run's cache where training left them, and
+writes ``RUN/index`` (embedded Qdrant Edge) or a collection on a Qdrant server. The filterable fields
+are the class name, the split, the subset and the dataset's own metadata fields (make and year for cars).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from simtune.apps.images.data.dataset import ImageDataset, ImageRecord
+from simtune.search import EdgeIndex, Embedder, IndexSchema, QdrantServerIndex, VectorIndex, point_id
+from simtune.search.edge_index import read_schema
+from simtune.search.qdrant_server_index import client_for
+
+INDEX_DIR_NAME = "index"
+DEFAULT_COLLECTION = "images"
+MODEL_DIR_NAME = "model"
+# split: the data set's own split (train/test); subset: what the run did with the class (train/validation/unseen).
+COMMON_FIELDS = {"class_name": "keyword", "split": "keyword", "subset": "keyword"}
+
+
+@dataclass(frozen=True)
+class IndexLocation:
+    """Either an embedded index folder or a collection on a Qdrant server."""
+
+    index_dir: Path | None = None
+    qdrant_url: str | None = None
+    api_key: str | None = None
+    collection: str = DEFAULT_COLLECTION
+
+    @classmethod
+    def for_run(
+        cls, run_dir: str | Path, index_dir: str | Path | None = None, qdrant_url: str | None = None,
+        api_key: str | None = None, collection: str = DEFAULT_COLLECTION,
+    ) -> "IndexLocation":
+        """``--index`` and ``--qdrant-url`` are alternatives; neither means ``RUN/index``."""
+        if index_dir is not None and qdrant_url is not None:
+            raise ValueError("give either --index DIR or --qdrant-url URL, not both")
+        if qdrant_url is not None:
+            return cls(qdrant_url=qdrant_url, api_key=api_key, collection=collection)
+        return cls(index_dir=Path(index_dir) if index_dir is not None else Path(run_dir) / INDEX_DIR_NAME)
+
+    def __str__(self) -> str:
+        return str(self.index_dir) if self.index_dir is not None else f"{self.qdrant_url} (collection {self.collection!r})"
+
+
+def index_schema(model: Embedder, metadata_fields: dict[str, str], data_root: str | None = None) -> IndexSchema:
+    """The class name, split and subset, then the dataset's metadata fields, all filterable; ``data_root``
+    is the folder the server may serve indexed images from."""
+    return IndexSchema(
+        model.fingerprint(), model.embedding_size, "cosine",
+        {"class_name": "keyword", **metadata_fields, "split": "keyword", "subset": "keyword"}, data_root,
+    )
+
+
+def common_root(records: Sequence[ImageRecord]) -> str:
+    """The deepest folder holding every record's file (symlinks resolved): what the server may serve from."""
+    return os.path.commonpath([os.path.dirname(os.path.realpath(record.path)) for record in records])
+
+
+def record_payload(record: ImageRecord) -> dict[str, Any]:
+    """Class name, metadata (fields without a value left out), subset, the data set's split and the path."""
+    payload: dict[str, Any] = {"class_name": record.class_name}
+    payload |= {name: value for name, value in record.metadata.items() if value is not None}
+    payload |= {"subset": record.subset, "path": record.path}
+    if record.original_split:
+        payload["split"] = record.original_split
+    return payload
+
+
+def record_point_id(record: ImageRecord) -> str:
+    """From the image path, so re-indexing the same images replaces their points."""
+    return point_id(Path(record.path).as_posix())
+
+
+def load_run_model(run_dir: str | Path) -> Any:
+    """The run's tuned, servable ``SimilarityModel`` (``RUN/model``)."""
+    from simtune.models import SimilarityModel
+
+    model_dir = Path(run_dir) / MODEL_DIR_NAME
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"{model_dir} not found: train a model first with `simtune images train --data PATH --run {run_dir}`")
+    return SimilarityModel.load(model_dir)
+
+
+def open_index(location: IndexLocation, model: Embedder) -> VectorIndex:
+    """Opens an existing index for searching with ``model`` (another model is a ``ModelMismatchError``,
+    raised before the index is opened); its filterable fields are whatever it was built with."""
+    if location.index_dir is not None:
+        stored = read_schema(location.index_dir)
+        expect = replace(stored, fingerprint=model.fingerprint(), embedding_size=model.embedding_size)
+        return EdgeIndex.open(location.index_dir, expect=expect)
+    index = QdrantServerIndex.connect(location.qdrant_url, location.collection, api_key=location.api_key)
+    try:
+        index.schema.check_model(model.fingerprint(), model.embedding_size)
+    except BaseException:
+        index.close()
+        raise
+    return index
+
+
+def index_run(
+    run_dir: str | Path, dataset: ImageDataset, location: IndexLocation | None = None, progress: bool = True
+) -> tuple[IndexLocation, int]:
+    """Indexes every record of ``dataset`` with the run's tuned model; returns (where, points in the index)."""
+    model = load_run_model(run_dir)
+    vectors = tuned_vectors_from_cache(run_dir, model, dataset)
+    return build_index(
+        run_dir, dataset.records, model=model, location=location, vectors=vectors, progress=progress,
+        metadata_fields=dataset.metadata_fields,
+    )
+
+
+def serve_hint(run_dir: str | Path, location: IndexLocation, app: str = "images") -> str:
+    """The command that serves what ``index_run`` built."""
+    if location.qdrant_url is not None:
+        return f"simtune {app} serve --run {run_dir} --qdrant-url {location.qdrant_url} --collection {location.collection}"
+    default = Path(run_dir) / INDEX_DIR_NAME
+    return f"simtune {app} serve --run {run_dir}" + ("" if location.index_dir == default else f" --index {location.index_dir}")
+
+
+def tuned_vectors_from_cache(run_dir: str | Path, model: Any, dataset: ImageDataset) -> np.ndarray | None:
+    """Tuned embeddings of ``dataset.records``: the head applied to the backbone outputs cached in
+    ``RUN/cache`` (anything missing is encoded once and cached). None for a run without training
+    settings (e.g. a model saved by hand)."""
+    from simtune.apps.images.run.train import CACHE_DIR, SETTINGS_FILE, load_settings
+
+    run_dir = Path(run_dir)
+    if not (run_dir / SETTINGS_FILE).is_file():
+        return None
+    from simtune.apps.images.run.features import BackboneFeatures
+    from simtune.apps.images.run.validation import head_outputs
+
+    settings = load_settings(run_dir)
+    features = BackboneFeatures(dict(model.encoders.items()), dataset.records, run_dir / CACHE_DIR, workers=settings.workers)
+    return head_outputs(model.head, features.prepare().backbone_outputs(dataset.records)).numpy()
+
+
+def build_index(
+    run_dir: str | Path,
+    records: Sequence[ImageRecord],
+    model: Embedder | None = None,
+    location: IndexLocation | None = None,
+    vectors: np.ndarray | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+    metadata_fields: dict[str, str] | None = None,
+) -> tuple[IndexLocation, int]:
+    """Embeds ``records`` with the run's model and upserts them; returns (where, points in the index).
+
+    ``vectors``: embeddings of ``records`` by that same model, if the caller already has them
+    (e.g. from evaluation), so nothing is embedded twice. ``metadata_fields``: the records' metadata
+    fields and their payload types, filterable in the index. Idempotent: ids come from image paths, so
+    re-running replaces points. The embedded index is written to a staged copy and swapped in only
+    on success (see ``EdgeIndex.write`` and ``QdrantServerIndex.write``).
+    """
+    model = model if model is not None else load_run_model(run_dir)
+    location = location or IndexLocation.for_run(run_dir)
+    if vectors is not None and len(vectors) != len(records):
+        raise ValueError(f"got {len(vectors)} vectors for {len(records)} records")
+    schema = index_schema(model, metadata_fields or {}, common_root(records) if records else None)
+    if location.index_dir is not None:
+        with EdgeIndex.write(location.index_dir, schema) as index:
+            _upsert_all(index, model, records, vectors, batch_size, progress)
+            if progress:
+                tqdm.write(f"building the HNSW search graph over {index.count()} points (minutes for ~16k)")
+            index.optimize()
+            return location, index.count()
+    client = client_for(location.qdrant_url, location.api_key)
+    try:
+        with QdrantServerIndex.write(client, location.collection, schema, url=location.qdrant_url) as index:
+            _upsert_all(index, model, records, vectors, batch_size, progress)
+            return location, index.count()
+    finally:
+        client.close()
+
+
+def _upsert_all(
+    index: VectorIndex, model: Embedder, records: Sequence[ImageRecord], vectors: np.ndarray | None,
+    batch_size: int, progress: bool,
+) -> None:
+    with tqdm(total=len(records), desc="indexing images", unit="img", disable=not progress) as bar:
+        for start in range(0, len(records), batch_size):
+            batch = records[start : start + batch_size]
+            if vectors is not None:
+                embedded = vectors[start : start + batch_size]
+            else:
+                embedded = model.encode([record.path for record in batch], batch_size=batch_size, to_numpy=True)
+            index.upsert([record_point_id(r) for r in batch], embedded, [record_payload(r) for r in batch])
+            bar.update(len(batch))

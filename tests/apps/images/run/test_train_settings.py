@@ -1,0 +1,42 @@
+import pytest
+
+from simtune.apps.images.run.backbones import build_backbone
+from simtune.apps.images.run.train import HEADS, TrainSettings
+
+
+def test_default_fine_tunes_lite0s_last_convolution_at_its_own_learning_rate():
+    settings = TrainSettings()
+    assert settings.backbones == ["lite0"] and settings.head == "last-conv"
+    assert settings.learning_rate == HEADS["last-conv"][1]
+    assert TrainSettings(head="linear").learning_rate == HEADS["linear"][1] != settings.learning_rate
+    assert TrainSettings(head="skip", learning_rate=0.5).learning_rate == 0.5
+
+
+@pytest.mark.parametrize("backbones", [["lite0", "lite1"], ["torchvision:resnet152"]])
+def test_last_conv_needs_exactly_one_efficientnet_lite(backbones):
+    with pytest.raises(ValueError, match="exactly one EfficientNet-Lite backbone"):
+        TrainSettings(backbones=backbones, head="last-conv")
+    assert TrainSettings(backbones=backbones, head="skip").head == "skip"
+
+
+def test_only_efficientnet_lite_gives_feature_maps():
+    assert build_backbone("lite1", feature_maps=True).output == "blocks"
+    with pytest.raises(ValueError, match="only EfficientNet-Lite backbones"):
+        build_backbone("torchvision:resnet18", feature_maps=True)
+
+
+def test_last_conv_tunes_the_pretrained_convolution_ten_times_slower(tmp_path):
+    from simtune.apps.images.run.train import ImagesTrainable
+
+    trainable = ImagesTrainable(TrainSettings(), num_train_classes=4, steps_per_epoch=3, cache_dir=tmp_path)
+    optimizer = trainable.configure_optimizers()["optimizer"]
+    conv = {id(p) for p in trainable.model.head.conv.parameters()}
+    by_rate = {group["max_lr"]: {id(p) for p in group["params"]} for group in optimizer.param_groups}
+    assert by_rate[1e-3] == conv
+    assert id(trainable.model.head.residual.fc.weight) in by_rate[1e-2]
+
+
+def test_patience_must_be_positive_and_mirror_adds_the_mirror_view():
+    with pytest.raises(ValueError, match="patience must be >= 1"):
+        TrainSettings(patience=0)
+    assert TrainSettings().views == ("original",) and TrainSettings(mirror=True).views == ("original", "mirror")
