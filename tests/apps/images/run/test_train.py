@@ -1,5 +1,6 @@
 """Training: classes per batch, validation checks, and early stopping with the kept epoch on a scripted curve."""
 
+import importlib
 import json
 from pathlib import Path
 
@@ -9,7 +10,6 @@ from simtune.apps.images.data.dataset import ImageRecord, prepare_dataset
 from simtune.apps.images.run.snapshots import load_snapshot
 from simtune.apps.images.run.train import HISTORY_FILE, SELECTION, TrainSettings, batch_classes, check_validation, train_run
 from simtune.models import SimilarityModel
-from simtune.train.cache import encoder_cache
 from tests.apps.conftest import write_shapes_collection
 
 CURVE = [0.30, 0.55, 0.50, 0.52, 0.40, 0.70]  # best at epoch 2; patience 2 stops after epoch 4
@@ -25,17 +25,18 @@ def test_training_stops_after_patience_and_keeps_the_best_validation_epoch(tmp_p
         return lambda head: {"validation_r_precision": next(epochs)}
 
     monkeypatch.setattr("simtune.apps.images.run.train.head_scorer", scripted)
-    filled, fill = [], encoder_cache.fill_cache
+    encode_or_load = importlib.import_module("simtune.train.cache.encode_or_load")  # the module, not the function
+    filled, fill = [], encode_or_load.fill_cache
 
-    def counted_fill(dataset, encoders, config, device, storage, fingerprint, split):
-        filled.append(split)
-        return fill(dataset, encoders, config, device, storage, fingerprint, split)
+    def counted_fill(dataset, encoders, config, device, storage, fingerprint, name, **options):
+        filled.append(name)
+        return fill(dataset, encoders, config, device, storage, fingerprint, name, **options)
 
-    monkeypatch.setattr(encoder_cache, "fill_cache", counted_fill)
+    monkeypatch.setattr(encode_or_load, "fill_cache", counted_fill)
     settings = TrainSettings(epochs=len(CURVE), patience=2, classes_per_batch=2, samples_per_class=2, workers=0)
     model_dir = train_run(tmp_path / "run", dataset, split, settings, progress=False)
 
-    assert filled == ["images-original"]  # every image encoded once; training read its rows from there
+    assert filled == ["images_original"]  # every image encoded once; training read its rows from there
 
     history = json.loads((tmp_path / "run" / HISTORY_FILE).read_text())
     assert [value for _, value in history["validation_r_precision"]] == pytest.approx(CURVE[:4])

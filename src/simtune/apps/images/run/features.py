@@ -2,10 +2,11 @@
 
 Encoding is by far the slowest part of a run, and what the frozen backbones give an image does not
 depend on how the classes are split. So a run encodes *all* its images once into its cache folder
-(``images-original``, and ``images-mirror`` when training uses mirror images); training, validation,
-evaluation and indexing then take their rows from there, and runs with other split seeds (or on a
-subset of the same images) can reuse one cache. Training reads its batches through simtune's encoder
-cache: ``write_split_cache`` hands it the training rows as a ready cache, so ``fit`` encodes nothing.
+through :func:`simtune.train.encode_or_load` (``images_original``, and ``images_mirror`` when training
+uses mirror images); training, validation, evaluation and indexing then take their rows from there, and
+runs with other split seeds (or on a subset of the same images) can reuse one cache. Training reads its
+batches through simtune's encoder cache: ``write_split_cache`` hands it the training rows as a ready
+cache, so ``fit`` encodes nothing.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from torch import Tensor
 from simtune.apps.images.data.dataset import ImageRecord
 from simtune.apps.images.data.samples import ORIGINAL, ImageSamples
 from simtune.models.encoders import Encoder
-from simtune.train import CacheConfig
-from simtune.train.cache.encoder_cache import EncoderCache
+from simtune.train import CacheConfig, encode_or_load
 from simtune.train.cache.fingerprint import cache_fingerprint
 from simtune.train.cache.storage import CachedEmbeddings, save_cache
 
-STORE_PREFIX = "images-"
+STORE_PREFIX = "images_"
 
 
 def cache_config(cache_dir: Path, workers: int) -> CacheConfig:
@@ -48,12 +48,10 @@ class BackboneFeatures:
         self._tables: dict[str, dict[str, Tensor]] = {}
 
     def prepare(self) -> "BackboneFeatures":
-        datasets = {STORE_PREFIX + view: ImageSamples(self.records, views=(view,)) for view in self.views}
-        cache = EncoderCache(self.config, self.encoders, datasets)
-        cache.prepare(torch.device("cpu"))
-        self._tables = {
-            view: {name: cache.get(STORE_PREFIX + view).embeddings[name][0] for name in self.encoders} for view in self.views
-        }
+        for view in self.views:
+            samples = ImageSamples(self.records, views=(view,))
+            cached = encode_or_load(self.encoders, samples, self.config, name=STORE_PREFIX + view, device="cpu")
+            self._tables[view] = {name: cached.embeddings[name][0] for name in self.encoders}
         return self
 
     def _row_indices(self, records: Sequence[ImageRecord]) -> Tensor:
