@@ -125,7 +125,7 @@ def test_write_refuses_to_replace_a_folder_that_is_not_an_index(tmp_path, schema
 
 
 def test_opening_a_missing_or_busy_index_is_a_clear_error(tmp_path, schema):
-    with pytest.raises(IndexUnavailableError, match="no index at .*simtune cars index"):
+    with pytest.raises(IndexUnavailableError, match="no index at .*simtune images index"):
         EdgeIndex.open(tmp_path / "missing")
     with EdgeIndex.create(tmp_path / "index", schema):
         with pytest.raises(IndexUnavailableError, match="open in another process"):
@@ -168,7 +168,7 @@ def test_rewriting_an_index_that_a_server_holds_open_is_refused_before_and_after
     path = _written(tmp_path, schema, make_points, 20)
     ids, vectors, payloads = make_points(30)
     with EdgeIndex.open(path, expect=schema):  # what `serve` holds
-        with pytest.raises(IndexUnavailableError, match="is open in another process .* stop it before re-indexing"):
+        with pytest.raises(IndexUnavailableError, match="is open in another process .*; stop it before re-indexing"):
             with EdgeIndex.write(path, schema) as index:
                 index.upsert(ids, vectors, payloads)
     with pytest.raises(IndexUnavailableError, match="is open in another process"):

@@ -82,15 +82,7 @@ class EdgeIndex(VectorIndex):
         if search_threads is not None:
             vectors = qe.EdgeVectorParams(size=schema.embedding_size, distance=_DISTANCES[schema.distance])
             config = qe.EdgeConfig(vectors=vectors, max_search_threads=search_threads)
-        try:
-            shard = qe.EdgeShard.load(str(path / SHARD_DIR), config)
-        except Exception as error:  # the engine raises a bare Exception
-            if "WouldBlock" in str(error):
-                raise IndexUnavailableError(
-                    f"the index at {path} is open in another process (e.g. `simtune cars serve`); "
-                    "stop it, or query that server over HTTP"
-                ) from error
-            raise IndexUnavailableError(f"cannot open the index at {path}: {error}") from error
+        shard = _load_shard(path, config, "stop it, or query that server over HTTP")
         index = cls(path, shard, schema)
         if POINTS_KEY in recorded:
             try:
@@ -167,7 +159,7 @@ class EdgeIndex(VectorIndex):
             found = f"{count} points" if count != points else f"{count} points, but not the ones"
             raise IndexUnavailableError(
                 f"the index at {self.path} is damaged: it holds {found} of the {points} written when it was built; "
-                "delete the folder and rebuild it with `simtune cars index`"
+                "delete the folder and rebuild it with `simtune images index`"
             )
 
     def export_vectors(self, batch_size: int = 1024) -> tuple[list[str], np.ndarray]:
@@ -228,7 +220,7 @@ def read_schema(path: Path) -> IndexSchema:
 def _read_record(path: Path) -> dict[str, Any]:
     schema_file = path / SCHEMA_FILE
     if not schema_file.is_file():
-        raise IndexUnavailableError(f"no index at {path} ({SCHEMA_FILE} not found); build one with `simtune cars index`")
+        raise IndexUnavailableError(f"no index at {path} ({SCHEMA_FILE} not found); build one with `simtune images index`")
     try:
         record = json.loads(schema_file.read_text())
     except ValueError as error:
@@ -246,14 +238,18 @@ def _to_filter(conditions: dict[str, str | int]) -> qe.Filter | None:
 
 def _check_not_open(path: Path) -> None:
     """``IndexUnavailableError`` if another ``EdgeIndex`` (this process or another) holds the shard at ``path``."""
+    _load_shard(path, None, "stop it before re-indexing, or index into another --index folder").close()
+
+
+def _load_shard(path: Path, config: Any, when_busy: str) -> Any:
+    """The shard at ``path``; the engine's bare exceptions become one ``IndexUnavailableError`` line, and a shard
+    another process holds open (a running server) says so, followed by ``when_busy``."""
     try:
-        shard = qe.EdgeShard.load(str(path / SHARD_DIR), None)
+        return qe.EdgeShard.load(str(path / SHARD_DIR), config)
     except Exception as error:  # the engine raises a bare Exception
         if "WouldBlock" in str(error):
             raise IndexUnavailableError(
-                f"the index at {path} is open in another process (e.g. `simtune cars serve`); stop it before "
-                "re-indexing, or index into another --index folder"
+                f"the index at {path} is open in another process (e.g. a running `simtune images serve`); {when_busy}"
             ) from error
         raise IndexUnavailableError(f"cannot open the index at {path}: {error}") from error
-    shard.close()
 

@@ -44,7 +44,7 @@ class QdrantServerIndex(VectorIndex):
         with _reaching(url, f"looking up collection {collection!r}"):
             exists = client.collection_exists(collection)
             if not exists:
-                raise IndexUnavailableError(f"no collection {collection!r} on the Qdrant server; build it with `simtune cars index`")
+                raise IndexUnavailableError(f"no collection {collection!r} on the Qdrant server; build it with `simtune images index`")
             self.schema = self._stored_schema()
         if expect is not None:
             self.schema.check_same_model(expect)

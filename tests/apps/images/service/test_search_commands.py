@@ -287,7 +287,7 @@ def test_a_damaged_index_is_refused_with_one_line(indexed):
         assert result.exit_code == 2, result.output
         assert result.output.strip() == (
             f"Error: the index at {run / 'index'} is damaged: it holds 24 points of the 25 written when it was built; "
-            "delete the folder and rebuild it with `simtune cars index`"
+            "delete the folder and rebuild it with `simtune images index`"
         )
 
 
