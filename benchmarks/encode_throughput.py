@@ -29,6 +29,7 @@ from simtune.train import CacheConfig, encode_or_load
 FILL_SETTINGS = {
     "fit default: CacheConfig()": {},
     "cars app: batch 16, 2 workers": {"batch_size": 16, "num_workers": 2},
+    "batch 64, 2 workers": {"batch_size": 64, "num_workers": 2},
     "serial: batch 64, 0 workers": {"batch_size": 64, "num_workers": 0},
 }
 

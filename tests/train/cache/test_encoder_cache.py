@@ -17,7 +17,7 @@ def _loaders(num_workers: int = 0):
 
 
 def test_each_item_is_encoded_once_and_the_dataset_read_once(quiet_trainer):
-    model = TinyTrainable(cache=CacheConfig())
+    model = TinyTrainable(cache=CacheConfig(num_workers=0))  # reads are counted in this process
     train, val = _loaders()
     simtune.fit(model, quiet_trainer(epochs=3), train, val)
     encoder = model.model.encoders["default"]
