@@ -48,6 +48,17 @@ def clustered_vectors(n: int, dim: int, classes: int = 196, seed: int = 0) -> np
     return centres[rng.integers(0, classes, n)] + 1.5 * noise
 
 
+
+def run_clients(client, clients: int) -> float:
+    """Runs ``client(slot)`` for each slot in its own thread, all at once; the seconds until the last ends."""
+    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
 def percentiles_ms(seconds: list[float]) -> dict[str, float]:
     values = np.asarray(seconds) * 1000
     return {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99)), "n": len(values)}
@@ -148,13 +159,7 @@ def http_load(base_url: str, ids: list[str], clients: int, seconds: float) -> di
                     errors[slot].append(repr(error))
                 latencies[slot].append(time.perf_counter() - start)
 
-    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed = run_clients(client, clients)
     flat = [x for per_client in latencies for x in per_client]
     all_errors = [e for per_client in errors for e in per_client]
     return {
@@ -242,13 +247,7 @@ def upload_load(base_url: str, photos: list, pngs: list, clients: int, seconds: 
                     errors[slot].append(f"{name}: {error!r}")
                 latencies[slot].append((kind, time.perf_counter() - start))
 
-    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed = run_clients(client, clients)
     flat = [x for per_client in latencies for x in per_client]
     all_errors = [e for per_client in errors for e in per_client]
     by_kind = {kind: percentiles_ms([t for k, t in flat if k == kind]) for kind in ("photo", "large") if any(k == kind for k, _ in flat)}
