@@ -25,15 +25,38 @@ def test_only_efficientnet_lite_gives_feature_maps():
         build_backbone("torchvision:resnet18", feature_maps=True)
 
 
-def test_last_conv_tunes_the_pretrained_convolution_ten_times_slower(tmp_path):
+@pytest.mark.parametrize("tuned_blocks", [0, 2])
+def test_last_conv_tunes_the_pretrained_layers_ten_times_slower(tmp_path, tuned_blocks):
     from simtune.apps.images.run.train import ImagesTrainable
 
-    trainable = ImagesTrainable(TrainSettings(), num_train_classes=4, steps_per_epoch=3, cache_dir=tmp_path)
+    settings = TrainSettings(tuned_blocks=tuned_blocks)
+    trainable = ImagesTrainable(settings, num_train_classes=4, steps_per_epoch=3, cache_dir=tmp_path)
+    head = trainable.model.head
+    assert head.tuned_blocks == tuned_blocks == trainable.model.encoders["lite0"].tuned_blocks
     optimizer = trainable.configure_optimizers()["optimizer"]
-    conv = {id(p) for p in trainable.model.head.conv.parameters()}
+    pretrained = {id(p) for p in [*head.conv.parameters(), *head.blocks.parameters()]}
     by_rate = {group["max_lr"]: {id(p) for p in group["params"]} for group in optimizer.param_groups}
-    assert by_rate[1e-3] == conv
-    assert id(trainable.model.head.residual.fc.weight) in by_rate[1e-2]
+    assert by_rate[1e-3] == pretrained and len(pretrained) > 2 * tuned_blocks
+    assert id(head.residual.fc.weight) in by_rate[1e-2]
+
+
+def test_tuned_blocks_belong_to_the_last_conv_head_and_the_variant_bounds_them():
+    with pytest.raises(ValueError, match="tunes backbone blocks inside the 'last-conv' head, not 'skip'"):
+        TrainSettings(head="skip", tuned_blocks=1)
+    with pytest.raises(ValueError, match="tuned_blocks=9"):
+        TrainSettings(tuned_blocks=9)
+
+
+def test_settings_saved_before_blocks_could_be_tuned_load_as_untuned(tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from simtune.apps.images.run.train import SETTINGS_FILE, load_settings
+
+    saved = asdict(TrainSettings(tuned_blocks=1))
+    del saved["tuned_blocks"]
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(saved))
+    assert load_settings(tmp_path).tuned_blocks == 0
 
 
 def test_patience_must_be_positive_and_mirror_adds_the_mirror_view():

@@ -15,13 +15,16 @@ def encoder_name(backbone: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", backbone)
 
 
-def build_backbone(backbone: str, feature_maps: bool = False) -> Encoder:
+def build_backbone(backbone: str, feature_maps: bool = False, tuned_blocks: int = 0) -> Encoder:
     """A frozen, pretrained encoder; torchvision weights come from the local torch hub cache, never the network.
 
-    ``feature_maps``: an EfficientNet-Lite stops before its final convolution (for the ``last-conv`` head).
+    ``feature_maps``: an EfficientNet-Lite stops before its final convolution (for the ``last-conv`` head),
+    and ``tuned_blocks`` blocks earlier still when that head tunes them.
     """
     if backbone in VARIANTS:
-        return EfficientNetLiteEncoder(backbone, output="blocks" if feature_maps else "pooled")
+        if feature_maps:
+            return EfficientNetLiteEncoder(backbone, output="blocks", tuned_blocks=tuned_blocks)
+        return EfficientNetLiteEncoder(backbone, output="pooled")
     if feature_maps:
         raise ValueError(f"only EfficientNet-Lite backbones ({', '.join(sorted(VARIANTS))}) give feature maps, not {backbone!r}")
     if backbone.startswith(TORCHVISION_PREFIX) and len(backbone) > len(TORCHVISION_PREFIX):
@@ -32,11 +35,11 @@ def build_backbone(backbone: str, feature_maps: bool = False) -> Encoder:
     )
 
 
-def build_backbones(backbones: list[str], feature_maps: bool = False) -> dict[str, Encoder]:
+def build_backbones(backbones: list[str], feature_maps: bool = False, tuned_blocks: int = 0) -> dict[str, Encoder]:
     """One encoder per distinct name; the model concatenates their embeddings (in sorted-name order)."""
     if not backbones:
         raise ValueError("name at least one backbone")
     names = [encoder_name(b) for b in backbones]
     if len(set(names)) != len(names):
         raise ValueError(f"backbones must be distinct, got {backbones}")
-    return {name: build_backbone(backbone, feature_maps) for name, backbone in zip(names, backbones)}
+    return {name: build_backbone(backbone, feature_maps, tuned_blocks) for name, backbone in zip(names, backbones)}

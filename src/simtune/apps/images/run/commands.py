@@ -26,11 +26,11 @@ def _clean_errors(preset: Preset) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _settings(backbone, head, loss, epochs, patience, learning_rate, classes_per_batch, samples_per_class, mirror, seed, workers):
+def _settings(backbone, head, tuned_blocks, loss, epochs, patience, learning_rate, classes_per_batch, samples_per_class, mirror, seed, workers):
     from simtune.apps.images.run.train import TrainSettings
 
     return TrainSettings(
-        backbones=list(backbone), head=head, loss=loss, epochs=epochs, patience=patience, learning_rate=learning_rate,
+        backbones=list(backbone), head=head, tuned_blocks=tuned_blocks, loss=loss, epochs=epochs, patience=patience, learning_rate=learning_rate,
         classes_per_batch=classes_per_batch, samples_per_class=samples_per_class, mirror=mirror, seed=seed,
         workers=workers,
     )
@@ -104,6 +104,9 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
             help="last-conv (fine-tune EfficientNet-Lite's final convolution; one lite backbone) | skip | linear | mlp "
             "(on pooled features). Output L2-normalised.",
         ),
+        tuned_blocks: int = typer.Option(
+            0, min=0, help="last-conv only: also tune the backbone's last N blocks (deeper and slower; cached below them).",
+        ),
         loss: str = typer.Option("multi-similarity", help="multi-similarity | triplet | proxy-anchor."),
         epochs: int = epochs_option,
         patience: int = patience_option,
@@ -118,7 +121,7 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
     ) -> None:
         """Train a head on frozen backbones over the training classes, stopping on the validation classes."""
         with _clean_errors(preset):
-            settings = _settings(backbone, head, loss, epochs, patience, learning_rate, classes_per_batch, samples_per_class, mirror, seed, workers)
+            settings = _settings(backbone, head, tuned_blocks, loss, epochs, patience, learning_rate, classes_per_batch, samples_per_class, mirror, seed, workers)
             dataset, split = _prepare(data, run, split_seed, crop, workers, preset)
             _train(run, dataset, split, settings)
 
@@ -149,10 +152,11 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
         from simtune.apps.images.service.indexing import serve_hint
 
         defaults = TrainSettings()
-        head = defaults.head if supports_last_conv(list(backbone)) else "skip"
+        last_conv = supports_last_conv(list(backbone))
+        head, tuned_blocks = (defaults.head, defaults.tuned_blocks) if last_conv else ("skip", 0)
         with _clean_errors(preset):
             settings = _settings(
-                backbone, head, defaults.loss, epochs, patience, None, defaults.classes_per_batch,
+                backbone, head, tuned_blocks, defaults.loss, epochs, patience, None, defaults.classes_per_batch,
                 defaults.samples_per_class, defaults.mirror, defaults.seed, workers,
             )
             with _stage("prepare"):

@@ -60,7 +60,8 @@ def base_embeddings(model: SimilarityModel, backbone_outputs: Tensor) -> Tensor:
     head = model.head
     if not isinstance(head, EfficientNetLiteTopHead):
         return backbone_outputs
-    return head_outputs(EfficientNetLiteTopHead(head.input_embedding_size, head.variant), backbone_outputs)
+    pretrained = EfficientNetLiteTopHead(head.input_embedding_size, head.variant, tuned_blocks=head.tuned_blocks)
+    return head_outputs(pretrained, backbone_outputs)
 
 
 def unseen_curves(model: SimilarityModel, snapshots: Path, backbone_outputs: Tensor, groups: Tensor) -> dict[str, list]:

@@ -37,7 +37,7 @@ from simtune.apps.images.run.validation import MONITOR, ValidationRetrieval, hea
 from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader
 from simtune.losses import GroupLoss, MultiSimilarityLoss, ProxyAnchorLoss, TripletLoss
 from simtune.models.encoders import Encoder
-from simtune.models.encoders.efficientnet_lite import VARIANTS
+from simtune.models.encoders.efficientnet_lite import VARIANTS, tuned_block_keys
 from simtune.models.heads import (
     EfficientNetLiteTopHead,
     EncoderHead,
@@ -53,17 +53,18 @@ SELECTION = "selection"  # the history entry saying which epoch was kept and why
 
 LAST_CONV = "last-conv"
 PRETRAINED_LR_FACTOR = 0.1
-# head -> (builder(input size, backbones), default learning rate)
-HEADS: dict[str, tuple[Callable[[int, list[str]], EncoderHead], float]] = {
+# head -> (builder(input size, settings), default learning rate)
+HEADS: dict[str, tuple[Callable[[int, "TrainSettings"], EncoderHead], float]] = {
     LAST_CONV: (
-        lambda size, backbones: EfficientNetLiteTopHead(
-            size, backbones[0], pooling="gem", residual=True, normalize=True
+        lambda size, settings: EfficientNetLiteTopHead(
+            size, settings.backbones[0], pooling="gem", residual=True, normalize=True,
+            tuned_blocks=settings.tuned_blocks,
         ),
         1e-2,
     ),
-    "skip": (lambda size, backbones: SkipConnectionHead(size, normalize=True), 1e-2),
-    "linear": (lambda size, backbones: LinearHead(size, normalize=True), 1e-3),
-    "mlp": (lambda size, backbones: StackedProjectionHead(size, [2 * size, size], normalize=True), 1e-3),
+    "skip": (lambda size, settings: SkipConnectionHead(size, normalize=True), 1e-2),
+    "linear": (lambda size, settings: LinearHead(size, normalize=True), 1e-3),
+    "mlp": (lambda size, settings: StackedProjectionHead(size, [2 * size, size], normalize=True), 1e-3),
 }
 # Proxy losses own one proxy per training class; validation and unseen classes are scored by retrieval
 # alone, so any loss works with the validation protocol.
@@ -80,6 +81,7 @@ class TrainSettings:
 
     backbones: list[str] = field(default_factory=lambda: ["lite0"])
     head: str = LAST_CONV
+    tuned_blocks: int = 0  # last-conv only: also tune the backbone's last N blocks (cached below them)
     loss: str = "multi-similarity"
     epochs: int = 15  # at most: training stops earlier when validation R-Precision stalls for `patience` epochs
     patience: int = 3
@@ -99,6 +101,10 @@ class TrainSettings:
                 f"head {LAST_CONV!r} fine-tunes the last convolution of exactly one EfficientNet-Lite backbone "
                 f"({', '.join(sorted(VARIANTS))}), not {self.backbones}; choose another head (e.g. skip)"
             )
+        if self.tuned_blocks and self.head != LAST_CONV:
+            raise ValueError(f"tuned_blocks={self.tuned_blocks} tunes backbone blocks inside the {LAST_CONV!r} head, not {self.head!r}")
+        if self.tuned_blocks:
+            tuned_block_keys(self.backbones[0], self.tuned_blocks)  # says how many blocks the variant allows
         if self.learning_rate is None:
             self.learning_rate = HEADS[self.head][1]
         if self.loss not in LOSSES:
@@ -125,11 +131,12 @@ class ImagesTrainable(TrainableModel):
         super().__init__()
 
     def configure_encoders(self) -> dict[str, Encoder]:
-        return build_backbones(self.settings.backbones, feature_maps=self.settings.head == LAST_CONV)
+        feature_maps = self.settings.head == LAST_CONV
+        return build_backbones(self.settings.backbones, feature_maps=feature_maps, tuned_blocks=self.settings.tuned_blocks)
 
     def configure_head(self, input_embedding_size: int) -> EncoderHead:
         build, _ = HEADS[self.settings.head]
-        return build(input_embedding_size, self.settings.backbones)
+        return build(input_embedding_size, self.settings)
 
     def configure_loss(self) -> GroupLoss:
         build = LOSSES[self.settings.loss]
@@ -179,7 +186,9 @@ def load_settings(run_dir: Path) -> TrainSettings:
     path = run_dir / SETTINGS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: train the run first (`simtune images train --data PATH --run {run_dir}`)")
-    return TrainSettings(**json.loads(path.read_text()))
+    saved = json.loads(path.read_text())
+    saved.setdefault("tuned_blocks", 0)  # written before blocks could be tuned
+    return TrainSettings(**saved)
 
 
 def is_trained(run_dir: Path, settings: TrainSettings) -> bool:
