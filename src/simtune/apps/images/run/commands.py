@@ -26,14 +26,10 @@ def _clean_errors(preset: Preset) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _settings(backbone, head, tuned_blocks, loss, epochs, patience, learning_rate, classes_per_batch, samples_per_class, mirror, seed, workers):
+def _settings(backbone: list[str], **fields: Any):
     from simtune.apps.images.run.train import TrainSettings
 
-    return TrainSettings(
-        backbones=list(backbone), head=head, tuned_blocks=tuned_blocks, loss=loss, epochs=epochs, patience=patience, learning_rate=learning_rate,
-        classes_per_batch=classes_per_batch, samples_per_class=samples_per_class, mirror=mirror, seed=seed,
-        workers=workers,
-    )
+    return TrainSettings(backbones=list(backbone), **fields)
 
 
 def _prepare(data: Path, run: Path, split_seed: int, crop: bool, workers: int, preset: Preset):
@@ -113,6 +109,10 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
         learning_rate: Optional[float] = typer.Option(None, min=0.0, help="Peak learning rate [default: the head's]."),
         classes_per_batch: int = typer.Option(64, min=2, help="Classes per batch (at most the training classes there are)."),
         samples_per_class: int = typer.Option(8, min=2),
+        min_batches_per_epoch: int = typer.Option(
+            0, min=0,
+            help="Fewest batches per epoch (an epoch otherwise draws each image about once); small collections need it.",
+        ),
         mirror: bool = typer.Option(False, help="Also train on horizontally mirrored images (encodes every image twice)."),
         seed: int = typer.Option(0, help="Training seed (batches, initialisation)."),
         split_seed: int = typer.Option(42, help="Seed of the class split; 42 is the tutorial's split."),
@@ -121,7 +121,11 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
     ) -> None:
         """Train a head on frozen backbones over the training classes, stopping on the validation classes."""
         with _clean_errors(preset):
-            settings = _settings(backbone, head, tuned_blocks, loss, epochs, patience, learning_rate, classes_per_batch, samples_per_class, mirror, seed, workers)
+            settings = _settings(
+                backbone, head=head, tuned_blocks=tuned_blocks, loss=loss, epochs=epochs, patience=patience,
+                learning_rate=learning_rate, classes_per_batch=classes_per_batch, samples_per_class=samples_per_class,
+                min_batches_per_epoch=min_batches_per_epoch, mirror=mirror, seed=seed, workers=workers,
+            )
             dataset, split = _prepare(data, run, split_seed, crop, workers, preset)
             _train(run, dataset, split, settings)
 
@@ -155,10 +159,7 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
         last_conv = supports_last_conv(list(backbone))
         head, tuned_blocks = (defaults.head, defaults.tuned_blocks) if last_conv else ("skip", 0)
         with _clean_errors(preset):
-            settings = _settings(
-                backbone, head, tuned_blocks, defaults.loss, epochs, patience, None, defaults.classes_per_batch,
-                defaults.samples_per_class, defaults.mirror, defaults.seed, workers,
-            )
+            settings = _settings(backbone, head=head, tuned_blocks=tuned_blocks, epochs=epochs, patience=patience, workers=workers)
             with _stage("prepare"):
                 dataset, split = _prepare(data, run, 42, False, workers, preset)
             with _stage("train (encodes every image once, then trains the head from the cache)"):

@@ -74,6 +74,9 @@ LOSSES: dict[str, Callable[[int, int], GroupLoss]] = {
     "proxy-anchor": lambda size, classes: ProxyAnchorLoss(classes, size),
 }
 
+# What runs saved before these settings existed trained with.
+BEFORE_THESE_SETTINGS = {"tuned_blocks": 0, "min_batches_per_epoch": 0}
+
 
 @dataclass
 class TrainSettings:
@@ -89,6 +92,7 @@ class TrainSettings:
     weight_decay: float = 1e-4
     classes_per_batch: int = 64
     samples_per_class: int = 8
+    min_batches_per_epoch: int = 0
     mirror: bool = False
     seed: int = 0
     workers: int = 2
@@ -111,6 +115,8 @@ class TrainSettings:
             raise ValueError(f"unknown loss {self.loss!r}; expected one of {sorted(LOSSES)}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.min_batches_per_epoch < 0:
+            raise ValueError(f"min_batches_per_epoch must be >= 0, got {self.min_batches_per_epoch}")
         if self.patience < 1:
             raise ValueError(f"patience must be >= 1, got {self.patience}")
 
@@ -186,9 +192,7 @@ def load_settings(run_dir: Path) -> TrainSettings:
     path = run_dir / SETTINGS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: train the run first (`simtune images train --data PATH --run {run_dir}`)")
-    saved = json.loads(path.read_text())
-    saved.setdefault("tuned_blocks", 0)  # written before blocks could be tuned
-    return TrainSettings(**saved)
+    return TrainSettings(**(BEFORE_THESE_SETTINGS | json.loads(path.read_text())))
 
 
 def is_trained(run_dir: Path, settings: TrainSettings) -> bool:
@@ -207,6 +211,18 @@ def batch_classes(groups: list[int], classes_per_batch: int) -> int:
             "least 2 such classes (each batch needs positives and negatives): add images, or try another --split-seed"
         )
     return min(classes_per_batch, usable)
+
+
+def training_batches(groups: list[int], settings: TrainSettings) -> ClassBalancedBatchSampler:
+    """P x K batches; an epoch draws each image about once, but never fewer than ``min_batches_per_epoch``
+    batches, so a small collection still gets enough steps between validations."""
+    classes = batch_classes(groups, settings.classes_per_batch)
+    sampler = ClassBalancedBatchSampler(groups, classes, settings.samples_per_class, seed=settings.seed)
+    if len(sampler) >= settings.min_batches_per_epoch:
+        return sampler
+    return ClassBalancedBatchSampler(
+        groups, classes, settings.samples_per_class, batches_per_epoch=settings.min_batches_per_epoch, seed=settings.seed
+    )
 
 
 def run_features(run_dir: Path, encoders: dict[str, Encoder], dataset: ImageDataset, settings: TrainSettings) -> BackboneFeatures:
@@ -251,9 +267,7 @@ def train_run(
     pl.seed_everything(settings.seed, verbose=False)
     class_map = {c: i for i, c in enumerate(split.train_classes)}
     train = ImageSamples(dataset.subset(TRAIN), views=settings.views, class_map=class_map)
-    sampler = ClassBalancedBatchSampler(
-        train.groups, batch_classes(train.groups, settings.classes_per_batch), settings.samples_per_class, seed=settings.seed
-    )
+    sampler = training_batches(train.groups, settings)
     train_loader = GroupSimilarityDataLoader(train, batch_sampler=sampler)
     trainable = ImagesTrainable(settings, len(class_map), len(sampler), run_dir / CACHE_DIR)
     features = features or run_features(run_dir, dict(trainable.model.encoders.items()), dataset, settings)
