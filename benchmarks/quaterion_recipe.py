@@ -7,12 +7,14 @@ with the textbook batch-hard loss and with Quaterion's (``scale="mean_negative"`
 scored once on the 98 unseen classes (exact leave-one-out R-Precision, cosine), beside the frozen
 features themselves (base). Nothing is chosen by looking at the unseen classes.
 
-Features come from the cars app's cache: pass ``--cache`` the demo's Lite0 feature-map cache
-(``runs/cars/cache``, only read) and nothing is encoded; otherwise the 16,185 photos are encoded once
-(minutes) into ``<run>/cache``. The unseen features are loaded once the first head is trained, and the
-JSON is rewritten after every form. The pooled features are the pretrained network's last
-convolution + batch norm + ReLU6 + average pool over those maps (``EfficientNetLiteTopHead`` at its
-pretrained initialisation), as ``simtune cars evaluate`` computes its base row.
+Features come from the images app's cache, read through simtune's public cache API: pass ``--cache``
+the demo run's cache folder (e.g. ``runs/cars/cache``, only read, through ``simtune.train.load_encoded``)
+and nothing is encoded; otherwise the 16,185 photos are encoded once (minutes) into ``<run>/cache`` by
+``encode_or_load``. Either way the entry is the app's: the Lite0 feature maps of every image
+(``images_original``), from which the training-half and unseen rows are taken. The JSON is rewritten
+after every form. The pooled features are the pretrained network's last convolution + batch norm +
+ReLU6 + average pool over those maps (``EfficientNetLiteTopHead`` at its pretrained initialisation), as
+``simtune cars evaluate`` computes its base row.
 
     python benchmarks/quaterion_recipe.py --data ../shared/datasets/stanford-cars-crop224 --cache runs/cars/cache
 """
@@ -32,19 +34,18 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 import simtune
-from simtune.apps.cars.atomic import write_json_atomic
-from simtune.apps.cars.backbones import build_backbones
-from simtune.apps.cars.dataset import TRAIN, UNSEEN, prepare_dataset
-from simtune.apps.cars.samples import CarSamples
+from simtune.apps.cars.preset import CARS
+from simtune.apps.images.data.dataset import TRAIN, UNSEEN, VALIDATION, ImageRecord, prepare_dataset
+from simtune.apps.images.data.samples import ORIGINAL, ImageSamples
+from simtune.apps.images.run.backbones import build_backbones
+from simtune.apps.images.run.features import STORE_PREFIX
+from simtune.atomic import write_json
 from simtune.data import GroupSimilarityDataLoader, SimilarityGroupSample
 from simtune.eval import Evaluator, GroupSampler, MeanAveragePrecisionAtR, PrecisionAtK, RetrievalRPrecision
 from simtune.losses import TripletLoss
 from simtune.models.encoders.base import Encoder
 from simtune.models.heads import EfficientNetLiteTopHead, SkipConnectionHead
-from simtune.train import CacheConfig, TrainableModel
-from simtune.train.cache.encoder_cache import EncoderCache
-from simtune.train.cache.fingerprint import cache_fingerprint
-from simtune.train.cache.storage import load_cache
+from simtune.train import CacheConfig, TrainableModel, encode_or_load, load_encoded
 
 RESULTS = Path(__file__).parent / "results"
 METRICS = [RetrievalRPrecision(), MeanAveragePrecisionAtR(), PrecisionAtK(1)]
@@ -99,25 +100,25 @@ class Recipe(TrainableModel):
         return torch.optim.Adam(self.model.parameters(), self._lr)
 
 
-def feature_maps(samples: CarSamples, split: str, run: Path, reuse: Path | None, wait: float, workers: int) -> Tensor:
-    """Lite0 7x7x320 maps from ``reuse`` (read only; another process may still be filling it, so it is
-    polled for ``wait`` seconds), else from ``<run>/cache`` (encoded and saved there when missing)."""
+def feature_maps(records: list[ImageRecord], run: Path, reuse: Path | None, wait: float, workers: int) -> Tensor:
+    """Lite0 7x7x320 maps of every image, as the images app caches them: from ``reuse`` (read only; the
+    demo may still be filling it, so it is polled for ``wait`` seconds), else from ``<run>/cache``
+    (encoded and saved there when missing)."""
     encoders = build_backbones(["lite0"], feature_maps=True)
+    samples = ImageSamples(records, views=(ORIGINAL,))
+    name = STORE_PREFIX + ORIGINAL
     if reuse is not None:
-        fingerprint = cache_fingerprint(encoders, samples, 1, "float32")
         deadline = time.monotonic() + wait
         while True:
-            cached = load_cache(reuse, split, fingerprint, len(samples))
+            cached = load_encoded(encoders, samples, reuse, name=name, device="cpu")
             if cached is not None:
                 return cached.embeddings["lite0"][0]
             if time.monotonic() >= deadline:
                 break
             time.sleep(30)
-        print(f"no {split} cache in {reuse} for these images; encoding them into {run / 'cache'}", flush=True)
+        print(f"no cache in {reuse} for these images; encoding them into {run / 'cache'}", flush=True)
     config = CacheConfig(cache_type="cpu", save_dir=run / "cache", batch_size=16, num_workers=workers)
-    cache = EncoderCache(config, encoders, {split: samples})
-    cache.prepare(torch.device("cpu"))
-    return cache.get(split).embeddings["lite0"][0]
+    return encode_or_load(encoders, samples, config, name=name, device="cpu").embeddings["lite0"][0]
 
 
 @torch.inference_mode()
@@ -163,28 +164,27 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS / "quaterion_recipe.json")
     args = parser.parse_args()
     run = Path(args.run)
-    dataset, split = prepare_dataset(args.data, run, workers=args.workers)
-    class_map = {c: i for i, c in enumerate(split.train_classes)}
-    samples = {
-        "train": CarSamples(dataset.subset(TRAIN), class_map=class_map),  # as the demo caches them
-        "val": CarSamples(dataset.subset(UNSEEN)),
+    dataset, split = prepare_dataset(args.data, run, workers=args.workers, preset=CARS)
+    training_half = dataset.subset(TRAIN, VALIDATION)  # the tutorial's 98 classes: no validation, no selection
+    class_map = {c: i for i, c in enumerate(sorted(split.train_classes + split.validation_classes))}
+    subsets = {"train": training_half, "val": dataset.subset(UNSEEN)}
+    groups = {
+        "train": [class_map[r.class_index] for r in training_half],
+        "val": [r.class_index for r in subsets["val"]],
     }
-    groups = {split_name: split_samples.groups for split_name, split_samples in samples.items()}
     start = time.perf_counter()
-    train_features = pooled(feature_maps(samples["train"], "train", run, args.cache, args.wait, args.workers))
+    maps = feature_maps(dataset.records, run, args.cache, args.wait, args.workers)
+    train_features, unseen = (pooled(maps[[r.id for r in records]]) for records in subsets.values())
+    del maps
     feature_seconds = time.perf_counter() - start
-    unseen: Tensor | None = None
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"base": score(unseen, groups["val"])}
     seconds: dict[str, float] = {}
     for name in args.losses:
         model, seconds[name] = train(train_features, groups["train"], FORMS[name], args.epochs, args.seed, run / "trainer")
-        if unseen is None:  # loaded once the first head is trained; nothing is chosen on it
-            unseen = pooled(feature_maps(samples["val"], "val", run, args.cache, args.wait, args.workers))
-            results["base"] = score(unseen, groups["val"])
         with torch.no_grad():
             results[name] = score(model.head(unseen), groups["val"])
         print(f"{name}: unseen R-Precision {results[name]['r_precision']:.4f} ({seconds[name]:.0f} s)", flush=True)
-        write_json_atomic(args.output, report(args, groups, results, seconds, feature_seconds))  # after every form
+        write_json(args.output, report(args, groups, results, seconds, feature_seconds))  # after every form
     shutil.rmtree(run / "trainer", ignore_errors=True)
     print(f"base {results['base']['r_precision']:.4f}; written to {args.output}")
 

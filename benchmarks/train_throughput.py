@@ -34,9 +34,7 @@ from simtune.data import GroupSimilarityDataLoader, SimilarityGroupSample
 from simtune.losses.triplet_loss import TripletLoss
 from simtune.models.encoders import EfficientNetLiteEncoder, Encoder
 from simtune.models.heads import SkipConnectionHead
-from simtune.train import CacheConfig, TrainableModel, fit
-from simtune.train.cache.fill import fill_cache
-from simtune.train.cache.fingerprint import cache_fingerprint
+from simtune.train import CacheConfig, TrainableModel, encode_or_load, fit
 
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "stanford-cars-crop224"
@@ -61,11 +59,10 @@ def bare_loop(encoder: Encoder, samples: list[SimilarityGroupSample], batch_size
 
 
 def cache_fill(encoder: Encoder, samples: list[SimilarityGroupSample], batch_size: int, workers: int) -> float:
+    """Items per second through the public ``encode_or_load`` with nothing saved (its fingerprint included)."""
     config = CacheConfig(batch_size=batch_size, num_workers=workers)
-    fingerprint = cache_fingerprint({"default": encoder}, samples, config.views, config.dtype)
     start = time.perf_counter()
-    cpu = torch.device("cpu")
-    fill_cache(samples, {"default": encoder}, config, cpu, cpu, fingerprint)
+    encode_or_load(encoder, samples, config, device="cpu", progress=False)
     return len(samples) / (time.perf_counter() - start)
 
 
@@ -171,9 +168,7 @@ def main() -> None:
     uncached = uncached_part * EPOCH_ITEMS / len(uncached_samples)
 
     train_count = len(cars_samples(args.data, split="train"))
-    half = CacheConfig(dtype="float16")
-    cpu = torch.device("cpu")
-    half_cache = fill_cache(ids, {"default": StoredFeatures()}, half, cpu, cpu, {})
+    half_cache = encode_or_load(StoredFeatures(), ids, CacheConfig(dtype="float16"), device="cpu", progress=False)
     per_item = {  # bytes per item of the tensors a fill really holds: embeddings + targets
         "float32": cached_model.encoder_cache.get("train").nbytes() / EPOCH_ITEMS,
         "float16": half_cache.nbytes() / EPOCH_ITEMS,

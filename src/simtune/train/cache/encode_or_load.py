@@ -2,6 +2,7 @@
 
 The one entry point to the feature cache: ``fit`` (through ``CacheConfig``), evaluation and indexing
 all call it, so the same items encoded by the same encoders are encoded once, whoever asks first.
+``load_encoded`` is its read half alone (``store_encoded`` hands in outputs computed elsewhere).
 """
 
 from __future__ import annotations
@@ -48,9 +49,28 @@ def encode_or_load(
     Returns ``CachedEmbeddings``; row ``i`` belongs to item ``i`` and ``.features()`` concatenates the
     encoders' outputs as ``SimilarityModel.encoder_outputs`` does.
     """
-    config = cache if isinstance(cache, CacheConfig) else CacheConfig(save_dir=cache)
+    config = as_cache_config(cache)
     target = torch.device(device) if device is not None else _default_device()
     return load_or_fill(as_encoder_dict(encoders), dataset, config, name, target, progress=progress)
+
+
+def load_encoded(
+    encoders: Any,
+    dataset: Dataset | Sequence[Any],
+    cache: str | Path | CacheConfig,
+    *,
+    name: str = "features",
+    device: str | torch.device | None = None,
+) -> CachedEmbeddings | None:
+    """What ``encode_or_load`` would read from ``cache`` for these encoders and items, or None when it
+    holds no such entry; never encodes and never writes (e.g. reading another run's cache folder)."""
+    config = as_cache_config(cache, needs_folder="load_encoded")
+    check_name(name)
+    target = torch.device(device) if device is not None else _default_device()
+    encoders = as_encoder_dict(encoders)
+    fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
+    found = load_cache(config.save_dir, name, fingerprint, len(dataset))
+    return None if found is None else found.embeddings_to(config.storage_device(target))
 
 
 def load_or_fill(
@@ -64,8 +84,7 @@ def load_or_fill(
 ) -> CachedEmbeddings:
     """``encode_or_load`` on resolved arguments; ``save=False`` for processes that must not write
     (all but one under DDP), which still read a saved entry."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"cache name {name!r} must be letters, digits, '_' or '.'")
+    check_name(name)
     storage = config.storage_device(device)
     fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
     found = None
@@ -82,6 +101,20 @@ def load_or_fill(
         if config.save_dir is not None and save:
             save_cache(config.save_dir, name, found)
     return found.embeddings_to(storage)
+
+
+def check_name(name: str) -> None:
+    """Names become folder names; nothing that could leave the cache folder."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"cache name {name!r} must be letters, digits, '_' or '.'")
+
+
+def as_cache_config(cache: str | Path | CacheConfig | None, needs_folder: str | None = None) -> CacheConfig:
+    """A folder or a ``CacheConfig`` -> ``CacheConfig``; ``needs_folder`` names the caller that cannot work in memory."""
+    config = cache if isinstance(cache, CacheConfig) else CacheConfig(save_dir=cache)
+    if needs_folder and config.save_dir is None:
+        raise ValueError(f"{needs_folder} needs a cache folder: pass a folder or a CacheConfig with save_dir, got {cache!r}")
+    return config
 
 
 def as_encoder_dict(encoders: Any) -> dict[str, Encoder]:

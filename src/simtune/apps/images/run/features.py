@@ -5,8 +5,8 @@ depend on how the classes are split. So a run encodes *all* its images once into
 through :func:`simtune.train.encode_or_load` (``images_original``, and ``images_mirror`` when training
 uses mirror images); training, validation, evaluation and indexing then take their rows from there, and
 runs with other split seeds (or on a subset of the same images) can reuse one cache. Training reads its
-batches through simtune's encoder cache: ``write_split_cache`` hands it the training rows as a ready
-cache, so ``fit`` encodes nothing.
+batches through simtune's encoder cache: ``write_split_cache`` hands it the training rows through
+:func:`simtune.train.store_encoded`, so ``fit`` encodes nothing.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from torch import Tensor
 from simtune.apps.images.data.dataset import ImageRecord
 from simtune.apps.images.data.samples import ORIGINAL, ImageSamples
 from simtune.models.encoders import Encoder
-from simtune.train import CacheConfig, encode_or_load
-from simtune.train.cache.fingerprint import cache_fingerprint
-from simtune.train.cache.storage import CachedEmbeddings, save_cache
+from simtune.train import CacheConfig, encode_or_load, store_encoded
 
 STORE_PREFIX = "images_"
 
@@ -67,18 +65,12 @@ class BackboneFeatures:
         rows = self._row_indices(records)
         return torch.cat([self._tables[view][name][rows].float() for name in self.encoders], dim=1)
 
-    def split_cache(self, samples: ImageSamples, fingerprint: dict[str, str]) -> CachedEmbeddings:
-        """The cache ``fit`` would fill for ``samples``, gathered from the rows held here."""
-        embeddings = {
-            name: torch.cat([
-                self._tables[view][name][self._row_indices(samples.records)] for view in samples.views
-            ]).unsqueeze(0)
-            for name in self.encoders
-        }
-        return CachedEmbeddings("group", embeddings, {"groups": torch.tensor(samples.groups)}, fingerprint)
+    def split_outputs(self, samples: ImageSamples) -> dict[str, Tensor]:
+        """Each encoder's outputs for ``samples`` (all records per view, in turn), gathered from the rows held here."""
+        rows = self._row_indices(samples.records)
+        return {name: torch.cat([self._tables[view][name][rows] for view in samples.views]) for name in self.encoders}
 
     def write_split_cache(self, split: str, samples: ImageSamples, cache_dir: str | Path) -> None:
-        """Save ``samples``' cache where ``fit`` looks for its ``split`` (same fingerprint), so it loads, not encodes."""
+        """Store ``samples``' outputs where ``fit`` looks for them (its cache folder and settings), so it loads, not encodes."""
         config = cache_config(Path(cache_dir), self.config.num_workers)
-        fingerprint = cache_fingerprint(self.encoders, samples, config.views, config.dtype)
-        save_cache(Path(cache_dir), split, self.split_cache(samples, fingerprint))
+        store_encoded(self.encoders, samples, self.split_outputs(samples), config, name=split)

@@ -16,6 +16,7 @@ from PIL import Image  # noqa: E402
 
 from simtune.apps.images.data.dataset import ImageRecord  # noqa: E402
 from simtune.atomic import write_bytes  # noqa: E402
+from simtune.image_modes import to_rgb  # noqa: E402
 
 CORRECT, WRONG = "#1a9850", "#d73027"
 
@@ -89,7 +90,7 @@ def retrieval_grid(
         ]
         for axis, (record, label, colour) in zip(axes[row], cells):
             with Image.open(record.path) as image:
-                axis.imshow(image.convert("RGB").resize((thumb, thumb)))
+                axis.imshow(to_rgb(image).resize((thumb, thumb)))
             axis.set_xticks([])
             axis.set_yticks([])
             for spine in axis.spines.values():

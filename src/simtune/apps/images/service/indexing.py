@@ -25,8 +25,6 @@ from simtune.search.qdrant_server_index import client_for
 INDEX_DIR_NAME = "index"
 DEFAULT_COLLECTION = "images"
 MODEL_DIR_NAME = "model"
-# split: the data set's own split (train/test); subset: what the run did with the class (train/validation/unseen).
-COMMON_FIELDS = {"class_name": "keyword", "split": "keyword", "subset": "keyword"}
 
 
 @dataclass(frozen=True)
@@ -55,8 +53,9 @@ class IndexLocation:
 
 
 def index_schema(model: Embedder, metadata_fields: dict[str, str], data_root: str | None = None) -> IndexSchema:
-    """The class name, split and subset, then the dataset's metadata fields, all filterable; ``data_root``
-    is the folder the server may serve indexed images from."""
+    """The class name, split (the data set's own, e.g. train/test) and subset (what the run did with the
+    class: train/validation/unseen), then the dataset's metadata fields, all filterable; ``data_root`` is
+    the folder the server may serve indexed images from."""
     return IndexSchema(
         model.fingerprint(), model.embedding_size, "cosine",
         {"class_name": "keyword", **metadata_fields, "split": "keyword", "subset": "keyword"}, data_root,
