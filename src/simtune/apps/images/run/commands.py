@@ -87,7 +87,7 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
     data_option = typer.Option(..., "--data", help=f"Folder of labelled {preset.noun} photos: {layouts}.")
     run_option = typer.Option(..., "--run", help="Run folder (created): split, caches, model, metrics and report go here.")
     backbone_option = typer.Option(["lite0"], "--backbone", help=_BACKBONE_HELP)
-    epochs_option = typer.Option(15, min=1, help="Most epochs; training stops earlier once validation R-Precision stalls.")
+    epochs_option = typer.Option(10, min=1, help="Most epochs; training stops earlier once validation R-Precision stalls.")
     patience_option = typer.Option(3, min=1, help="Epochs without a better validation R-Precision before stopping.")
 
     @app.command("train")
@@ -100,8 +100,9 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
             help="last-conv (fine-tune EfficientNet-Lite's final convolution; one lite backbone) | skip | linear | mlp "
             "(on pooled features). Output L2-normalised.",
         ),
-        tuned_blocks: int = typer.Option(
-            0, min=0, help="last-conv only: also tune the backbone's last N blocks (deeper and slower; cached below them).",
+        tuned_blocks: Optional[int] = typer.Option(
+            None, min=0, show_default=False,
+            help="last-conv only: also tune the backbone's last N blocks, cached below them [default: 2; 0 for other heads].",
         ),
         loss: str = typer.Option("multi-similarity", help="multi-similarity | triplet | proxy-anchor."),
         epochs: int = epochs_option,
@@ -110,10 +111,15 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
         classes_per_batch: int = typer.Option(64, min=2, help="Classes per batch (at most the training classes there are)."),
         samples_per_class: int = typer.Option(8, min=2),
         min_batches_per_epoch: int = typer.Option(
-            0, min=0,
+            12, min=0,
             help="Fewest batches per epoch (an epoch otherwise draws each image about once); small collections need it.",
         ),
         mirror: bool = typer.Option(False, help="Also train on horizontally mirrored images (encodes every image twice)."),
+        flip_average: Optional[bool] = typer.Option(
+            None, show_default=False,
+            help="last-conv only: evaluate and serve the average of each image's and its mirror's embeddings "
+            "[default: on; off for other heads].",
+        ),
         seed: int = typer.Option(0, help="Training seed (batches, initialisation)."),
         split_seed: int = typer.Option(42, help="Seed of the class split; 42 is the tutorial's split."),
         crop: bool = typer.Option(False, help="Crop to the bounding boxes (layouts that have them)."),
@@ -124,7 +130,8 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
             settings = _settings(
                 backbone, head=head, tuned_blocks=tuned_blocks, loss=loss, epochs=epochs, patience=patience,
                 learning_rate=learning_rate, classes_per_batch=classes_per_batch, samples_per_class=samples_per_class,
-                min_batches_per_epoch=min_batches_per_epoch, mirror=mirror, seed=seed, workers=workers,
+                min_batches_per_epoch=min_batches_per_epoch, mirror=mirror, flip_average=flip_average, seed=seed,
+                workers=workers,
             )
             dataset, split = _prepare(data, run, split_seed, crop, workers, preset)
             _train(run, dataset, split, settings)
@@ -156,10 +163,9 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
         from simtune.apps.images.service.indexing import serve_hint
 
         defaults = TrainSettings()
-        last_conv = supports_last_conv(list(backbone))
-        head, tuned_blocks = (defaults.head, defaults.tuned_blocks) if last_conv else ("skip", 0)
+        head = defaults.head if supports_last_conv(list(backbone)) else "skip"
         with _clean_errors(preset):
-            settings = _settings(backbone, head=head, tuned_blocks=tuned_blocks, epochs=epochs, patience=patience, workers=workers)
+            settings = _settings(backbone, head=head, epochs=epochs, patience=patience, workers=workers)
             with _stage("prepare"):
                 dataset, split = _prepare(data, run, 42, False, workers, preset)
             with _stage("train (encodes every image once, then trains the head from the cache)"):

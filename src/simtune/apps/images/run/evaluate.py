@@ -56,12 +56,14 @@ def head_embeddings(model: SimilarityModel, backbone_outputs: Tensor) -> Tensor:
 
 
 def base_embeddings(model: SimilarityModel, backbone_outputs: Tensor) -> Tensor:
-    """What the frozen backbones alone give: their outputs, or for feature maps the pretrained final layers."""
+    """What the frozen backbones alone give: their outputs, or for feature maps the pretrained final layers
+    (on the images alone, never flip-averaged: the base row is the frozen network as it ships)."""
     head = model.head
     if not isinstance(head, EfficientNetLiteTopHead):
         return backbone_outputs
-    pretrained = EfficientNetLiteTopHead(head.input_embedding_size, head.variant, tuned_blocks=head.tuned_blocks)
-    return head_outputs(pretrained, backbone_outputs)
+    size = head.input_embedding_size // head.views
+    pretrained = EfficientNetLiteTopHead(size, head.variant, tuned_blocks=head.tuned_blocks)
+    return head_outputs(pretrained, backbone_outputs[:, :size])
 
 
 def unseen_curves(model: SimilarityModel, snapshots: Path, backbone_outputs: Tensor, groups: Tensor) -> dict[str, list]:

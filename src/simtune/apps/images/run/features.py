@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from simtune.apps.images.data.dataset import ImageRecord
-from simtune.apps.images.data.samples import ORIGINAL, ImageSamples
+from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples
 from simtune.models.encoders import Encoder
 from simtune.train import CacheConfig, encode_or_load, store_encoded
 
@@ -32,16 +32,23 @@ def cache_config(cache_dir: Path, workers: int) -> CacheConfig:
 
 class BackboneFeatures:
     """``encoders``' outputs (sorted-name order, as ``SimilarityModel`` concatenates them) for ``records``
-    in each of ``views``; ``prepare()`` loads them from ``cache_dir`` or encodes and saves them there."""
+    in each of ``views``; ``prepare()`` loads them from ``cache_dir`` or encodes and saves them there.
+
+    An encoder that also encodes mirror images (``mirror=True``, for flip averaging) is cached as its
+    single-view self over the original and mirror views, so it shares the training run's entries, and
+    its outputs are the two side by side, as it computes them."""
 
     def __init__(
         self, encoders: Mapping[str, Encoder], records: Sequence[ImageRecord], cache_dir: str | Path,
         views: Sequence[str] = (ORIGINAL,), workers: int = 2,
     ):
-        self.encoders = {name: encoders[name] for name in sorted(encoders)}
+        self.mirrored = {name for name, encoder in encoders.items() if getattr(encoder, "mirror", False)}
+        self.encoders = {
+            name: encoders[name].with_mirror(False) if name in self.mirrored else encoders[name] for name in sorted(encoders)
+        }
         self.records = list(records)
         self.config = cache_config(Path(cache_dir), workers)
-        self.views = tuple(views)
+        self.views = tuple(views) + ((MIRROR,) if self.mirrored and MIRROR not in views else ())
         self.rows = {record.path: row for row, record in enumerate(self.records)}
         self._tables: dict[str, dict[str, Tensor]] = {}
 
@@ -58,12 +65,14 @@ class BackboneFeatures:
             raise ValueError(f"{len(absent)} images have no cached features, e.g. {absent[0]}")
         return torch.tensor([self.rows[r.path] for r in records], dtype=torch.long)
 
-    def backbone_outputs(self, records: Sequence[ImageRecord], view: str = ORIGINAL) -> Tensor:
-        """(len(records), total dim) float32: what the model's head receives for these images."""
-        if view not in self._tables:
-            raise RuntimeError(f"the {view} features are not loaded: prepare() with views including {view!r}")
+    def backbone_outputs(self, records: Sequence[ImageRecord]) -> Tensor:
+        """(len(records), total dim) float32: what the model's head receives for these images (a mirroring
+        encoder gives [original, mirror])."""
         rows = self._row_indices(records)
-        return torch.cat([self._tables[view][name][rows].float() for name in self.encoders], dim=1)
+        return torch.cat([
+            self._tables[view][name][rows].float()
+            for name in self.encoders for view in ((ORIGINAL, MIRROR) if name in self.mirrored else (ORIGINAL,))
+        ], dim=1)
 
     def split_outputs(self, samples: ImageSamples) -> dict[str, Tensor]:
         """Each encoder's outputs for ``samples`` (all records per view, in turn), gathered from the rows held here."""

@@ -36,6 +36,7 @@ from simtune.apps.images.run.split import ClassSplit
 from simtune.apps.images.run.validation import MONITOR, ValidationRetrieval, head_scorer
 from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader
 from simtune.losses import GroupLoss, MultiSimilarityLoss, ProxyAnchorLoss, TripletLoss
+from simtune.models import SimilarityModel
 from simtune.models.encoders import Encoder
 from simtune.models.encoders.efficientnet_lite import VARIANTS, tuned_block_keys
 from simtune.models.heads import (
@@ -53,6 +54,7 @@ SELECTION = "selection"  # the history entry saying which epoch was kept and why
 
 LAST_CONV = "last-conv"
 PRETRAINED_LR_FACTOR = 0.1
+LAST_CONV_TUNED_BLOCKS = 2
 # head -> (builder(input size, settings), default learning rate)
 HEADS: dict[str, tuple[Callable[[int, "TrainSettings"], EncoderHead], float]] = {
     LAST_CONV: (
@@ -75,7 +77,7 @@ LOSSES: dict[str, Callable[[int, int], GroupLoss]] = {
 }
 
 # What runs saved before these settings existed trained with.
-BEFORE_THESE_SETTINGS = {"tuned_blocks": 0, "min_batches_per_epoch": 0}
+BEFORE_THESE_SETTINGS = {"tuned_blocks": 0, "min_batches_per_epoch": 0, "flip_average": False}
 
 
 @dataclass
@@ -84,16 +86,18 @@ class TrainSettings:
 
     backbones: list[str] = field(default_factory=lambda: ["lite0"])
     head: str = LAST_CONV
-    tuned_blocks: int = 0  # last-conv only: also tune the backbone's last N blocks (cached below them)
+    tuned_blocks: int | None = None  # last-conv: also tune the backbone's last N blocks (None: LAST_CONV_TUNED_BLOCKS)
     loss: str = "multi-similarity"
-    epochs: int = 15  # at most: training stops earlier when validation R-Precision stalls for `patience` epochs
+    epochs: int = 10  # at most: training stops earlier when validation R-Precision stalls for `patience` epochs
     patience: int = 3
     learning_rate: float | None = None  # None: the head's default (HEADS)
     weight_decay: float = 1e-4
     classes_per_batch: int = 64
     samples_per_class: int = 8
-    min_batches_per_epoch: int = 0
+    min_batches_per_epoch: int = 12
     mirror: bool = False
+    # last-conv: the served (and evaluated) embedding averages each image's and its mirror's (None: on)
+    flip_average: bool | None = None
     seed: int = 0
     workers: int = 2
 
@@ -105,8 +109,15 @@ class TrainSettings:
                 f"head {LAST_CONV!r} fine-tunes the last convolution of exactly one EfficientNet-Lite backbone "
                 f"({', '.join(sorted(VARIANTS))}), not {self.backbones}; choose another head (e.g. skip)"
             )
-        if self.tuned_blocks and self.head != LAST_CONV:
+        last_conv = self.head == LAST_CONV
+        if self.tuned_blocks is None:
+            self.tuned_blocks = LAST_CONV_TUNED_BLOCKS if last_conv else 0
+        if self.flip_average is None:
+            self.flip_average = last_conv
+        if self.tuned_blocks and not last_conv:
             raise ValueError(f"tuned_blocks={self.tuned_blocks} tunes backbone blocks inside the {LAST_CONV!r} head, not {self.head!r}")
+        if self.flip_average and not last_conv:
+            raise ValueError(f"flip_average needs the {LAST_CONV!r} head (an EfficientNet-Lite that encodes mirrors), not {self.head!r}")
         if self.tuned_blocks:
             tuned_block_keys(self.backbones[0], self.tuned_blocks)  # says how many blocks the variant allows
         if self.learning_rate is None:
@@ -308,6 +319,15 @@ def train_run(
         ),
     }
     write_json(run_dir / HISTORY_FILE, history.history)
-    trainable.save_servable(run_dir / MODEL_DIR)
+    servable_model(trainable.model, settings).save(run_dir / MODEL_DIR)
     return run_dir / MODEL_DIR
+
+
+def servable_model(model: SimilarityModel, settings: TrainSettings) -> SimilarityModel:
+    """The trained model as served: with ``flip_average``, the same weights embedding each image and its
+    mirror and averaging the two (the last-conv head; other heads embed the image alone)."""
+    if not settings.flip_average:
+        return model
+    encoders = {name: encoder.with_mirror(True) for name, encoder in model.encoders.items()}
+    return SimilarityModel(encoders, model.head.with_views(2))
 
