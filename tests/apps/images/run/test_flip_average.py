@@ -42,7 +42,7 @@ def test_evaluate_encode_and_the_service_give_one_flip_averaged_embedding(tmp_pa
 
     records = [ImageRecord(i, str(p), i, f"class {i}", None, "unseen") for i, p in enumerate(car_photos)]
     features = BackboneFeatures(dict(model.encoders.items()), records, tmp_path / "cache").prepare()
-    outputs = features.backbone_outputs(records)
+    outputs = features.backbone_outputs(records, mirrored=True)
     evaluated = head_embeddings(model, outputs)  # evaluate's and indexing's path: cached views + head
     encoded = torch.as_tensor(model.encode([str(p) for p in car_photos], to_numpy=True))
     served = torch.cat([  # the service's path: an uploaded file, decoded and encoded alone

@@ -23,7 +23,7 @@ from torch import Tensor
 from simtune.atomic import write_json
 from simtune.apps.images.data.dataset import DATASET_FILE, SPLIT_FILE, TRAIN, UNSEEN, VALIDATION, ImageDataset
 from simtune.apps.images.data.samples import ImageSamples
-from simtune.apps.images.run.features import BackboneFeatures
+from simtune.apps.images.run.features import BackboneFeatures, mirrors_images
 from simtune.apps.images.run.figures import metrics_bar_chart, retrieval_grid, training_curves
 from simtune.apps.images.run.report import write_report
 from simtune.apps.images.run.snapshots import load_snapshot, saved_epochs
@@ -118,7 +118,12 @@ def evaluate_run(
     samples = ImageSamples(unseen_records)
     if features is None:
         features = BackboneFeatures(dict(model.encoders.items()), dataset.records, run_dir / CACHE_DIR, workers=settings.workers).prepare()
-    backbone_outputs = features.backbone_outputs(unseen_records)
+    backbone_outputs = features.backbone_outputs(unseen_records, mirrored=mirrors_images(model))
+    if backbone_outputs.shape[1] != model.head.input_embedding_size:
+        raise ValueError(
+            f"the features given are {backbone_outputs.shape[1]} wide, but the model in {run_dir / MODEL_DIR} reads "
+            f"{model.head.input_embedding_size}: they come from other backbones"
+        )
     base, tuned = base_embeddings(model, backbone_outputs), head_embeddings(model, backbone_outputs)
     history_path = run_dir / HISTORY_FILE
     history = json.loads(history_path.read_text()) if history_path.is_file() else {}

@@ -19,10 +19,21 @@ from torch import Tensor
 
 from simtune.apps.images.data.dataset import ImageRecord
 from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples
+from simtune.models import SimilarityModel
 from simtune.models.encoders import Encoder
 from simtune.train import CacheConfig, encode_or_load, store_encoded
 
 STORE_PREFIX = "images_"
+
+
+def mirrors_images(model: SimilarityModel) -> bool:
+    """Does the model encode each image's mirror too (flip averaging)?"""
+    return any(getattr(encoder, "mirror", False) for encoder in model.encoders.values())
+
+
+def single_view(encoder: Encoder) -> Encoder:
+    """The encoder computing one view per image: what the cache stores, view by view."""
+    return encoder.with_mirror(False) if getattr(encoder, "mirror", False) else encoder
 
 
 def cache_config(cache_dir: Path, workers: int) -> CacheConfig:
@@ -35,20 +46,18 @@ class BackboneFeatures:
     in each of ``views``; ``prepare()`` loads them from ``cache_dir`` or encodes and saves them there.
 
     An encoder that also encodes mirror images (``mirror=True``, for flip averaging) is cached as its
-    single-view self over the original and mirror views, so it shares the training run's entries, and
-    its outputs are the two side by side, as it computes them."""
+    single-view self over the original and mirror views, so it shares the training run's entries;
+    ``backbone_outputs(records, mirrored=True)`` puts the two side by side, as such an encoder does."""
 
     def __init__(
         self, encoders: Mapping[str, Encoder], records: Sequence[ImageRecord], cache_dir: str | Path,
         views: Sequence[str] = (ORIGINAL,), workers: int = 2,
     ):
-        self.mirrored = {name for name, encoder in encoders.items() if getattr(encoder, "mirror", False)}
-        self.encoders = {
-            name: encoders[name].with_mirror(False) if name in self.mirrored else encoders[name] for name in sorted(encoders)
-        }
+        mirroring = any(getattr(encoder, "mirror", False) for encoder in encoders.values())
+        self.encoders = {name: single_view(encoders[name]) for name in sorted(encoders)}
         self.records = list(records)
         self.config = cache_config(Path(cache_dir), workers)
-        self.views = tuple(views) + ((MIRROR,) if self.mirrored and MIRROR not in views else ())
+        self.views = tuple(views) + ((MIRROR,) if mirroring and MIRROR not in views else ())
         self.rows = {record.path: row for row, record in enumerate(self.records)}
         self._tables: dict[str, dict[str, Tensor]] = {}
 
@@ -65,14 +74,15 @@ class BackboneFeatures:
             raise ValueError(f"{len(absent)} images have no cached features, e.g. {absent[0]}")
         return torch.tensor([self.rows[r.path] for r in records], dtype=torch.long)
 
-    def backbone_outputs(self, records: Sequence[ImageRecord]) -> Tensor:
-        """(len(records), total dim) float32: what the model's head receives for these images (a mirroring
-        encoder gives [original, mirror])."""
+    def backbone_outputs(self, records: Sequence[ImageRecord], mirrored: bool = False) -> Tensor:
+        """(len(records), total dim) float32: what a head receives for these images; ``mirrored``: each
+        encoder's [original, mirror] outputs, the input of a flip-averaging model (see ``mirrors_images``)."""
+        views = (ORIGINAL, MIRROR) if mirrored else (ORIGINAL,)
+        absent = [view for view in views if view not in self._tables]
+        if absent:
+            raise RuntimeError(f"the {absent[0]} features are not loaded: prepare() with views including {absent[0]!r}")
         rows = self._row_indices(records)
-        return torch.cat([
-            self._tables[view][name][rows].float()
-            for name in self.encoders for view in ((ORIGINAL, MIRROR) if name in self.mirrored else (ORIGINAL,))
-        ], dim=1)
+        return torch.cat([self._tables[view][name][rows].float() for name in self.encoders for view in views], dim=1)
 
     def split_outputs(self, samples: ImageSamples) -> dict[str, Tensor]:
         """Each encoder's outputs for ``samples`` (all records per view, in turn), gathered from the rows held here."""

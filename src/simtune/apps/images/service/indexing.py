@@ -137,12 +137,13 @@ def tuned_vectors_from_cache(run_dir: str | Path, model: Any, dataset: ImageData
     run_dir = Path(run_dir)
     if not (run_dir / SETTINGS_FILE).is_file():
         return None
-    from simtune.apps.images.run.features import BackboneFeatures
+    from simtune.apps.images.run.features import BackboneFeatures, mirrors_images
     from simtune.apps.images.run.validation import head_outputs
 
     settings = load_settings(run_dir)
     features = BackboneFeatures(dict(model.encoders.items()), dataset.records, run_dir / CACHE_DIR, workers=settings.workers)
-    return head_outputs(model.head, features.prepare().backbone_outputs(dataset.records)).numpy()
+    outputs = features.prepare().backbone_outputs(dataset.records, mirrored=mirrors_images(model))
+    return head_outputs(model.head, outputs).numpy()
 
 
 def build_index(
