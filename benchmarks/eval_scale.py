@@ -21,8 +21,12 @@ import os
 import resource
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from simtune.atomic import write_json
+
+if TYPE_CHECKING:  # for the annotations: the functions import torch where they use it
+    import torch
 
 RESULTS = Path(__file__).parent / "results" / "eval_scale.json"
 SCALE_METRICS = ("r_precision", "map_at_r", "precision_at_1", "recall_at_10")
@@ -56,7 +60,7 @@ def cars_run_cache(run_dir: str) -> Path:
     return folders[0]
 
 
-def cars_run_embeddings(run_dir: str) -> tuple["torch.Tensor", "torch.Tensor"]:
+def cars_run_embeddings(run_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The unseen-class (test-half) embeddings of a ``simtune cars`` run: the frozen backbone outputs
     from its encoder cache (``cache/val-*``, see simtune.train.cache.storage) through its trained head."""
     import torch

@@ -11,6 +11,7 @@ from simtune.functional.retrieval import (
     retrieval_metrics,
 )
 
+
 @pytest.fixture(autouse=True, params=["faiss-heaps", "torch"])
 def candidates(request, monkeypatch):
     """Every test with each keeper of the rows' candidates: faiss's heaps (faiss installed) and
@@ -162,6 +163,40 @@ def test_leave_one_out_pass_ranks_exactly_for_any_block_size(monkeypatch, pair_b
     assert sum(widths) == 60 and max(widths) <= pair_block
     expected = exact_ranking(embeddings, embeddings, {(q, q) for q in range(60)}, "euclidean", k)
     assert torch.cat([block.top_indices for block in blocks]).tolist() == expected
+
+
+@pytest.mark.parametrize("largest_block", [1, 3, 4096])  # one-row blocks; 3 rows; as many as the rows allow
+@pytest.mark.parametrize("num_rows", [1, 2, 9, 17, 70])  # 9: a last block of one row; 17 and 70: sizes not dividing
+@pytest.mark.parametrize("distance", ["euclidean", "dot_product"])
+def test_leave_one_out_pass_ranks_exactly_at_block_boundaries(monkeypatch, largest_block, num_rows, distance):
+    """Every block boundary the leave-one-out pass can meet, including one-row blocks (whose product's
+    transpose is already contiguous: its keys must be a copy) and a lone row."""
+    monkeypatch.setattr(ranking, "_MAX_BLOCK", largest_block)
+    generator = torch.Generator().manual_seed(num_rows)
+    embeddings = torch.randint(-2, 3, (num_rows, 2), generator=generator).float()  # ties everywhere
+    own = {(q, q) for q in range(num_rows)}
+    for k in sorted({1, min(4, num_rows), num_rows}):  # num_rows: one slot beyond the other rows, left empty
+        blocks = list(ranked_blocks(embeddings, None, k, distance=distance))
+        assert max(len(block.rows) for block in blocks) <= largest_block
+        expected = exact_ranking(embeddings, embeddings, own, distance, k)
+        assert torch.cat([block.top_indices for block in blocks]).tolist() == expected
+
+
+def test_leave_one_out_blocks_are_small_enough_for_half_the_products():
+    """b blocks multiply b(b + 1)/2 of the b^2 block pairs, the diagonal ones whole: with at least 8
+    blocks that is at most 9/16 of the full product."""
+    for length in [*range(1, 130), 8100, 100_000]:
+        for largest in (1, 5, 64, 4096):
+            blocks = ranking._leave_one_out_blocks(length, largest)
+            sizes = [block.stop - block.start for block in blocks]
+            assert [block.start for block in blocks] == [0, *(block.stop for block in blocks[:-1])]
+            assert blocks[-1].stop == length and 1 <= min(sizes) and max(sizes) <= largest
+            assert max(sizes) - min(sizes) < len(sizes)  # about equal: no ragged small last block
+            if length >= 64:
+                assert len(blocks) >= 8
+                pairs_from = torch.tensor(sizes).flip(0).cumsum(0).flip(0)  # rows in blocks i, i + 1, ...
+                computed = int((torch.tensor(sizes) * pairs_from).sum())  # block i against blocks i, i + 1, ...
+                assert computed <= 9 / 16 * length**2 + length * max(sizes)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
