@@ -30,11 +30,10 @@ from simtune.atomic import write_json
 from simtune.apps.cars.preset import CARS
 from simtune.apps.images.data.dataset import DATASET_FILE, SPLIT_FILE, ImageDataset, prepare_dataset, with_split
 from simtune.apps.images.run.evaluate import METRICS_FILE, evaluate_run
-from simtune.apps.images.data.samples import MIRROR
 from simtune.apps.images.run.features import BackboneFeatures
 from simtune.apps.images.run.split import split_classes
 from simtune.apps.images.run.backbones import build_backbones
-from simtune.apps.images.run.train import CACHE_DIR, HISTORY_FILE, LAST_CONV, TrainSettings, train_run
+from simtune.apps.images.run.train import CACHE_DIR, HISTORY_FILE, LAST_CONV, TrainSettings, run_features, train_run
 
 RESULTS = Path(__file__).parent / "results" / "robustness.json"
 # name -> (split seed, images kept per class or None for all)
@@ -102,8 +101,7 @@ def main() -> None:
     full, collection_split = prepare_dataset(args.data, work / "collection", workers=args.workers, preset=CARS)
     settings = TrainSettings(workers=args.workers)
     encoders = build_backbones(settings.backbones, feature_maps=settings.head == LAST_CONV, tuned_blocks=settings.tuned_blocks)
-    views = settings.views + ((MIRROR,) if settings.flip_average and MIRROR not in settings.views else ())
-    features = BackboneFeatures(encoders, full.records, args.cache or work / "cache", views, args.workers).prepare()
+    features = run_features(work, encoders, full, settings, args.cache)
     rows = []
     for name in args.rows:
         rows.append(run_row(name, full, collection_split.class_names, features, work, settings))

@@ -236,9 +236,15 @@ def training_batches(groups: list[int], settings: TrainSettings) -> ClassBalance
     )
 
 
-def run_features(run_dir: Path, encoders: dict[str, Encoder], dataset: ImageDataset, settings: TrainSettings) -> BackboneFeatures:
-    """The run's cached backbone outputs for every image (``RUN/cache``), encoded on first use."""
-    return BackboneFeatures(encoders, dataset.records, run_dir / CACHE_DIR, settings.views, settings.workers).prepare()
+def run_features(
+    run_dir: Path, encoders: dict[str, Encoder], dataset: ImageDataset, settings: TrainSettings, cache_dir: Path | None = None,
+) -> BackboneFeatures:
+    """The run's cached backbone outputs for every image (``cache_dir``, by default ``RUN/cache``), encoded on
+    first use, in every view training, evaluation and indexing read (mirror images too when serving
+    flip-averaged)."""
+    views = settings.views + ((MIRROR,) if settings.flip_average and MIRROR not in settings.views else ())
+    cache_dir = Path(cache_dir) if cache_dir else Path(run_dir) / CACHE_DIR
+    return BackboneFeatures(encoders, dataset.records, cache_dir, views, settings.workers).prepare()
 
 
 def keep_best_epoch(trainable: ImagesTrainable, checkpoint: ModelCheckpoint) -> tuple[int, float]:
