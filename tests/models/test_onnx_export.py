@@ -81,10 +81,13 @@ def test_a_graph_with_a_baked_in_batch_size_fails_the_check_and_leaves_no_file(t
 
 @pytest.mark.slow
 def test_the_default_demo_model_saved_exported_and_run_in_onnxruntime_matches_eager(car_images, tmp_path):
-    """The demo's head: the EfficientNet-Lite top (GeM, residual, L2) over the frozen blocks' feature maps."""
+    """The demo's model: the EfficientNet-Lite top (last two blocks, GeM, residual, L2) over the frozen
+    network's block inputs, each image and its mirror embedded and averaged."""
     torch.manual_seed(0)
-    encoder = EfficientNetLiteEncoder("lite0", output="blocks")
-    head = EfficientNetLiteTopHead(encoder.embedding_size, pooling="gem", residual=True, normalize=True)
+    encoder = EfficientNetLiteEncoder("lite0", output="blocks", tuned_blocks=2, mirror=True)
+    head = EfficientNetLiteTopHead(
+        encoder.embedding_size, pooling="gem", residual=True, normalize=True, tuned_blocks=2, views=2
+    )
     with torch.no_grad():  # as if tuned: the residual branch and GeM power away from their init
         head.residual.gates.add_(1.0)
         head.gem_power.add_(0.5)
