@@ -51,28 +51,29 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
 
-def cars_run_cache(run_dir: str) -> Path:
-    """The run's one unseen-class encoder cache folder; checked before any timing starts."""
-    folders = sorted(Path(run_dir, "cache").glob("val-*"))
-    if len(folders) != 1 or not Path(run_dir, "model", "config.json").is_file():
-        raise ValueError(f"--cars-run {run_dir}: expected model/ and one cache/val-* (a finished run), "
-                         f"found {len(folders)} caches")
-    return folders[0]
+def check_cars_run(run_dir: str) -> None:
+    """A finished run (model and dataset); checked before any timing starts."""
+    for name in ("model/config.json", "dataset.json"):
+        if not Path(run_dir, name).is_file():
+            raise ValueError(f"--cars-run {run_dir}: no {name}; expected a finished `simtune cars` run folder")
 
 
 def cars_run_embeddings(run_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The unseen-class (test-half) embeddings of a ``simtune cars`` run: the frozen backbone outputs
-    from its encoder cache (``cache/val-*``, see simtune.train.cache.storage) through its trained head."""
+    """The unseen-class embeddings of a ``simtune cars`` run, as its evaluation computes them: the
+    cached backbone outputs through its trained head (nothing is encoded when the run is complete)."""
     import torch
-    from safetensors.torch import load_file
 
+    from simtune.apps.images.data.dataset import UNSEEN, ImageDataset
     from simtune.apps.images.run.evaluate import head_embeddings
+    from simtune.apps.images.run.features import BackboneFeatures, mirrors_images
     from simtune.models import SimilarityModel
 
-    tensors = load_file(cars_run_cache(run_dir) / "embeddings.safetensors")
     model = SimilarityModel.load(Path(run_dir, "model"))
-    backbone = torch.cat([tensors[f"embedding.{name}"][0].float() for name in sorted(model.encoders)], dim=1)
-    return head_embeddings(model, backbone), tensors["target.groups"]
+    dataset = ImageDataset.load(Path(run_dir, "dataset.json"))
+    unseen = dataset.subset(UNSEEN)
+    features = BackboneFeatures(dict(model.encoders.items()), dataset.records, Path(run_dir, "cache")).prepare()
+    outputs = features.backbone_outputs(unseen, mirrored=mirrors_images(model))
+    return head_embeddings(model, outputs), torch.tensor([record.class_index for record in unseen])
 
 
 def load(spec: dict):
@@ -177,7 +178,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="calls per 8,100 x 1,280 timing (the median is reported)")
     args = parser.parse_args()
     if args.cars_run:
-        cars_run_cache(args.cars_run)
+        check_cars_run(args.cars_run)
 
     import torch
 
