@@ -1,8 +1,11 @@
 """``simtune images train``: a trainable head on frozen backbones, trained on the run's training classes.
 
-The default head, ``last-conv``, is EfficientNet-Lite's own final 1x1 convolution, started from its
-pretrained weights and fine-tuned: the backbone then stops one layer earlier and caches its last feature
-maps instead of pooled vectors. The other heads reshape the pooled features of one or more frozen backbones.
+The default head, ``last-conv``, is EfficientNet-Lite's own top (its last ``tuned_blocks`` MBConv blocks and
+final 1x1 convolution), started from its pretrained weights and fine-tuned: the backbone then stops below
+those layers and caches their input maps instead of pooled vectors. The saved model serves it
+flip-averaged (``flip_average``: each image and its mirror through the same weights, embeddings averaged);
+training and validation see the images alone. The other heads reshape the pooled features of one or more
+frozen backbones.
 The frozen backbones run once over every image (see ``features``); every epoch, evaluation and rerun
 reads their cached outputs. After each epoch the head is scored on the validation classes (R-Precision,
 leave-one-out); training stops once that has not improved for ``patience`` epochs, and the best epoch's
