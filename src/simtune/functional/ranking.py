@@ -36,7 +36,10 @@ from torch import Tensor
 from simtune.distances import Distance, get_distance
 
 DEFAULT_MAX_MEMORY_MB = 256
-_MAX_BLOCK = 4096  # larger blocks gain nothing in the matrix product and cost more memory
+# Rows per block: a block pair's keys (4 MB at 1024 x 1024 float32) stay in cache while the product
+# writes them, the transposed copy reads them and the keepers scan them; blocks of 4096 rows spill to
+# memory and make each of those passes several times slower per key.
+_MAX_BLOCK = 1024
 _LEAVE_ONE_OUT_BLOCKS = 8  # at least: the whole diagonal block pairs then add 1/16 of the product to its half
 _LARGEST_FLOAT32_NORM = 1e18  # float32 keys of larger embeddings could overflow: ranked in float64
 
