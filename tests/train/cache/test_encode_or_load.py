@@ -180,8 +180,7 @@ def python_blocks(path: Path) -> list[str]:
 def test_the_cache_documentation_example_runs(tmp_path, capsys):
     blocks = python_blocks(Path(__file__).resolve().parents[3] / "docs" / "cache.md")
     assert blocks
-    for number, code in enumerate(blocks):
-        script = tmp_path / f"block{number}.py"
-        script.write_text(code)
-        runpy.run_path(str(script))
+    script = tmp_path / "cache_page.py"  # the page's blocks build on each other, as a reader runs them
+    script.write_text("\n\n".join(blocks))
+    runpy.run_path(str(script))
     assert "torch.Size([12, 1280]) [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]" in capsys.readouterr().out

@@ -36,7 +36,8 @@ def test_training_stops_after_patience_and_keeps_the_best_validation_epoch(tmp_p
     settings = TrainSettings(epochs=len(CURVE), patience=2, classes_per_batch=2, samples_per_class=2, workers=0)
     model_dir = train_run(tmp_path / "run", dataset, split, settings, progress=False)
 
-    assert filled == ["images_original"]  # every image encoded once; training read its rows from there
+    # every image encoded once (and its mirror, for flip-averaged serving); training read its rows from there
+    assert filled == ["images_original", "images_mirror"]
 
     history = json.loads((tmp_path / "run" / HISTORY_FILE).read_text())
     assert [value for _, value in history["validation_r_precision"]] == pytest.approx(CURVE[:4])
