@@ -72,7 +72,7 @@ def cars_run_embeddings(run_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
     dataset = ImageDataset.load(Path(run_dir, "dataset.json"))
     unseen = dataset.subset(UNSEEN)
     features = BackboneFeatures(dict(model.encoders.items()), dataset.records, Path(run_dir, "cache")).prepare()
-    outputs = features.backbone_outputs(unseen, mirrored=mirrors_images(model))
+    outputs = features.backbone_outputs(unseen, mirrored=mirrors_images(model.encoders))
     return head_embeddings(model, outputs), torch.tensor([record.class_index for record in unseen])
 
 

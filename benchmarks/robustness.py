@@ -32,8 +32,7 @@ from simtune.apps.images.data.dataset import DATASET_FILE, SPLIT_FILE, ImageData
 from simtune.apps.images.run.evaluate import METRICS_FILE, evaluate_run
 from simtune.apps.images.run.features import BackboneFeatures
 from simtune.apps.images.run.split import split_classes
-from simtune.apps.images.run.backbones import build_backbones
-from simtune.apps.images.run.train import CACHE_DIR, HISTORY_FILE, LAST_CONV, TrainSettings, run_features, train_run
+from simtune.apps.images.run.train import CACHE_DIR, HISTORY_FILE, TrainSettings, run_features, train_run, training_encoders
 
 RESULTS = Path(__file__).parent / "results" / "robustness.json"
 # name -> (split seed, images kept per class or None for all)
@@ -100,8 +99,7 @@ def main() -> None:
     work = Path(args.work)
     full, collection_split = prepare_dataset(args.data, work / "collection", workers=args.workers, preset=CARS)
     settings = TrainSettings(workers=args.workers)
-    encoders = build_backbones(settings.backbones, feature_maps=settings.head == LAST_CONV, tuned_blocks=settings.tuned_blocks)
-    features = run_features(work, encoders, full, settings, args.cache)
+    features = run_features(work, training_encoders(settings), full, settings, args.cache)
     rows = []
     for name in args.rows:
         rows.append(run_row(name, full, collection_split.class_names, features, work, settings))

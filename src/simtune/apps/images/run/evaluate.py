@@ -118,7 +118,7 @@ def evaluate_run(
     samples = ImageSamples(unseen_records)
     if features is None:
         features = BackboneFeatures(dict(model.encoders.items()), dataset.records, run_dir / CACHE_DIR, workers=settings.workers).prepare()
-    backbone_outputs = features.backbone_outputs(unseen_records, mirrored=mirrors_images(model))
+    backbone_outputs = features.backbone_outputs(unseen_records, mirrored=mirrors_images(model.encoders))
     if backbone_outputs.shape[1] != model.head.input_embedding_size:
         raise ValueError(
             f"the features given are {backbone_outputs.shape[1]} wide, but the model in {run_dir / MODEL_DIR} reads "

@@ -19,16 +19,15 @@ from torch import Tensor
 
 from simtune.apps.images.data.dataset import ImageRecord
 from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples
-from simtune.models import SimilarityModel
 from simtune.models.encoders import Encoder
 from simtune.train import CacheConfig, encode_or_load, store_encoded
 
 STORE_PREFIX = "images_"
 
 
-def mirrors_images(model: SimilarityModel) -> bool:
-    """Does the model encode each image's mirror too (flip averaging)?"""
-    return any(getattr(encoder, "mirror", False) for encoder in model.encoders.values())
+def mirrors_images(encoders: Mapping[str, Encoder]) -> bool:
+    """Do these encoders (a model's) encode each image's mirror too (flip averaging)?"""
+    return any(getattr(encoder, "mirror", False) for encoder in encoders.values())
 
 
 def single_view(encoder: Encoder) -> Encoder:
@@ -53,7 +52,7 @@ class BackboneFeatures:
         self, encoders: Mapping[str, Encoder], records: Sequence[ImageRecord], cache_dir: str | Path,
         views: Sequence[str] = (ORIGINAL,), workers: int = 2,
     ):
-        mirroring = any(getattr(encoder, "mirror", False) for encoder in encoders.values())
+        mirroring = mirrors_images(encoders)
         self.encoders = {name: single_view(encoders[name]) for name in sorted(encoders)}
         self.records = list(records)
         self.config = cache_config(Path(cache_dir), workers)

@@ -151,8 +151,7 @@ class ImagesTrainable(TrainableModel):
         super().__init__()
 
     def configure_encoders(self) -> dict[str, Encoder]:
-        feature_maps = self.settings.head == LAST_CONV
-        return build_backbones(self.settings.backbones, feature_maps=feature_maps, tuned_blocks=self.settings.tuned_blocks)
+        return training_encoders(self.settings)
 
     def configure_head(self, input_embedding_size: int) -> EncoderHead:
         build, _ = HEADS[self.settings.head]
@@ -196,6 +195,12 @@ class EpochHistory(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = {k: [tuple(p) for p in v] for k, v in json.loads(state_dict["history"]).items()}
+
+
+def training_encoders(settings: TrainSettings) -> dict[str, Encoder]:
+    """The frozen backbones ``settings`` train on (stopping below the last-conv head's layers)."""
+    feature_maps = settings.head == LAST_CONV
+    return build_backbones(settings.backbones, feature_maps=feature_maps, tuned_blocks=settings.tuned_blocks)
 
 
 def supports_last_conv(backbones: list[str]) -> bool:

@@ -142,7 +142,7 @@ def tuned_vectors_from_cache(run_dir: str | Path, model: Any, dataset: ImageData
 
     settings = load_settings(run_dir)
     features = BackboneFeatures(dict(model.encoders.items()), dataset.records, run_dir / CACHE_DIR, workers=settings.workers)
-    outputs = features.prepare().backbone_outputs(dataset.records, mirrored=mirrors_images(model))
+    outputs = features.prepare().backbone_outputs(dataset.records, mirrored=mirrors_images(model.encoders))
     return head_outputs(model.head, outputs).numpy()
 
 
