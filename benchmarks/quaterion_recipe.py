@@ -8,15 +8,16 @@ scored once on the 98 unseen classes (exact leave-one-out R-Precision, cosine), 
 features themselves (base). Nothing is chosen by looking at the unseen classes.
 
 Features come from the images app's cache, read through simtune's public cache API: pass ``--cache``
-the demo run's cache folder (e.g. ``runs/cars/cache``, only read, through ``simtune.train.load_encoded``)
-and nothing is encoded; otherwise the 16,185 photos are encoded once (minutes) into ``<run>/cache`` by
+the cache folder of a run trained with ``--tuned-blocks 0`` (only read, through
+``simtune.train.load_encoded``; the default demo caches the maps two blocks earlier) and nothing is
+encoded; otherwise the 16,185 photos are encoded once (minutes) into ``<run>/cache`` by
 ``encode_or_load``. Either way the entry is the app's: the Lite0 feature maps of every image
 (``images_original``), from which the training-half and unseen rows are taken. The JSON is rewritten
 after every form. The pooled features are the pretrained network's last convolution + batch norm +
 ReLU6 + average pool over those maps (``EfficientNetLiteTopHead`` at its pretrained initialisation), as
 ``simtune cars evaluate`` computes its base row.
 
-    python benchmarks/quaterion_recipe.py --data ../shared/datasets/stanford-cars-crop224 --cache runs/cars/cache
+    python benchmarks/quaterion_recipe.py --data ../shared/datasets/stanford-cars-crop224 --cache runs/lite0-last-conv/cache
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/datasets/stanford-cars-crop224")
     parser.add_argument("--run", default="runs/quaterion_recipe", help="Where the dataset index, split and cache go.")
     parser.add_argument(
-        "--cache", type=Path, help="A cars app cache to read the Lite0 feature maps from (never written), e.g. runs/cars/cache."
+        "--cache", type=Path, help="A cars run cache (a --tuned-blocks 0 run) to read the Lite0 feature maps from; never written."
     )
     parser.add_argument("--wait", type=float, default=0, help="Seconds to wait for --cache to hold a split still being filled.")
     parser.add_argument("--epochs", type=int, default=100)
