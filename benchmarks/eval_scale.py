@@ -30,10 +30,23 @@ if TYPE_CHECKING:  # for the annotations: the functions import torch where they 
 
 RESULTS = Path(__file__).parent / "results" / "eval_scale.json"
 SCALE_METRICS = ("r_precision", "map_at_r", "precision_at_1", "recall_at_10")
-FULL_METRICS = ("r_precision", "map_at_r", "precision_at_1", "precision_at_5", "recall_at_1", "recall_at_10", "mrr", "ndcg_at_10")
+FULL_METRICS = (
+    "r_precision",
+    "map_at_r",
+    "precision_at_1",
+    "precision_at_5",
+    "recall_at_1",
+    "recall_at_10",
+    "mrr",
+    "ndcg_at_10",
+)
 # who keeps each row's candidates: faiss's heaps (faiss installed) or torch (faiss missing)
 CANDIDATES = ("faiss-heaps", "torch")
-PML_NAMES = {"r_precision": "r_precision", "map_at_r": "mean_average_precision_at_r", "precision_at_1": "precision_at_1"}
+PML_NAMES = {
+    "r_precision": "r_precision",
+    "map_at_r": "mean_average_precision_at_r",
+    "precision_at_1": "precision_at_1",
+}
 
 
 def clustered(n: int, dim: int, classes: int, seed: int):
@@ -92,8 +105,12 @@ def time_simtune(embeddings, groups, spec: dict) -> tuple[float, dict]:
 
     start = time.perf_counter()
     result = retrieval_metrics(
-        embeddings, groups, metrics=spec["metrics"], distance=spec["distance"],
-        max_memory_mb=spec["max_memory_mb"], progress=spec["progress"],
+        embeddings,
+        groups,
+        metrics=spec["metrics"],
+        distance=spec["distance"],
+        max_memory_mb=spec["max_memory_mb"],
+        progress=spec["progress"],
     )
     return time.perf_counter() - start, result.metrics
 
@@ -125,11 +142,22 @@ def run_alternating(spec: dict) -> dict:
             seconds, theirs = time_pml(embeddings, groups)
             times["pml"].append(seconds)
         loads.append(os.getloadavg()[0])
-        print(f"simtune {times['simtune'][-1]:.1f} s" + (f", PML {times['pml'][-1]:.1f} s" if times["pml"] else "")
-              + f" (load {loads[-1]:.1f})", flush=True)
-    run = {"simtune": dict(seconds=statistics.median(times["simtune"]), all_seconds=times["simtune"],
-                           peak_rss_mb=simtune_rss, rss_after_data_mb=data_rss, metrics=ours),
-           "load_average": loads}
+        print(
+            f"simtune {times['simtune'][-1]:.1f} s"
+            + (f", PML {times['pml'][-1]:.1f} s" if times["pml"] else "")
+            + f" (load {loads[-1]:.1f})",
+            flush=True,
+        )
+    run = {
+        "simtune": dict(
+            seconds=statistics.median(times["simtune"]),
+            all_seconds=times["simtune"],
+            peak_rss_mb=simtune_rss,
+            rss_after_data_mb=data_rss,
+            metrics=ours,
+        ),
+        "load_average": loads,
+    }
     if times["pml"]:
         run["pml_accuracy_calculator_faiss"] = dict(
             seconds=statistics.median(times["pml"]), all_seconds=times["pml"], peak_rss_mb=peak_rss_mb(), metrics=theirs
@@ -154,8 +182,15 @@ def run_simtune(spec: dict) -> dict:
         seconds, metrics = time_simtune(embeddings, groups, spec)
         times.append(seconds)
     loads.append(os.getloadavg()[0])
-    return dict(seconds=statistics.median(times), all_seconds=times, candidates=spec["candidates"],
-                peak_rss_mb=peak_rss_mb(), metrics=metrics, load_average=loads, shape=list(embeddings.shape))
+    return dict(
+        seconds=statistics.median(times),
+        all_seconds=times,
+        candidates=spec["candidates"],
+        peak_rss_mb=peak_rss_mb(),
+        metrics=metrics,
+        load_average=loads,
+        shape=list(embeddings.shape),
+    )
 
 
 def in_child(function, spec: dict) -> dict:
@@ -173,9 +208,13 @@ def main() -> None:
     parser.add_argument("--max-memory-mb", type=float, default=256)
     parser.add_argument("--skip-pml", action="store_true", help="time simtune only")
     parser.add_argument("--cars-only", action="store_true", help="only the 8,100 x 1,280 timing")
-    parser.add_argument("--cars-run", help="also time the real unseen-class embeddings of this `simtune cars` run folder")
+    parser.add_argument(
+        "--cars-run", help="also time the real unseen-class embeddings of this `simtune cars` run folder"
+    )
     parser.add_argument("--scale-repeats", type=int, default=3, help="alternating calls of each tool at scale (median)")
-    parser.add_argument("--repeats", type=int, default=5, help="calls per 8,100 x 1,280 timing (the median is reported)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="calls per 8,100 x 1,280 timing (the median is reported)"
+    )
     args = parser.parse_args()
     if args.cars_run:
         check_cars_run(args.cars_run)
@@ -184,12 +223,35 @@ def main() -> None:
 
     report = {"threads": torch.get_num_threads(), "cpus": os.cpu_count(), "load_average": os.getloadavg()}
     if not args.cars_only:
-        scale = dict(n=args.n, dim=args.dim, classes=args.classes, seed=args.seed, random=False, distance="euclidean",
-                     metrics=SCALE_METRICS, max_memory_mb=args.max_memory_mb, progress=True,
-                     repeats=args.scale_repeats, skip_pml=args.skip_pml)
-        report["scale"] = {"data": {k: scale[k] for k in ("n", "dim", "classes", "seed")}, **in_child(run_alternating, scale)}
-    cars = dict(n=8_100, dim=1_280, classes=98, seed=args.seed, random=True, distance="cosine",
-                metrics=FULL_METRICS, max_memory_mb=args.max_memory_mb, progress=False, repeats=args.repeats)
+        scale = dict(
+            n=args.n,
+            dim=args.dim,
+            classes=args.classes,
+            seed=args.seed,
+            random=False,
+            distance="euclidean",
+            metrics=SCALE_METRICS,
+            max_memory_mb=args.max_memory_mb,
+            progress=True,
+            repeats=args.scale_repeats,
+            skip_pml=args.skip_pml,
+        )
+        report["scale"] = {
+            "data": {k: scale[k] for k in ("n", "dim", "classes", "seed")},
+            **in_child(run_alternating, scale),
+        }
+    cars = dict(
+        n=8_100,
+        dim=1_280,
+        classes=98,
+        seed=args.seed,
+        random=True,
+        distance="cosine",
+        metrics=FULL_METRICS,
+        max_memory_mb=args.max_memory_mb,
+        progress=False,
+        repeats=args.repeats,
+    )
     report["cars_size"] = {"data": {"n": 8_100, "dim": 1_280, "classes": 98, "random": True, "distance": "cosine"}}
     for candidates in CANDIDATES:
         report["cars_size"][f"simtune_{candidates}"] = in_child(run_simtune, {**cars, "candidates": candidates})
@@ -202,25 +264,38 @@ def main() -> None:
 
     if "scale" in report:
         scale = report["scale"]
-        print(f"\nN={args.n:,} d={args.dim} classes={args.classes} (exact; euclidean), alternating, "
-              f"median of {args.scale_repeats} (load {scale['load_average'][0]:.1f} -> {scale['load_average'][-1]:.1f})")
-        print(f"{'implementation':34} {'seconds':>8} {'peak RSS MB':>12}  " + "  ".join(f"{m:>14}" for m in SCALE_METRICS))
+        print(
+            f"\nN={args.n:,} d={args.dim} classes={args.classes} (exact; euclidean), alternating, "
+            f"median of {args.scale_repeats} (load {scale['load_average'][0]:.1f} -> {scale['load_average'][-1]:.1f})"
+        )
+        print(
+            f"{'implementation':34} {'seconds':>8} {'peak RSS MB':>12}  " + "  ".join(f"{m:>14}" for m in SCALE_METRICS)
+        )
         for name in ("simtune", "pml_accuracy_calculator_faiss"):
             if name not in scale:
                 continue
             run = scale[name]
-            values = "  ".join(f"{run['metrics'][m]:>14.6f}" if m in run["metrics"] else f"{'-':>14}" for m in SCALE_METRICS)
+            values = "  ".join(
+                f"{run['metrics'][m]:>14.6f}" if m in run["metrics"] else f"{'-':>14}" for m in SCALE_METRICS
+            )
             print(f"{name:34} {run['seconds']:>8.1f} {run['peak_rss_mb']:>12.0f}  {values}")
         if "ratio_of_medians" in scale:
-            print(f"simtune / PML: {scale['ratio_of_medians']:.2f} (per pair: "
-                  f"{', '.join(f'{r:.2f}' for r in scale['ratios'])}); "
-                  f"largest metric difference {scale['largest_metric_difference']:.1e}")
-    for name, label in (("cars_size", "8,100 x 1,280 random"), ("cars_run", f"{args.cars_run} unseen-class embeddings")):
+            print(
+                f"simtune / PML: {scale['ratio_of_medians']:.2f} (per pair: "
+                f"{', '.join(f'{r:.2f}' for r in scale['ratios'])}); "
+                f"largest metric difference {scale['largest_metric_difference']:.1e}"
+            )
+    for name, label in (
+        ("cars_size", "8,100 x 1,280 random"),
+        ("cars_run", f"{args.cars_run} unseen-class embeddings"),
+    ):
         for candidates in CANDIDATES if name in report else ():
             run = report[name][f"simtune_{candidates}"]
-            print(f"{label}, cosine, {len(FULL_METRICS)} metrics, candidates in {candidates}: median {run['seconds']:.3f} s "
-                  f"of {len(run['all_seconds'])}, peak RSS {run['peak_rss_mb']:.0f} MB "
-                  f"(load {run['load_average'][0]:.1f} -> {run['load_average'][1]:.1f})")
+            print(
+                f"{label}, cosine, {len(FULL_METRICS)} metrics, candidates in {candidates}: median {run['seconds']:.3f} s "
+                f"of {len(run['all_seconds'])}, peak RSS {run['peak_rss_mb']:.0f} MB "
+                f"(load {run['load_average'][0]:.1f} -> {run['load_average'][1]:.1f})"
+            )
     print(f"metrics: {', '.join(FULL_METRICS)}")
     print(f"{report['threads']} torch threads, load average {report['load_average'][0]:.1f} at start")
     print(f"wrote {RESULTS}")

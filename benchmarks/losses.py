@@ -107,7 +107,11 @@ def run_case(class_name: str, kwargs: dict, batch_size: int, dim: int) -> dict:
     command = [sys.executable, __file__, "--child", json.dumps([class_name, kwargs, batch_size, dim])]
     completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode != 0:
-        return {"error": completed.stderr.strip().splitlines()[-1] if completed.stderr.strip() else f"exit {completed.returncode}"}
+        return {
+            "error": completed.stderr.strip().splitlines()[-1]
+            if completed.stderr.strip()
+            else f"exit {completed.returncode}"
+        }
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
@@ -124,13 +128,17 @@ def main() -> None:
     jobs = [(label, spec, size) for label, spec in cases().items() for size in args.batch_sizes]
     for label, (class_name, kwargs), size in tqdm(jobs, desc="losses x batch sizes"):
         results.setdefault(label, {})[str(size)] = run_case(class_name, kwargs, size, args.dim)
-    header = f"{'loss (forward+backward, CPU)':34}" + "".join(f"{'B=' + str(s) + ' MiB':>14}{'s':>7}" for s in args.batch_sizes)
+    header = f"{'loss (forward+backward, CPU)':34}" + "".join(
+        f"{'B=' + str(s) + ' MiB':>14}{'s':>7}" for s in args.batch_sizes
+    )
     print(header)
     for label, by_size in results.items():
         cells = []
         for size in args.batch_sizes:
             row = by_size[str(size)]
-            cells.append(f"{'error':>14}{'':>7}" if "error" in row else f"{row['peak_mib']:>14.1f}{row['seconds']:>7.2f}")
+            cells.append(
+                f"{'error':>14}{'':>7}" if "error" in row else f"{row['peak_mib']:>14.1f}{row['seconds']:>7.2f}"
+            )
         print(f"{label:34}" + "".join(cells))
     for label, by_size in results.items():
         for size, row in by_size.items():

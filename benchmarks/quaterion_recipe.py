@@ -128,13 +128,20 @@ def pooled(maps: Tensor, chunk: int = 512) -> Tensor:
     return torch.cat([top(block.float()) for block in maps.split(chunk)])
 
 
-def train(features: Tensor, groups: list[int], scale: str | None, epochs: int, seed: int, root: Path) -> tuple[Any, float]:
+def train(
+    features: Tensor, groups: list[int], scale: str | None, epochs: int, seed: int, root: Path
+) -> tuple[Any, float]:
     pl.seed_everything(seed, verbose=False)
     model = Recipe(lr=3e-3, scale=scale)
     loader = GroupSimilarityDataLoader(FeatureSamples(features, groups), batch_size=2048, shuffle=True)
     trainer = pl.Trainer(
-        max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False, enable_model_summary=False,
-        default_root_dir=root, log_every_n_steps=1,
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        log_every_n_steps=1,
     )
     start = time.perf_counter()
     simtune.fit(model, trainer, loader)
@@ -153,9 +160,13 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/datasets/stanford-cars-crop224")
     parser.add_argument("--run", default="runs/quaterion_recipe", help="Where the dataset index, split and cache go.")
     parser.add_argument(
-        "--cache", type=Path, help="A cars run cache (a --tuned-blocks 0 run) to read the Lite0 feature maps from; never written."
+        "--cache",
+        type=Path,
+        help="A cars run cache (a --tuned-blocks 0 run) to read the Lite0 feature maps from; never written.",
     )
-    parser.add_argument("--wait", type=float, default=0, help="Seconds to wait for --cache to hold a split still being filled.")
+    parser.add_argument(
+        "--wait", type=float, default=0, help="Seconds to wait for --cache to hold a split still being filled."
+    )
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
@@ -181,7 +192,9 @@ def main() -> None:
     results: dict[str, Any] = {"base": score(unseen, groups["val"])}
     seconds: dict[str, float] = {}
     for name in args.losses:
-        model, seconds[name] = train(train_features, groups["train"], FORMS[name], args.epochs, args.seed, run / "trainer")
+        model, seconds[name] = train(
+            train_features, groups["train"], FORMS[name], args.epochs, args.seed, run / "trainer"
+        )
         with torch.no_grad():
             results[name] = score(model.head(unseen), groups["val"])
         print(f"{name}: unseen R-Precision {results[name]['r_precision']:.4f} ({seconds[name]:.0f} s)", flush=True)
@@ -191,22 +204,31 @@ def main() -> None:
 
 
 def report(
-    args: argparse.Namespace, groups: dict[str, list[int]], results: dict[str, Any], seconds: dict[str, float],
+    args: argparse.Namespace,
+    groups: dict[str, list[int]],
+    results: dict[str, Any],
+    seconds: dict[str, float],
     feature_seconds: float,
 ) -> dict[str, Any]:
     return {
-        "command": "python benchmarks/quaterion_recipe.py " + " ".join(
+        "command": "python benchmarks/quaterion_recipe.py "
+        + " ".join(
             f"--{key} {' '.join(map(str, value)) if isinstance(value, list) else value}"
-            for key, value in vars(args).items() if value is not None
+            for key, value in vars(args).items()
+            if value is not None
         ),
         "recipe": {
             "features": "frozen EfficientNet-Lite0 pooled (1280-d), 98 training classes",
             "head": "SkipConnectionHead(1280, dropout=0.1)",
             "loss": 'TripletLoss(mining="hard", margin=0.5[, scale="mean_negative"])',
-            "optimizer": "Adam(model.parameters(), 3e-3)", "batch_size": 2048, "shuffle": True, "epochs": args.epochs,
+            "optimizer": "Adam(model.parameters(), 3e-3)",
+            "batch_size": 2048,
+            "shuffle": True,
+            "epochs": args.epochs,
             "seed": args.seed,
         },
-        "train_images": len(groups["train"]), "unseen_images": len(groups["val"]),
+        "train_images": len(groups["train"]),
+        "unseen_images": len(groups["val"]),
         "unseen": {name: {key: round(value, 4) for key, value in metrics.items()} for name, metrics in results.items()},
         "train_seconds": {name: round(value, 1) for name, value in seconds.items()},
         "feature_seconds": round(feature_seconds, 1),
@@ -214,6 +236,7 @@ def report(
         "torch_threads": torch.get_num_threads(),
         "load_average": os.getloadavg(),
     }
+
 
 if __name__ == "__main__":
     main()

@@ -26,13 +26,20 @@ from pathlib import Path
 
 import numpy as np
 
-from simtune.atomic import write_json
 from simtune.apps.cars.preset import CARS
 from simtune.apps.images.data.dataset import DATASET_FILE, SPLIT_FILE, ImageDataset, prepare_dataset, with_split
 from simtune.apps.images.run.evaluate import METRICS_FILE, evaluate_run
 from simtune.apps.images.run.features import BackboneFeatures
 from simtune.apps.images.run.split import split_classes
-from simtune.apps.images.run.train import CACHE_DIR, HISTORY_FILE, TrainSettings, run_features, train_run, training_encoders
+from simtune.apps.images.run.train import (
+    CACHE_DIR,
+    HISTORY_FILE,
+    TrainSettings,
+    run_features,
+    train_run,
+    training_encoders,
+)
+from simtune.atomic import write_json
 
 RESULTS = Path(__file__).parent / "results" / "robustness.json"
 # name -> (split seed, images kept per class or None for all)
@@ -59,7 +66,12 @@ def reduced(dataset: ImageDataset, per_class: int, seed: int) -> list:
 
 
 def run_row(
-    name: str, full: ImageDataset, class_names: list[str], features: BackboneFeatures, work: Path, settings: TrainSettings
+    name: str,
+    full: ImageDataset,
+    class_names: list[str],
+    features: BackboneFeatures,
+    work: Path,
+    settings: TrainSettings,
 ) -> dict:
     seed, per_class = ROWS[name]
     run = work / name.replace(", ", "-").replace(" ", "-")
@@ -79,12 +91,18 @@ def run_row(
         shutil.rmtree(run / CACHE_DIR, ignore_errors=True)  # the row's training rows, copied from the shared cache
     selection = json.loads((run / HISTORY_FILE).read_text())["selection"]
     return {
-        "setting": name, "split_seed": seed, "images_per_class": per_class,
-        "unseen_images": metrics["data"]["unseen_images"], "train_images": metrics["data"]["train_images"],
-        "base": {m: metrics["base"][m] for m in METRICS}, "tuned": {m: metrics["tuned"][m] for m in METRICS},
+        "setting": name,
+        "split_seed": seed,
+        "images_per_class": per_class,
+        "unseen_images": metrics["data"]["unseen_images"],
+        "train_images": metrics["data"]["train_images"],
+        "base": {m: metrics["base"][m] for m in METRICS},
+        "tuned": {m: metrics["tuned"][m] for m in METRICS},
         "ratio_r_precision": metrics["tuned"]["r_precision"] / metrics["base"]["r_precision"],
-        "kept_epoch": selection["kept_epoch"], "epochs_run": selection["epochs_run"],
-        "validation_r_precision": selection["kept_value"], "seconds": seconds,
+        "kept_epoch": selection["kept_epoch"],
+        "epochs_run": selection["epochs_run"],
+        "validation_r_precision": selection["kept_value"],
+        "seconds": seconds,
     }
 
 

@@ -48,7 +48,6 @@ def clustered_vectors(n: int, dim: int, classes: int = 196, seed: int = 0) -> np
     return centres[rng.integers(0, classes, n)] + 1.5 * noise
 
 
-
 def run_clients(client, clients: int) -> float:
     """Runs ``client(slot)`` for each slot in its own thread, all at once; the seconds until the last ends."""
     threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
@@ -58,6 +57,7 @@ def run_clients(client, clients: int) -> float:
     for thread in threads:
         thread.join()
     return time.perf_counter() - started
+
 
 def percentiles_ms(seconds: list[float]) -> dict[str, float]:
     values = np.asarray(seconds) * 1000
@@ -82,7 +82,9 @@ def build_index(directory: Path, ids: list[str], vectors: np.ndarray, fingerprin
     with EdgeIndex.write(directory, schema) as index:
         for start in range(0, len(ids), 1024):
             chunk = slice(start, start + 1024)
-            index.upsert(ids[chunk], vectors[chunk], [{"make": f"make-{i % 49}"} for i in range(start, start + len(ids[chunk]))])
+            index.upsert(
+                ids[chunk], vectors[chunk], [{"make": f"make-{i % 49}"} for i in range(start, start + len(ids[chunk]))]
+            )
     return schema
 
 
@@ -117,8 +119,12 @@ def serve(index_dir: str, port_holder, run_dir: str | None = None) -> None:
     sock.bind(("127.0.0.1", 0))
     port_holder.value = sock.getsockname()[1]
     config = uvicorn.Config(
-        create_app(index, model), log_level="warning", access_log=False, http=RequestHeadDeadline,
-        timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS,
+        create_app(index, model),
+        log_level="warning",
+        access_log=False,
+        http=RequestHeadDeadline,
+        timeout_keep_alive=5,
+        limit_concurrency=MAX_CONNECTIONS,
     )
     uvicorn.Server(config).run(sockets=[sock])
 
@@ -163,8 +169,12 @@ def http_load(base_url: str, ids: list[str], clients: int, seconds: float) -> di
     flat = [x for per_client in latencies for x in per_client]
     all_errors = [e for per_client in errors for e in per_client]
     return {
-        **percentiles_ms(flat), "clients": clients, "seconds": round(elapsed, 1),
-        "requests_per_s": round(len(flat) / elapsed, 1), "errors": len(all_errors), "first_errors": all_errors[:3],
+        **percentiles_ms(flat),
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "requests_per_s": round(len(flat) / elapsed, 1),
+        "errors": len(all_errors),
+        "first_errors": all_errors[:3],
     }
 
 
@@ -214,7 +224,7 @@ class PeakRss:
         while not self._stop.wait(self.every_s):
             self.peak = max(self.peak, self.process.memory_info().rss)
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self._thread.start()
         return self
 
@@ -237,7 +247,11 @@ def upload_load(base_url: str, photos: list, pngs: list, clients: int, seconds: 
             sent = 0
             while time.monotonic() < deadline:
                 sent += 1
-                kind, (name, data) = ("large", rng.choice(pngs)) if sent % large_every == slot % large_every else ("photo", rng.choice(photos))
+                kind, (name, data) = (
+                    ("large", rng.choice(pngs))
+                    if sent % large_every == slot % large_every
+                    else ("photo", rng.choice(photos))
+                )
                 start = time.perf_counter()
                 try:
                     response = http.post("/search", files={"file": (name, data)}, data={"k": "10"})
@@ -250,10 +264,19 @@ def upload_load(base_url: str, photos: list, pngs: list, clients: int, seconds: 
     elapsed = run_clients(client, clients)
     flat = [x for per_client in latencies for x in per_client]
     all_errors = [e for per_client in errors for e in per_client]
-    by_kind = {kind: percentiles_ms([t for k, t in flat if k == kind]) for kind in ("photo", "large") if any(k == kind for k, _ in flat)}
+    by_kind = {
+        kind: percentiles_ms([t for k, t in flat if k == kind])
+        for kind in ("photo", "large")
+        if any(k == kind for k, _ in flat)
+    }
     return {
-        **percentiles_ms([t for _, t in flat]), "by_kind": by_kind, "clients": clients, "seconds": round(elapsed, 1),
-        "requests_per_s": round(len(flat) / elapsed, 1), "errors": len(all_errors), "first_errors": all_errors[:3],
+        **percentiles_ms([t for _, t in flat]),
+        "by_kind": by_kind,
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "requests_per_s": round(len(flat) / elapsed, 1),
+        "errors": len(all_errors),
+        "first_errors": all_errors[:3],
         "large_pngs": {name: len(data) for name, data in pngs},
     }
 
@@ -307,9 +330,9 @@ def main() -> None:
             exact_1t_stats, _ = time_queries(lambda q: index.search(q, k=10, exact=True), queries)
             hnsw_1t_stats, _ = time_queries(lambda q: index.search(q, k=10), queries)
         position = {pid: i for i, pid in enumerate(ids)}
-        recall = np.mean([
-            len({position[h.id] for h in hits} & set(top.tolist())) / 10 for hits, top in zip(hnsw_hits, faiss_top)
-        ])
+        recall = np.mean(
+            [len({position[h.id] for h in hits} & set(top.tolist())) / 10 for hits, top in zip(hnsw_hits, faiss_top)]
+        )
 
         ctx = multiprocessing.get_context("spawn")
         port = ctx.Value("i", 0)
@@ -323,8 +346,15 @@ def main() -> None:
                 http_stats = http_load(base_url, ids, args.clients, args.seconds)
                 if run_dir is not None:
                     photos = car_photos(args.photos, 200)
-                    upload_stats = upload_load(base_url, photos, large_pngs(), args.upload_clients, args.upload_seconds, args.large_every)
-            memory = {"start_bytes": rss.start, "peak_bytes": rss.peak, "peak_gib": round(rss.peak / 2**30, 3), "target_gib": 3}
+                    upload_stats = upload_load(
+                        base_url, photos, large_pngs(), args.upload_clients, args.upload_seconds, args.large_every
+                    )
+            memory = {
+                "start_bytes": rss.start,
+                "peak_bytes": rss.peak,
+                "peak_gib": round(rss.peak / 2**30, 3),
+                "target_gib": 3,
+            }
         finally:
             server.terminate()
             server.join(10)
@@ -332,34 +362,55 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     report = {
-        "vectors": source, "count": len(ids), "dim": int(vectors.shape[1]), "queries": args.queries,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)", "index_build_s": round(build_s, 1),
-        "threads": {"faiss": 1, "edge": "engine default (one search thread per CPU) and 1"}, "edge_segments": segments,
-        "faiss_flat_ip": faiss_stats, "edge_exact": exact_stats, "edge_hnsw": {**hnsw_stats, "recall_at_10": recall,
-        "indexed_vectors": hnsw_indexed}, "edge_exact_1_thread": exact_1t_stats, "edge_hnsw_1_thread": hnsw_1t_stats,
+        "vectors": source,
+        "count": len(ids),
+        "dim": int(vectors.shape[1]),
+        "queries": args.queries,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)",
+        "index_build_s": round(build_s, 1),
+        "threads": {"faiss": 1, "edge": "engine default (one search thread per CPU) and 1"},
+        "edge_segments": segments,
+        "faiss_flat_ip": faiss_stats,
+        "edge_exact": exact_stats,
+        "edge_hnsw": {**hnsw_stats, "recall_at_10": recall, "indexed_vectors": hnsw_indexed},
+        "edge_exact_1_thread": exact_1t_stats,
+        "edge_hnsw_1_thread": hnsw_1t_stats,
         "edge_exact_p50_over_faiss": exact_stats["p50_ms"] / faiss_stats["p50_ms"],
         "edge_exact_1_thread_p50_over_faiss": exact_1t_stats["p50_ms"] / faiss_stats["p50_ms"],
-        "edge_hnsw_p50_over_faiss": hnsw_stats["p50_ms"] / faiss_stats["p50_ms"], "http_get_search_by_id": http_stats,
-        "http_post_search_uploads": upload_stats, "server_rss": memory,
+        "edge_hnsw_p50_over_faiss": hnsw_stats["p50_ms"] / faiss_stats["p50_ms"],
+        "http_get_search_by_id": http_stats,
+        "http_post_search_uploads": upload_stats,
+        "server_rss": memory,
     }
     print(f"{'top-10 query':<28}{'p50 ms':>10}{'p99 ms':>10}")
     rows = (
-        ("faiss IndexFlatIP (exact)", faiss_stats), ("edge exact", exact_stats), ("edge HNSW", hnsw_stats),
-        ("edge exact, 1 thread", exact_1t_stats), ("edge HNSW, 1 thread", hnsw_1t_stats),
+        ("faiss IndexFlatIP (exact)", faiss_stats),
+        ("edge exact", exact_stats),
+        ("edge HNSW", hnsw_stats),
+        ("edge exact, 1 thread", exact_1t_stats),
+        ("edge HNSW, 1 thread", hnsw_1t_stats),
     )
     for name, stats in rows:
         print(f"{name:<28}{stats['p50_ms']:>10.3f}{stats['p99_ms']:>10.3f}")
-    print(f"edge ({segments} segments) HNSW recall@10 vs faiss: {recall:.3f}; p50 ratio to faiss: exact "
-          f"{report['edge_exact_p50_over_faiss']:.2f}x ({report['edge_exact_1_thread_p50_over_faiss']:.2f}x on 1 thread), "
-          f"HNSW {report['edge_hnsw_p50_over_faiss']:.2f}x (target <= 2x)")
-    print(f"HTTP GET /search/{{id}}, {http_stats['clients']} clients, {http_stats['seconds']} s: p50 {http_stats['p50_ms']:.1f} ms, "
-          f"p99 {http_stats['p99_ms']:.1f} ms, {http_stats['requests_per_s']} req/s, {http_stats['errors']} errors")
+    print(
+        f"edge ({segments} segments) HNSW recall@10 vs faiss: {recall:.3f}; p50 ratio to faiss: exact "
+        f"{report['edge_exact_p50_over_faiss']:.2f}x ({report['edge_exact_1_thread_p50_over_faiss']:.2f}x on 1 thread), "
+        f"HNSW {report['edge_hnsw_p50_over_faiss']:.2f}x (target <= 2x)"
+    )
+    print(
+        f"HTTP GET /search/{{id}}, {http_stats['clients']} clients, {http_stats['seconds']} s: p50 {http_stats['p50_ms']:.1f} ms, "
+        f"p99 {http_stats['p99_ms']:.1f} ms, {http_stats['requests_per_s']} req/s, {http_stats['errors']} errors"
+    )
     if upload_stats is not None:
-        print(f"HTTP POST /search uploads, {upload_stats['clients']} clients, {upload_stats['seconds']} s: p50 "
-              f"{upload_stats['p50_ms']:.0f} ms, p99 {upload_stats['p99_ms']:.0f} ms, {upload_stats['requests_per_s']} req/s, "
-              f"{upload_stats['errors']} errors; by kind: "
-              + ", ".join(f"{k} n={v['n']} p50 {v['p50_ms']:.0f} ms" for k, v in upload_stats["by_kind"].items()))
-    print(f"server RSS: {memory['start_bytes'] / 2**30:.2f} GiB at start, peak {memory['peak_gib']:.2f} GiB (target < 3 GiB)")
+        print(
+            f"HTTP POST /search uploads, {upload_stats['clients']} clients, {upload_stats['seconds']} s: p50 "
+            f"{upload_stats['p50_ms']:.0f} ms, p99 {upload_stats['p99_ms']:.0f} ms, {upload_stats['requests_per_s']} req/s, "
+            f"{upload_stats['errors']} errors; by kind: "
+            + ", ".join(f"{k} n={v['n']} p50 {v['p50_ms']:.0f} ms" for k, v in upload_stats["by_kind"].items())
+        )
+    print(
+        f"server RSS: {memory['start_bytes'] / 2**30:.2f} GiB at start, peak {memory['peak_gib']:.2f} GiB (target < 3 GiB)"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS, report)
     print(f"wrote {RESULTS}")

@@ -22,8 +22,9 @@ import csv
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -119,8 +120,14 @@ class EpochTimer(pl.Callback):
 def epoch_seconds(model: TrainableModel, samples: list[SimilarityGroupSample], batch_size: int, workers: int) -> float:
     timer = EpochTimer()
     trainer = pl.Trainer(
-        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[timer], default_root_dir=tempfile.mkdtemp(),
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        default_root_dir=tempfile.mkdtemp(),
     )
     loader = GroupSimilarityDataLoader(samples, batch_size=batch_size, shuffle=True, num_workers=workers)
     fit(model, trainer, loader)
@@ -164,7 +171,9 @@ def main() -> None:
     floor = bare_training_epoch(StoredFeatures().features, torch.arange(EPOCH_ITEMS) % 98)
     uncached_samples = cars_samples(args.data, args.uncached_images)
     uncached_batch = min(BATCH, len(uncached_samples))
-    uncached_part = epoch_seconds(TripletOnTop(EfficientNetLiteEncoder, None), uncached_samples, uncached_batch, args.workers)
+    uncached_part = epoch_seconds(
+        TripletOnTop(EfficientNetLiteEncoder, None), uncached_samples, uncached_batch, args.workers
+    )
     uncached = uncached_part * EPOCH_ITEMS / len(uncached_samples)
 
     train_count = len(cars_samples(args.data, split="train"))
@@ -174,14 +183,28 @@ def main() -> None:
         "float16": half_cache.nbytes() / EPOCH_ITEMS,
     }
     result = {
-        "machine": {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
+        "machine": {
+            "cpu_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+        },
         "fill": {
-            "images": len(samples), "batch_size": args.batch_size, "workers": args.workers,
-            "bare_images_per_s": bare, "fill_images_per_s": filled, "fill_vs_bare": fill_ratio, "target": 0.9,
+            "images": len(samples),
+            "batch_size": args.batch_size,
+            "workers": args.workers,
+            "bare_images_per_s": bare,
+            "fill_images_per_s": filled,
+            "fill_vs_bare": fill_ratio,
+            "target": 0.9,
         },
         "epoch": {
-            "items": EPOCH_ITEMS, "dim": EMBEDDING_SIZE, "batch": BATCH, "loss": "triplet batch-hard",
-            "cached_s": cached, "bare_loop_over_tensors_s": floor, "uncached_s": uncached,
+            "items": EPOCH_ITEMS,
+            "dim": EMBEDDING_SIZE,
+            "batch": BATCH,
+            "loss": "triplet batch-hard",
+            "cached_s": cached,
+            "bare_loop_over_tensors_s": floor,
+            "uncached_s": uncached,
             "uncached_measured_on_images": len(uncached_samples),
             "speedup": uncached / cached,
         },
@@ -191,12 +214,18 @@ def main() -> None:
             "float16_mb": train_count * per_item["float16"] / 2**20,
         },
     }
-    print(f"cache fill  : {max(filled):7.1f} img/s   bare inference loop: {max(bare):7.1f} img/s   "
-          f"ratio {fill_ratio:.2f} (target >= 0.9)   [{len(samples)} cars images, best of {args.rounds}]")
-    print(f"epoch       : cached {cached:.2f} s   (plain loop over the same tensors: {floor:.2f} s)   uncached {uncached:.1f} s"
-          f" (timed on {len(uncached_samples)} images, scaled to {EPOCH_ITEMS})   speedup {uncached / cached:.0f}x")
-    print(f"cache RAM   : {train_count} cars train images x {EMBEDDING_SIZE}-d: "
-          f"{result['cache_ram']['float32_mb']:.1f} MB float32, {result['cache_ram']['float16_mb']:.1f} MB float16")
+    print(
+        f"cache fill  : {max(filled):7.1f} img/s   bare inference loop: {max(bare):7.1f} img/s   "
+        f"ratio {fill_ratio:.2f} (target >= 0.9)   [{len(samples)} cars images, best of {args.rounds}]"
+    )
+    print(
+        f"epoch       : cached {cached:.2f} s   (plain loop over the same tensors: {floor:.2f} s)   uncached {uncached:.1f} s"
+        f" (timed on {len(uncached_samples)} images, scaled to {EPOCH_ITEMS})   speedup {uncached / cached:.0f}x"
+    )
+    print(
+        f"cache RAM   : {train_count} cars train images x {EMBEDDING_SIZE}-d: "
+        f"{result['cache_ram']['float32_mb']:.1f} MB float32, {result['cache_ram']['float16_mb']:.1f} MB float16"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS, result)
     print(f"wrote {RESULTS}")

@@ -41,8 +41,11 @@ def test_the_core_names_no_app_and_every_registered_app_imports_on_its_own():
     for name, (target, _) in APPS.items():
         module = target.split(":")[0]
         # a fresh interpreter importing only the app: an import circle would fail here
-        done = subprocess.run([sys.executable, "-c", f"import {module} as m; print(len(m.app.registered_commands))"],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", f"import {module} as m; print(len(m.app.registered_commands))"],
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stderr
         assert int(done.stdout) == 6, name  # train, evaluate, demo, index, search, serve
 

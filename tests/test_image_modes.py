@@ -23,8 +23,16 @@ def test_sixteen_bit_grey_is_scaled_not_clipped(dtype, mode):
 
 
 def test_float_grey_in_unit_range_and_in_byte_range():
-    assert np.asarray(to_rgb(Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32))))[0, :, 1].tolist() == [0, 128, 255]
-    assert np.asarray(to_rgb(Image.fromarray(np.array([[0.0, 100.0, 255.0]], dtype=np.float32))))[0, :, 1].tolist() == [0, 100, 255]
+    assert np.asarray(to_rgb(Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32))))[0, :, 1].tolist() == [
+        0,
+        128,
+        255,
+    ]
+    assert np.asarray(to_rgb(Image.fromarray(np.array([[0.0, 100.0, 255.0]], dtype=np.float32))))[0, :, 1].tolist() == [
+        0,
+        100,
+        255,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -52,7 +60,9 @@ def test_transparent_pixels_become_white_whatever_colour_they_hide():
     assert np.asarray(to_rgb(palette))[0].tolist() == [[255, 255, 255], [200, 10, 10]]
 
 
-@pytest.mark.parametrize("mode, colour", [("1", 1), ("L", 77), ("CMYK", (0, 0, 0, 0)), ("YCbCr", (255, 128, 128)), ("RGBA", (9, 8, 7, 255))])
+@pytest.mark.parametrize(
+    "mode, colour", [("1", 1), ("L", 77), ("CMYK", (0, 0, 0, 0)), ("YCbCr", (255, 128, 128)), ("RGBA", (9, 8, 7, 255))]
+)
 def test_ordinary_modes_convert_as_pillow_does(mode, colour):
     image = Image.new(mode, (3, 2), colour)
     assert np.array_equal(np.asarray(to_rgb(image)), np.asarray(image.convert("RGB")))

@@ -20,7 +20,7 @@ def machine(tmp_path):
     bin_dir.mkdir()
     browser.mkdir()
     (tmp_path / "uid").write_text("0")
-    _script(bin_dir / "id", f'{shutil.which("cat")} {tmp_path / "uid"}')
+    _script(bin_dir / "id", f"{shutil.which('cat')} {tmp_path / 'uid'}")
     _script(
         bin_dir / "apt-get",
         f'echo "$DEBIAN_FRONTEND $*" >> {tmp_path / "apt.log"}\n'

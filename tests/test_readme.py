@@ -24,7 +24,9 @@ def python_block(title: str) -> str:
 def test_quickstart_example_runs(tmp_path, monkeypatch):
     code = python_block("Quickstart")
     assert len(code.strip().splitlines()) <= 12
-    for name, image in zip(("car1.jpg", "car2.jpg"), (next((CARS / "001").glob("*.jpg")), next((CARS / "100").glob("*.jpg")))):
+    for name, image in zip(
+        ("car1.jpg", "car2.jpg"), (next((CARS / "001").glob("*.jpg")), next((CARS / "100").glob("*.jpg")))
+    ):
         (tmp_path / name).symlink_to(image.resolve())
     monkeypatch.chdir(tmp_path)
     script = tmp_path / "quickstart.py"

@@ -27,9 +27,10 @@ import secrets
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 STALE_AFTER_S = 24 * 3600  # longer than any single write takes
 _LEFTOVER = re.compile(r"^\.(?P<target>.+)\.(?P<kind>staging|retired)-(?P<pid>\d+)-[0-9a-f]{8}$")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -24,7 +23,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """simtune command line."""
 
@@ -33,9 +34,11 @@ def _root(
 def export_onnx_command(
     model_dir: Path = typer.Argument(..., help="A saved SimilarityModel folder."),
     output: Path = typer.Argument(..., help="Where to write the .onnx file."),
-    image_size: Optional[int] = typer.Option(None, min=1, help="Side of the square input; default: the encoders' own."),
+    image_size: int | None = typer.Option(None, min=1, help="Side of the square input; default: the encoders' own."),
     trust: list[str] = typer.Option(
-        [], "--trust", metavar="MODULE",
+        [],
+        "--trust",
+        metavar="MODULE",
         help="A module (e.g. my_pkg.encoders) whose classes the model may use; it is imported, so name only code "
         "you trust. Without it only simtune's built-in classes load.",
     ),

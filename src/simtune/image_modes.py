@@ -36,7 +36,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return Image.alpha_composite(background, rgba).convert("RGB")
     if mode in _DIRECT:
         return image if mode == "RGB" else image.convert("RGB")
-    raise ValueError(f"image mode {mode!r} has no supported conversion to RGB; save the image as 8-bit RGB or greyscale")
+    raise ValueError(
+        f"image mode {mode!r} has no supported conversion to RGB; save the image as 8-bit RGB or greyscale"
+    )
 
 
 def _scaled_grey(pixels: np.ndarray, mode: str, top: int, scale: float) -> Image.Image:

@@ -10,8 +10,14 @@ import pytest
 from PIL import Image
 
 CLASS_NAMES = [
-    "Audi TTS Coupe 2012", "Aston Martin Virage Coupe 2012", "Land Rover LR2 SUV 2012", "smart fortwo Convertible 2012",
-    "BMW M3 Coupe 2012", "Volvo 240 Sedan 1993", "Ford GT Coupe 2006", "Geo Metro Convertible 1993",
+    "Audi TTS Coupe 2012",
+    "Aston Martin Virage Coupe 2012",
+    "Land Rover LR2 SUV 2012",
+    "smart fortwo Convertible 2012",
+    "BMW M3 Coupe 2012",
+    "Volvo 240 Sedan 1993",
+    "Ford GT Coupe 2006",
+    "Geo Metro Convertible 1993",
 ]
 
 

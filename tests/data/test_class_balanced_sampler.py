@@ -24,7 +24,9 @@ def test_every_batch_holds_p_classes_times_k_samples():
 
 
 def test_small_classes_give_all_their_samples_then_repeats():
-    sampler = ClassBalancedBatchSampler([0, 0, 1, 1, 1, 2, 2, 2, 2, 2], classes_per_batch=3, samples_per_class=4, batches_per_epoch=5)
+    sampler = ClassBalancedBatchSampler(
+        [0, 0, 1, 1, 1, 2, 2, 2, 2, 2], classes_per_batch=3, samples_per_class=4, batches_per_epoch=5
+    )
     for batch in sampler:
         assert {0, 1} <= set(batch) and {2, 3, 4} <= set(batch)  # every sample of the classes below K
         assert len(set(batch) & {5, 6, 7, 8, 9}) == 4  # a large class draws without replacement

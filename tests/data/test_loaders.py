@@ -37,7 +37,9 @@ def test_pair_batches_lay_out_all_a_then_all_b():
 
 
 def test_set_feature_collate_with_workers_and_a_class_balanced_sampler():
-    sampler = ClassBalancedBatchSampler(group_labels(GROUP_SAMPLES), classes_per_batch=2, samples_per_class=3, batches_per_epoch=4)
+    sampler = ClassBalancedBatchSampler(
+        group_labels(GROUP_SAMPLES), classes_per_batch=2, samples_per_class=3, batches_per_epoch=4
+    )
     loader = GroupSimilarityDataLoader(GROUP_SAMPLES, batch_sampler=sampler, num_workers=2)
     loader.set_feature_collate(to_tensor)
     assert loader.feature_collate is to_tensor and loader.batch_sampler is sampler
@@ -53,7 +55,12 @@ def test_loader_pickles_with_its_feature_collate():
     copy = pickle.loads(pickle.dumps(loader))
     features, targets = next(iter(copy))
     assert copy.feature_collate is to_tensor
-    assert features.tolist() == [0, 1, 2, 3, 0, 1, 2, 3] and targets["pairs"].tolist() == [[0, 4], [1, 5], [2, 6], [3, 7]]
+    assert features.tolist() == [0, 1, 2, 3, 0, 1, 2, 3] and targets["pairs"].tolist() == [
+        [0, 4],
+        [1, 5],
+        [2, 6],
+        [3, 7],
+    ]
 
 
 def test_wrong_items_and_collate_fn_are_refused_with_a_hint():

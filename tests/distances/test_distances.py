@@ -50,7 +50,9 @@ def test_single_argument_matrix_is_self_distance(name):
 def test_identical_vectors_are_at_distance_zero_with_finite_gradients(name):
     x = X[:3].clone().requires_grad_(True)
     matrix = get_distance(name).distance_matrix(x, x)
-    torch.testing.assert_close(matrix.diagonal(), torch.zeros(3, dtype=torch.float64), atol=1e-5, rtol=0)  # safe_sqrt floors at 1e-6
+    torch.testing.assert_close(
+        matrix.diagonal(), torch.zeros(3, dtype=torch.float64), atol=1e-5, rtol=0
+    )  # safe_sqrt floors at 1e-6
     matrix.sum().backward()
     assert torch.isfinite(x.grad).all()
 

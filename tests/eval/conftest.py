@@ -1,4 +1,4 @@
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -14,7 +14,14 @@ class LookupModel:
         self.embedding_of = embedding_of
         self.calls = []
 
-    def encode(self, objects: Sequence, batch_size: int = 32, to_numpy: bool = True, progress: bool = False, num_workers: int = 0):
+    def encode(
+        self,
+        objects: Sequence,
+        batch_size: int = 32,
+        to_numpy: bool = True,
+        progress: bool = False,
+        num_workers: int = 0,
+    ):
         self.calls.append(dict(count=len(objects), batch_size=batch_size, progress=progress))
         embeddings = torch.tensor(np.array([self.embedding_of(obj) for obj in objects]), dtype=torch.float32)
         return embeddings.numpy() if to_numpy else embeddings

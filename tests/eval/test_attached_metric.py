@@ -19,11 +19,19 @@ def test_computes_once_over_the_whole_epoch_not_per_batch():
         metric.update(embeddings[batch : batch + 16].requires_grad_(), groups[batch : batch + 16])
     whole = retrieval_metrics(embeddings, groups, metrics=("r_precision", "precision_at_1")).metrics
     result = metric.compute()
-    assert result == {"validation_r_precision": whole["r_precision"], "validation_precision_at_1": whole["precision_at_1"]}
-    batch_average = sum(
-        retrieval_metrics(embeddings[b : b + 16], groups[b : b + 16], metrics=("r_precision",)).metrics["r_precision"]
-        for b in range(0, 96, 16)
-    ) / 6
+    assert result == {
+        "validation_r_precision": whole["r_precision"],
+        "validation_precision_at_1": whole["precision_at_1"],
+    }
+    batch_average = (
+        sum(
+            retrieval_metrics(embeddings[b : b + 16], groups[b : b + 16], metrics=("r_precision",)).metrics[
+                "r_precision"
+            ]
+            for b in range(0, 96, 16)
+        )
+        / 6
+    )
     assert abs(batch_average - whole["r_precision"]) > 0.01
 
 
@@ -34,7 +42,10 @@ def test_reset_forgets_the_previous_epoch():
     metric.update(embeddings, groups)
     metric.reset()
     metric.update(other, other_groups)
-    assert metric.compute()["val_map_at_r"] == retrieval_metrics(other, other_groups, metrics=("map_at_r",)).metrics["map_at_r"]
+    assert (
+        metric.compute()["val_map_at_r"]
+        == retrieval_metrics(other, other_groups, metrics=("map_at_r",)).metrics["map_at_r"]
+    )
 
 
 def test_compute_before_update_and_bad_shapes_raise():
@@ -57,7 +68,9 @@ def test_quaterion_form_logs_under_validation_and_the_given_name():
 
 def test_a_name_with_several_metrics_prefixes_each_and_log_options_pass_through():
     embeddings, groups = validation_epoch()
-    metric = AttachedMetric("retrieval", metric={"p1": PrecisionAtK(1), "rp": RetrievalRPrecision()}, logger=False, sync_dist=True)
+    metric = AttachedMetric(
+        "retrieval", metric={"p1": PrecisionAtK(1), "rp": RetrievalRPrecision()}, logger=False, sync_dist=True
+    )
     metric.update(embeddings, groups)
     assert set(metric.compute()) == {"validation_retrieval_p1", "validation_retrieval_rp"}
     assert metric.log_options == {"prog_bar": True, "logger": False, "sync_dist": True}

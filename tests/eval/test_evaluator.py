@@ -16,7 +16,15 @@ from simtune.eval import (
     evaluate,
 )
 
-EVERY_METRIC = [RetrievalRPrecision(), MeanAveragePrecisionAtR(), PrecisionAtK(1), PrecisionAtK(5), RecallAtK(10), MeanReciprocalRank(), NDCGAtK(10)]
+EVERY_METRIC = [
+    RetrievalRPrecision(),
+    MeanAveragePrecisionAtR(),
+    PrecisionAtK(1),
+    PrecisionAtK(5),
+    RecallAtK(10),
+    MeanReciprocalRank(),
+    NDCGAtK(10),
+]
 NAMES = [metric.name for metric in EVERY_METRIC]
 
 
@@ -32,7 +40,9 @@ def make_separable_dataset(lookup_model, num_groups=6, per_group=8, noise=0.05, 
     for group in range(num_groups):
         for i in range(per_group):
             name = f"img_{group}_{i}.jpg"
-            vectors[name] = torch.nn.functional.one_hot(torch.tensor(group), num_groups).float() + noise * torch.rand(num_groups, generator=generator)
+            vectors[name] = torch.nn.functional.one_hot(torch.tensor(group), num_groups).float() + noise * torch.rand(
+                num_groups, generator=generator
+            )
             samples.append(SimilarityGroupSample(obj=name, group=group))
     return samples, lookup_model(lambda name: vectors[name].numpy())
 
@@ -49,7 +59,9 @@ def test_perfectly_separable_data_scores_exactly_one_on_every_metric(sampler, se
 def test_identical_embeddings_within_groups_still_score_one(separable_dataset, lookup_model):
     # Exact ties everywhere: the query's own copy is excluded by index, never by distance.
     dataset, _ = separable_dataset(noise=0.0)
-    model = lookup_model(lambda name: torch.nn.functional.one_hot(torch.tensor(int(name.split("_")[1])), 6).float().numpy())
+    model = lookup_model(
+        lambda name: torch.nn.functional.one_hot(torch.tensor(int(name.split("_")[1])), 6).float().numpy()
+    )
     result = evaluate(Evaluator(EVERY_METRIC, GroupSampler(sample_size=5, seed=1)), dataset, model)
     assert [result[name] for name in NAMES] == [1.0] * len(NAMES)
 
@@ -74,7 +86,9 @@ def test_separate_gallery_and_per_class_results(separable_dataset):
     evaluator = Evaluator([PrecisionAtK(1), RetrievalRPrecision()], per_class=True)
     result = evaluate(evaluator, queries, model, gallery_dataset=gallery)
     assert result["num_queries"] == 6 and result["r_precision"] == 1.0
-    assert {key for key in result if "/class_" in key} == {f"{m}/class_{g}" for m in ("precision_at_1", "r_precision") for g in range(6)}
+    assert {key for key in result if "/class_" in key} == {
+        f"{m}/class_{g}" for m in ("precision_at_1", "r_precision") for g in range(6)
+    }
 
 
 def test_pair_evaluation_precision_and_reciprocal_rank(lookup_model):
@@ -155,6 +169,8 @@ def test_a_dataset_of_transformed_tensors_is_refused_saying_the_encoder_preproce
     from simtune.models.heads import EmptyHead
 
     model = SimilarityModel(EfficientNetLiteEncoder("lite0", pretrained=False), EmptyHead(1280))
-    dataset = [SimilarityGroupSample(obj=torch.zeros(3, 336, 336), group=i % 2) for i in range(4)]  # Quaterion's CarsDataset
+    dataset = [
+        SimilarityGroupSample(obj=torch.zeros(3, 336, 336), group=i % 2) for i in range(4)
+    ]  # Quaterion's CarsDataset
     with pytest.raises(TypeError, match="already transformed Tensor.*encoders do their own preprocessing"):
         evaluate(Evaluator(RetrievalRPrecision(), GroupSampler(sample_size=1000, log_progress=False)), dataset, model)

@@ -107,8 +107,14 @@ def test_separate_gallery_and_queries_inside_the_gallery_match_brute_force():
     query_groups = torch.cat([gallery_groups[40:], torch.tensor([7, 0, 1, 2, 3, 4, 0, 1, 2, 3])])
     own = torch.cat([torch.arange(40, 50), torch.full((10,), -1)])
     result = retrieval_metrics(
-        queries, query_groups, gallery, gallery_groups,
-        query_gallery_index=own, metrics=ALL, distance="euclidean", max_memory_mb=ONE_ROW_BLOCKS,
+        queries,
+        query_groups,
+        gallery,
+        gallery_groups,
+        query_gallery_index=own,
+        metrics=ALL,
+        distance="euclidean",
+        max_memory_mb=ONE_ROW_BLOCKS,
     )
     expected = brute_force(queries, gallery, *group_relevance(query_groups, gallery_groups, own.tolist()), "euclidean")
     assert_matches(result, expected)
@@ -146,7 +152,10 @@ def exact_ranking(queries, gallery, excluded, distance, k):
     """Each query's first k gallery indices by (distance, index), -1 where fewer are left.
     Integer-valued data keeps every distance, and so every tie, exact."""
     matrix = get_distance(distance).distance_matrix(queries, gallery).tolist()
-    ranking = [[g for _, g in sorted((d, g) for g, d in enumerate(row) if (q, g) not in excluded)] for q, row in enumerate(matrix)]
+    ranking = [
+        [g for _, g in sorted((d, g) for g, d in enumerate(row) if (q, g) not in excluded)]
+        for q, row in enumerate(matrix)
+    ]
     return [row[:k] + [-1] * (k - len(row[:k])) for row in ranking]
 
 
@@ -208,8 +217,12 @@ def test_gallery_pass_ranks_exactly_with_exclusions(max_memory_mb, dtype):
     excluded = {(q, 3 * q % 40) for q in range(25)} | {(q, q) for q in range(0, 25, 2)}
     for k in (3, 17, 40):  # 40: queries with exclusions have fewer than k items left
         blocks = ranked_blocks(
-            queries, gallery, k, distance="dot_product",
-            excluded_pairs=torch.tensor(sorted(excluded)), max_memory_mb=max_memory_mb,
+            queries,
+            gallery,
+            k,
+            distance="dot_product",
+            excluded_pairs=torch.tensor(sorted(excluded)),
+            max_memory_mb=max_memory_mb,
         )
         expected = exact_ranking(queries, gallery, excluded, "dot_product", k)
         assert torch.cat([block.top_indices for block in blocks]).tolist() == expected
@@ -262,8 +275,12 @@ def test_pair_relevance_matches_brute_force_with_exclusions():
     excluded = {(q, q) for q in range(40)} | {(q, (q + 5) % 40) for q in range(40)}
     excluded -= relevant
     result = pair_retrieval_metrics(
-        embeddings, torch.tensor(sorted(relevant)), embeddings,
-        excluded_pairs=torch.tensor(sorted(excluded)), metrics=ALL, distance="euclidean",
+        embeddings,
+        torch.tensor(sorted(relevant)),
+        embeddings,
+        excluded_pairs=torch.tensor(sorted(excluded)),
+        metrics=ALL,
+        distance="euclidean",
         max_memory_mb=ONE_ROW_BLOCKS,
     )
     assert_matches(result, brute_force(embeddings, embeddings, relevant, excluded, "euclidean"))
@@ -320,7 +337,9 @@ def pml_metrics(k, *args, **kwargs):
 def clustered(num, num_groups, dim, seed, spread=1.5):
     generator = torch.Generator().manual_seed(seed)
     groups = torch.randint(0, num_groups, (num,), generator=generator)
-    embeddings = torch.randn(num_groups, dim, generator=generator)[groups] + spread * torch.randn(num, dim, generator=generator)
+    embeddings = torch.randn(num_groups, dim, generator=generator)[groups] + spread * torch.randn(
+        num, dim, generator=generator
+    )
     return embeddings, groups
 
 
@@ -340,12 +359,19 @@ def test_agrees_with_pytorch_metric_learning_on_clustered_data():
 def test_agrees_with_pytorch_metric_learning_on_a_separate_gallery_per_class():
     embeddings, groups = clustered(500, 12, 8, seed=6)
     ours = retrieval_metrics(
-        embeddings[:150], groups[:150], embeddings[150:], groups[150:],
-        metrics=tuple(PML_NAMES), distance="euclidean", per_class=True,
+        embeddings[:150],
+        groups[:150],
+        embeddings[150:],
+        groups[150:],
+        metrics=tuple(PML_NAMES),
+        distance="euclidean",
+        per_class=True,
     )
     theirs = pml_metrics(None, embeddings[:150], groups[:150], embeddings[150:], groups[150:], False)
     assert_agrees_with_pml(ours.metrics, theirs)
-    per_class = pml_metrics(None, embeddings[:150], groups[:150], embeddings[150:], groups[150:], False, return_per_class=True)
+    per_class = pml_metrics(
+        None, embeddings[:150], groups[:150], embeddings[150:], groups[150:], False, return_per_class=True
+    )
     for name, pml_name in PML_NAMES.items():
         ours_per_class = [ours.per_class[name][g] for g in sorted(ours.per_class[name])]
         assert ours_per_class == pytest.approx(per_class[pml_name], abs=1e-6)
@@ -385,7 +411,9 @@ def without_duplicates(embeddings, groups):
     under two classes); their exact distance ties are ordered by gallery index here and arbitrarily
     by faiss, which would make the rankings differ for reasons unrelated to the metrics."""
     unique, inverse = torch.unique(embeddings, dim=0, return_inverse=True)
-    first = torch.full((len(unique),), len(embeddings)).scatter_reduce(0, inverse, torch.arange(len(embeddings)), "amin")
+    first = torch.full((len(unique),), len(embeddings)).scatter_reduce(
+        0, inverse, torch.arange(len(embeddings)), "amin"
+    )
     keep = first.sort().values
     return embeddings[keep], groups[keep]
 

@@ -141,6 +141,8 @@ def center(x, groups, centers, dist):
 
 
 def assert_close(actual, expected, tolerance, what):
-    difference = (torch.as_tensor(actual, dtype=torch.float64) - torch.as_tensor(expected, dtype=torch.float64)).abs().max()
+    difference = (
+        (torch.as_tensor(actual, dtype=torch.float64) - torch.as_tensor(expected, dtype=torch.float64)).abs().max()
+    )
     assert difference <= tolerance, f"{what}: max |difference| = {float(difference):.3g} > {tolerance}"
     assert math.isfinite(float(difference))

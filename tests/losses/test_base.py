@@ -3,8 +3,15 @@
 import pytest
 import torch
 
-from simtune.losses import CircleLoss, GroupLoss, MultiSimilarityLoss, OnlineContrastiveLoss, TripletLoss
-from simtune.losses import ProxyAnchorLoss, SoftmaxLoss
+from simtune.losses import (
+    CircleLoss,
+    GroupLoss,
+    MultiSimilarityLoss,
+    OnlineContrastiveLoss,
+    ProxyAnchorLoss,
+    SoftmaxLoss,
+    TripletLoss,
+)
 
 REFERENCE_LOSSES = [
     MultiSimilarityLoss(),

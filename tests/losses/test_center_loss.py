@@ -17,7 +17,9 @@ def test_matches_brute_force_value_and_gradient(distance):
         return torch.func.functional_call(loss, {"centers": centers}, (x, groups))
 
     value, grads = value_and_grad(ours, embeddings, loss.centers)
-    expected, expected_grads = value_and_grad(lambda x, c: center(x, groups.tolist(), c, distance), embeddings, loss.centers)
+    expected, expected_grads = value_and_grad(
+        lambda x, c: center(x, groups.tolist(), c, distance), embeddings, loss.centers
+    )
     assert value > 0
     assert_close(value, expected, 1e-5, "loss")
     for name, grad, expected_grad in zip(["embeddings", "centers"], grads, expected_grads):

@@ -30,7 +30,9 @@ def test_matches_brute_force_value_and_gradient(distance, squared, soft_labels, 
     margin = 0.8 if distance == "cosine" else 3.0
     loss = ContrastiveLoss(margin=margin, squared=squared, distance=distance)
     value, (grad,) = value_and_grad(lambda x: loss(x, pairs, labels, subgroups), embeddings)
-    expected, (expected_grad,) = value_and_grad(lambda x: contrastive(x, pairs, labels, margin, squared, distance), embeddings)
+    expected, (expected_grad,) = value_and_grad(
+        lambda x: contrastive(x, pairs, labels, margin, squared, distance), embeddings
+    )
     assert value > 0
     assert_close(value, expected, 1e-5, "loss")
     assert_close(grad, expected_grad, 1e-5, "gradient")
@@ -46,11 +48,19 @@ def test_matches_pytorch_metric_learning(distance):
     margin = 0.8 if distance == "cosine" else 3.0
     positive, negative = pairs[labels == 1], pairs[labels == 0]
     indices = (positive[:, 0], positive[:, 1], negative[:, 0], negative[:, 1])
-    pml_distance = pml_distances.CosineSimilarity() if distance == "cosine" else pml_distances.LpDistance(normalize_embeddings=False)
+    pml_distance = (
+        pml_distances.CosineSimilarity()
+        if distance == "cosine"
+        else pml_distances.LpDistance(normalize_embeddings=False)
+    )
     if distance == "cosine":  # its similarity margins: pos relu(margin - s), neg relu(s - margin); map d = 1 - s
-        pml_loss = pml_losses.ContrastiveLoss(pos_margin=1.0, neg_margin=1.0 - margin, distance=pml_distance, reducer=pml_reducers.SumReducer())
+        pml_loss = pml_losses.ContrastiveLoss(
+            pos_margin=1.0, neg_margin=1.0 - margin, distance=pml_distance, reducer=pml_reducers.SumReducer()
+        )
     else:
-        pml_loss = pml_losses.ContrastiveLoss(pos_margin=0.0, neg_margin=margin, distance=pml_distance, reducer=pml_reducers.SumReducer())
+        pml_loss = pml_losses.ContrastiveLoss(
+            pos_margin=0.0, neg_margin=margin, distance=pml_distance, reducer=pml_reducers.SumReducer()
+        )
     expected = pml_loss(embeddings, torch.zeros(len(embeddings), dtype=torch.long), indices) / len(pairs)
     actual = ContrastiveLoss(margin=margin, squared=False, distance=distance)(embeddings, pairs, labels, subgroups)
     assert expected > 0
@@ -60,7 +70,9 @@ def test_matches_pytorch_metric_learning(distance):
 def test_config_round_trips_through_json():
     loss = ContrastiveLoss(margin=0.7, squared=False, distance="euclidean")
     config = json.loads(json.dumps(loss.get_config()))
-    assert ContrastiveLoss(**config).get_config() == config == {"distance": "euclidean", "margin": 0.7, "squared": False}
+    assert (
+        ContrastiveLoss(**config).get_config() == config == {"distance": "euclidean", "margin": 0.7, "squared": False}
+    )
 
 
 def test_bad_inputs_are_named():
@@ -79,8 +91,12 @@ def test_bad_inputs_are_named():
 def test_degenerate_batches_are_finite(distance):
     embeddings = torch.ones(4, 3, requires_grad=True)
     pairs = torch.tensor([[0, 2], [1, 3]])
-    value = ContrastiveLoss(distance=distance)(embeddings, pairs, torch.tensor([1.0, 1.0]), torch.zeros(4, dtype=torch.long))
+    value = ContrastiveLoss(distance=distance)(
+        embeddings, pairs, torch.tensor([1.0, 1.0]), torch.zeros(4, dtype=torch.long)
+    )
     value.backward()
     assert value.item() == pytest.approx(0.0, abs=1e-6) and torch.isfinite(embeddings.grad).all()
-    empty = ContrastiveLoss(distance=distance)(embeddings, torch.zeros(0, 2, dtype=torch.long), torch.zeros(0), torch.zeros(4, dtype=torch.long))
+    empty = ContrastiveLoss(distance=distance)(
+        embeddings, torch.zeros(0, 2, dtype=torch.long), torch.zeros(0), torch.zeros(4, dtype=torch.long)
+    )
     assert empty == 0

@@ -66,9 +66,7 @@ def test_matches_pytorch_metric_learning():
     torch.testing.assert_close(grad, expected_grad, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize(
-    "case", ["all_equal", "one_class", "embedding_on_its_class_weight", "zero_embedding"]
-)
+@pytest.mark.parametrize("case", ["all_equal", "one_class", "embedding_on_its_class_weight", "zero_embedding"])
 def test_degenerate_batches_give_finite_loss_and_gradient(case):
     loss = CosFaceLoss(num_groups=3, embedding_size=5)
     groups = torch.tensor([0, 1, 2, 0])

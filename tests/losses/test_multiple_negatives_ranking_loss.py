@@ -57,7 +57,9 @@ def test_matches_pytorch_metric_learning_ntxent(symmetric):
         anchors, positives = torch.cat([a, b]), torch.cat([b, a])
         negative_anchors = torch.cat([negative_anchors, b[i[off_diagonal]]])
         negatives = torch.cat([negatives, a[j[off_diagonal]]])
-    expected = pml_losses.NTXentLoss(temperature=1 / scale)(embeddings, None, (anchors, positives, negative_anchors, negatives))
+    expected = pml_losses.NTXentLoss(temperature=1 / scale)(
+        embeddings, None, (anchors, positives, negative_anchors, negatives)
+    )
     actual = MultipleNegativesRankingLoss(scale=scale, symmetric=symmetric)(embeddings, pairs, labels, subgroups)
     assert expected > 0
     assert_close(actual, expected, 1e-4, "MNRL vs NT-Xent")
@@ -66,7 +68,11 @@ def test_matches_pytorch_metric_learning_ntxent(symmetric):
 def test_config_and_bad_inputs():
     loss = MultipleNegativesRankingLoss(scale=30.0, symmetric=True, distance="dot_product")
     config = json.loads(json.dumps(loss.get_config()))
-    assert MultipleNegativesRankingLoss(**config).get_config() == config == {"distance": "dot_product", "scale": 30.0, "symmetric": True}
+    assert (
+        MultipleNegativesRankingLoss(**config).get_config()
+        == config
+        == {"distance": "dot_product", "scale": 30.0, "symmetric": True}
+    )
     embeddings, pairs, labels, subgroups = pair_batch(0)
     labels[2] = 0.0
     with pytest.raises(ValueError, match="labels must all be > 0"):
@@ -85,6 +91,8 @@ def test_degenerate_batches_are_finite():
     assert value.item() == pytest.approx(torch.log(torch.tensor(3.0)).item(), abs=1e-5)  # all candidates tie
     assert torch.isfinite(embeddings.grad).all()
     single = torch.randn(2, 4, requires_grad=True)
-    one_pair = MultipleNegativesRankingLoss()(single, torch.tensor([[0, 1]]), torch.ones(1), torch.zeros(2, dtype=torch.long))
+    one_pair = MultipleNegativesRankingLoss()(
+        single, torch.tensor([[0, 1]]), torch.ones(1), torch.zeros(2, dtype=torch.long)
+    )
     one_pair.backward()
     assert one_pair.item() == pytest.approx(0.0, abs=1e-6) and not single.grad.any()

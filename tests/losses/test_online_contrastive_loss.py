@@ -44,7 +44,9 @@ def test_matches_pytorch_metric_learning(mining):
     embeddings = torch.randn(24, 6, generator=generator, dtype=torch.float64)
     groups = torch.arange(6).repeat_interleave(4)
     distance = pml_distances.LpDistance(normalize_embeddings=False)
-    pml_loss = pml_losses.ContrastiveLoss(pos_margin=0.0, neg_margin=3.0, distance=distance, reducer=pml_reducers.MeanReducer())
+    pml_loss = pml_losses.ContrastiveLoss(
+        pos_margin=0.0, neg_margin=3.0, distance=distance, reducer=pml_reducers.MeanReducer()
+    )
     indices = pml_miners.BatchHardMiner(distance=distance)(embeddings, groups) if mining == "hard" else None
     expected = pml_loss(embeddings, groups, indices)
     actual = OnlineContrastiveLoss(margin=3.0, mining=mining, squared=False, distance="euclidean")(embeddings, groups)
@@ -63,7 +65,11 @@ def test_an_anchor_is_never_its_own_negative(mining):
 def test_config_round_trips_through_json():
     loss = OnlineContrastiveLoss(margin=0.3, mining="batch_all", squared=False, distance="cosine")
     config = json.loads(json.dumps(loss.get_config()))
-    assert OnlineContrastiveLoss(**config).get_config() == config == {"distance": "cosine", "margin": 0.3, "mining": "all", "squared": False}
+    assert (
+        OnlineContrastiveLoss(**config).get_config()
+        == config
+        == {"distance": "cosine", "margin": 0.3, "mining": "all", "squared": False}
+    )
     with pytest.raises(ValueError, match="mining"):
         OnlineContrastiveLoss(mining="semi_hard")
 

@@ -20,7 +20,9 @@ def test_by_name_equals_calling_pytorch_metric_learning_directly():
     expected = loss(embeddings, groups, miner(embeddings, groups))
     assert expected > 0
     assert torch.equal(wrapped(embeddings, groups), expected)
-    assert not torch.equal(PytorchMetricLearningLoss("TripletMarginLoss", loss_kwargs={"margin": 0.3})(embeddings, groups), expected)
+    assert not torch.equal(
+        PytorchMetricLearningLoss("TripletMarginLoss", loss_kwargs={"margin": 0.3})(embeddings, groups), expected
+    )
 
 
 def test_config_round_trips_through_json_when_built_by_name():

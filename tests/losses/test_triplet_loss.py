@@ -19,14 +19,18 @@ def batch(seed, size=12, dim=5, classes=4):
 
 
 @pytest.mark.parametrize("distance", ["cosine", "euclidean", "dot_product"])
-@pytest.mark.parametrize("mining,soft", [("all", False), ("hard", False), ("hard", True), ("semi_hard", False), ("semi_hard", True)])
+@pytest.mark.parametrize(
+    "mining,soft", [("all", False), ("hard", False), ("hard", True), ("semi_hard", False), ("semi_hard", True)]
+)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_matches_brute_force_value_and_gradient(distance, mining, soft, seed):
     embeddings, groups = batch(seed)
     margin = 0.3 if distance == "cosine" else 1.0
     loss = TripletLoss(margin=margin, mining=mining, soft=soft, distance=distance)
     value, (grad,) = value_and_grad(lambda x: loss(x, groups), embeddings)
-    expected, (expected_grad,) = value_and_grad(lambda x: triplet(x, groups.tolist(), margin, mining, soft, distance), embeddings)
+    expected, (expected_grad,) = value_and_grad(
+        lambda x: triplet(x, groups.tolist(), margin, mining, soft, distance), embeddings
+    )
     assert value > 0
     assert_close(value, expected, 1e-5, "loss")
     assert_close(grad, expected_grad, 1e-5, "gradient")
@@ -43,7 +47,10 @@ def test_matches_brute_force_value_and_gradient(distance, mining, soft, seed):
 #   (one positive); ours mines per anchor-positive pair (FaceNet). With two samples per class each
 #   anchor has one positive and the two coincide, so this comparison uses K=2 batches; the brute-force
 #   test above covers K > 2.
-PML_DISTANCES = {"euclidean": pml_distances.LpDistance(normalize_embeddings=False), "cosine": pml_distances.CosineSimilarity()}
+PML_DISTANCES = {
+    "euclidean": pml_distances.LpDistance(normalize_embeddings=False),
+    "cosine": pml_distances.CosineSimilarity(),
+}
 
 
 def pml_triplet(mining, margin, distance):
@@ -62,7 +69,11 @@ def pml_triplet(mining, margin, distance):
 def test_matches_pytorch_metric_learning(distance, mining, seed):
     generator = torch.Generator().manual_seed(seed)
     embeddings = torch.randn(32, 8, generator=generator, dtype=torch.float64)
-    groups = torch.arange(16).repeat_interleave(2) if mining == "semi_hard" else torch.randint(0, 5, (32,), generator=generator)
+    groups = (
+        torch.arange(16).repeat_interleave(2)
+        if mining == "semi_hard"
+        else torch.randint(0, 5, (32,), generator=generator)
+    )
     margin = 0.2 if distance == "cosine" else 0.5
     pml_loss, miner = pml_triplet(mining, margin, PML_DISTANCES[distance])
     indices = None if miner is None else miner(embeddings, groups)
@@ -83,7 +94,11 @@ def test_config_round_trips_through_json():
     loss = TripletLoss(margin=0.25, mining="batch_hard", soft=True, distance="euclidean")
     config = json.loads(json.dumps(loss.get_config()))
     rebuilt = TripletLoss(**config)
-    assert rebuilt.get_config() == loss.get_config() == {"distance": "euclidean", "margin": 0.25, "mining": "hard", "soft": True}
+    assert (
+        rebuilt.get_config()
+        == loss.get_config()
+        == {"distance": "euclidean", "margin": 0.25, "mining": "hard", "soft": True}
+    )
     embeddings, groups = batch(4)
     assert torch.equal(rebuilt(embeddings, groups), loss(embeddings, groups))
     assert loss.trainable_parameters == []
@@ -122,7 +137,9 @@ def test_degenerate_batches_give_finite_loss_and_gradient(case, distance, mining
         assert value == 0 and not embeddings.grad.any()
     elif mining == "hard":
         # every distance is equal: nothing separates positives from negatives, the margin is all violation
-        assert value.item() == pytest.approx(torch.nn.functional.softplus(torch.tensor(0.0)).item() if soft else 0.5, abs=1e-5)
+        assert value.item() == pytest.approx(
+            torch.nn.functional.softplus(torch.tensor(0.0)).item() if soft else 0.5, abs=1e-5
+        )
 
 
 def scaled_batch_hard(x, groups, margin, dist):
@@ -166,7 +183,9 @@ def test_mean_negative_scale_matches_brute_force_value_and_gradient(distance, se
     embeddings, groups = batch(seed)
     loss = TripletLoss(margin=0.5, mining="hard", distance=distance, scale="mean_negative")
     value, (grad,) = value_and_grad(lambda x: loss(x, groups), embeddings)
-    expected, (expected_grad,) = value_and_grad(lambda x: scaled_batch_hard(x, groups.tolist(), 0.5, distance), embeddings)
+    expected, (expected_grad,) = value_and_grad(
+        lambda x: scaled_batch_hard(x, groups.tolist(), 0.5, distance), embeddings
+    )
     assert value > 0
     assert_close(value, expected, 1e-6, "loss")
     assert_close(grad, expected_grad, 1e-6, "gradient")

@@ -72,13 +72,17 @@ def test_an_allowed_user_class_round_trips(tmp_path):
         SimilarityModel.load(tmp_path / "model")
     loaded = SimilarityModel.load(tmp_path / "model", trusted_classes=[LiteSubclass])
     assert type(loaded.encoders["default"]) is LiteSubclass and loaded.fingerprint() == model.fingerprint()
-    assert type(Encoder.load(tmp_path / "model" / "encoders" / "default", trusted_classes=[LiteSubclass])) is LiteSubclass
+    assert (
+        type(Encoder.load(tmp_path / "model" / "encoders" / "default", trusted_classes=[LiteSubclass])) is LiteSubclass
+    )
 
 
 def _model_naming(tmp_path: Path, class_path: str) -> Path:
     """A saved model whose head config names ``class_path``, with every hash recomputed as an attacker would."""
     model = tmp_path / "model"
-    SimilarityModel(TorchvisionEncoder("mobilenet_v3_small", image_size=32), LinearHead(1024, output_size=4)).save(model)
+    SimilarityModel(TorchvisionEncoder("mobilenet_v3_small", image_size=32), LinearHead(1024, output_size=4)).save(
+        model
+    )
     head_config = model / "head" / "config.json"
     head_config.write_text(json.dumps({**json.loads(head_config.read_text()), "class": {"import_path": class_path}}))
     top = json.loads((model / "config.json").read_text())

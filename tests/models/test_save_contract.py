@@ -97,7 +97,9 @@ def test_required_arguments_missing_from_the_default_config_are_named(tmp_path):
 
 
 def test_a_config_that_rebuilds_a_different_network_is_refused(tmp_path):
-    with pytest.raises(UnrebuildableModuleError, match=r"builds a different network: it lacks weights net.1.bias, net.1.weight"):
+    with pytest.raises(
+        UnrebuildableModuleError, match=r"builds a different network: it lacks weights net.1.bias, net.1.weight"
+    ):
         SimilarityModel(ForgetfulEncoder(4, depth=2), EmptyHead(4)).save(tmp_path / "model")
 
 
@@ -117,8 +119,12 @@ def test_a_head_is_checked_too(tmp_path):
 
 @pytest.mark.parametrize(
     "head",
-    [EmptyHead(4), LinearHead(4, output_size=3), SkipConnectionHead(4, dropout=0.1),
-     SequentialHead(4, [{"type": "linear", "size": 6}, {"type": "relu"}])],
+    [
+        EmptyHead(4),
+        LinearHead(4, output_size=3),
+        SkipConnectionHead(4, dropout=0.1),
+        SequentialHead(4, [{"type": "linear", "size": 6}, {"type": "relu"}]),
+    ],
 )
 def test_rebuildable_components_save_and_load(tmp_path, head, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).parent))

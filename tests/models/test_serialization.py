@@ -117,14 +117,18 @@ def _rehash(saved, relative):
     """What an editor who also recomputes every record does: only the content checks can catch it then."""
     if relative.endswith(".safetensors"):
         component = (saved / relative).parent / "config.json"
-        component.write_text(json.dumps({**json.loads(component.read_text()), "weights": file_record(saved / relative)}))
+        component.write_text(
+            json.dumps({**json.loads(component.read_text()), "weights": file_record(saved / relative)})
+        )
         _rehash(saved, component.relative_to(saved).as_posix())
     config = json.loads((saved / "config.json").read_text())
     config["files"][relative] = file_record(saved / relative)
     (saved / "config.json").write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("relative", ["encoders/default/weights.safetensors", "head/weights.safetensors", "head/config.json"])
+@pytest.mark.parametrize(
+    "relative", ["encoders/default/weights.safetensors", "head/weights.safetensors", "head/config.json"]
+)
 @pytest.mark.parametrize("damage", ["flip_first", "flip_middle", "flip_last", "truncate_half", "truncate_end", "empty"])
 @pytest.mark.parametrize("rehashed", [False, True])
 def test_every_damaged_file_raises_model_file_error_naming_it(saved, relative, damage, rehashed):
@@ -133,7 +137,9 @@ def test_every_damaged_file_raises_model_file_error_naming_it(saved, relative, d
     if damage.startswith("flip"):
         _flip_byte(path, {"flip_first": 0, "flip_middle": size // 2, "flip_last": size - 1}[damage])
     else:
-        path.write_bytes(path.read_bytes()[: {"truncate_half": size // 2, "truncate_end": size - 2, "empty": 0}[damage]])
+        path.write_bytes(
+            path.read_bytes()[: {"truncate_half": size // 2, "truncate_end": size - 2, "empty": 0}[damage]]
+        )
     if rehashed:
         _rehash(saved, relative)
     try:

@@ -1,6 +1,7 @@
 """A tiny importable Encoder for tests: BatchNorm and dropout make mode pinning observable."""
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -17,7 +18,12 @@ class ToyEncoder(Encoder):
         self.size = size
         self._trainable = trainable
         self.layers = nn.Sequential(
-            nn.Conv2d(3, size, 3), nn.BatchNorm2d(size), nn.ReLU(), nn.Dropout(0.5), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+            nn.Conv2d(3, size, 3),
+            nn.BatchNorm2d(size),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.requires_grad_(trainable)
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import simtune
-
 from simtune.search import EdgeIndex, IndexSchema, IndexUnavailableError, ModelMismatchError
 
 
@@ -148,7 +147,10 @@ def test_an_index_that_lost_its_segments_is_refused(tmp_path, schema, make_point
         assert index.count() == 2000
     for segment in (path / "shard" / "segments").iterdir():
         shutil.rmtree(segment)
-    with pytest.raises(IndexUnavailableError, match=r"is damaged: it holds \d+ points of the 2000 written when it was built; delete the folder and rebuild it"):
+    with pytest.raises(
+        IndexUnavailableError,
+        match=r"is damaged: it holds \d+ points of the 2000 written when it was built; delete the folder and rebuild it",
+    ):
         EdgeIndex.open(path, expect=schema)
 
 
@@ -164,7 +166,9 @@ def test_an_index_holding_other_points_than_recorded_is_refused(tmp_path, schema
         EdgeIndex.open(path, expect=schema)
 
 
-def test_rewriting_an_index_that_a_server_holds_open_is_refused_before_and_after_the_work(tmp_path, schema, make_points):
+def test_rewriting_an_index_that_a_server_holds_open_is_refused_before_and_after_the_work(
+    tmp_path, schema, make_points
+):
     path = _written(tmp_path, schema, make_points, 20)
     ids, vectors, payloads = make_points(30)
     with EdgeIndex.open(path, expect=schema):  # what `serve` holds

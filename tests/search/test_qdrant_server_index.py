@@ -67,7 +67,10 @@ def test_missing_or_foreign_collections_are_clear_errors(client, schema):
 
 
 def test_an_unreachable_server_is_one_error_naming_the_url_and_the_step(schema):
-    with pytest.raises(IndexUnavailableError, match=r"^the Qdrant server at http://127.0.0.1:1 failed while looking up collection 'cars': "):
+    with pytest.raises(
+        IndexUnavailableError,
+        match=r"^the Qdrant server at http://127.0.0.1:1 failed while looking up collection 'cars': ",
+    ):
         QdrantServerIndex.connect("http://127.0.0.1:1", "cars", schema)
     with pytest.raises(IndexUnavailableError, match=r"^the Qdrant server at http://\[::1 failed while parsing its URL"):
         QdrantServerIndex.connect("http://[::1", "cars", schema)

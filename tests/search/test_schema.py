@@ -38,6 +38,8 @@ def test_parse_filters_splits_on_the_first_equals_sign():
 @pytest.mark.parametrize("value", ["99999999999999999999999", str(2**63), str(-(2**63) - 1), True])
 def test_integer_filters_outside_int64_are_invalid_queries(value):
     schema = IndexSchema("m", 4, "cosine", {"year": "integer"})
-    with pytest.raises(InvalidQueryError, match=r"year must be an integer from -9223372036854775808 to 9223372036854775807"):
+    with pytest.raises(
+        InvalidQueryError, match=r"year must be an integer from -9223372036854775808 to 9223372036854775807"
+    ):
         schema.check_filter({"year": value})
     assert schema.check_filter({"year": str(2**63 - 1)}) == {"year": 2**63 - 1}

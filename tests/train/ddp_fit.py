@@ -19,12 +19,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from train_fakes import GroupImages, TinyTrainable  # noqa: E402
+
 import simtune  # noqa: E402
 from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader  # noqa: E402
 from simtune.eval.attached_metric import AttachedMetric  # noqa: E402
 from simtune.eval.metrics import RetrievalRPrecision  # noqa: E402
 from simtune.train import CacheConfig, XbmConfig, default_trainer  # noqa: E402
-from train_fakes import GroupImages, TinyTrainable  # noqa: E402
 
 GLOBAL_BATCH = 16
 VALIDATION_CLASSES, VALIDATION_PER_CLASS = 7, 5  # 35 samples: odd, so a DistributedSampler pads
@@ -78,9 +79,17 @@ def main(scenario: str, devices: int, out: Path, root: Path) -> None:
         model = Spy(cache=CacheConfig() if scenario == "cached" else None, trainable_encoder=scenario == "uncached")
         train = GroupSimilarityDataLoader(train_data, batch_size=GLOBAL_BATCH // devices, shuffle=True, drop_last=True)
     trainer = default_trainer(
-        has_validation=True, max_epochs=8, root_dir=root, accelerator="cpu", devices=devices,
-        strategy="ddp" if devices > 1 else "auto", use_distributed_sampler=scenario != "balanced",
-        logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        has_validation=True,
+        max_epochs=8,
+        root_dir=root,
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        use_distributed_sampler=scenario != "balanced",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
         callbacks=[],
     )
     simtune.fit(model, trainer, train, val)

@@ -37,7 +37,9 @@ def _run(scenario: str, devices: int, tmp_path: Path) -> dict:
     script = Path(__file__).with_name("ddp_fit.py")
     result = subprocess.run(
         [sys.executable, str(script), scenario, str(devices), str(out), str(tmp_path / f"{scenario}{devices}")],
-        env=env, capture_output=True, timeout=600,
+        env=env,
+        capture_output=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     return json.loads(out.read_text())

@@ -3,13 +3,12 @@ import copy
 import lightning.pytorch as pl
 import pytest
 import torch
+from train_fakes import GroupImages, PairImages, TinyConvEncoder, TinyTrainable
 
 import simtune
 from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader, PairsSimilarityDataLoader, pass_through
 from simtune.train import CacheConfig
 from simtune.train.fit import default_trainer
-
-from train_fakes import GroupImages, PairImages, TinyConvEncoder, TinyTrainable
 
 
 class ValidationHistory(pl.Callback):

@@ -3,12 +3,11 @@
 import lightning.pytorch as pl
 import pytest
 import torch
+from train_fakes import GroupImages, TinyTrainable
 
 import simtune
 from simtune.data import GroupSimilarityDataLoader
 from simtune.train import CacheConfig, XbmConfig
-
-from train_fakes import GroupImages, TinyTrainable
 
 EPOCHS, CRASH_AT = 4, 2
 
@@ -28,8 +27,13 @@ def _run(root, ckpt_path=None, crash=False, **model_kwargs):
     val = GroupSimilarityDataLoader(GroupImages(seed=100), batch_size=16)
     callbacks = [pl.callbacks.ModelCheckpoint(save_last=True)] + ([Crash()] if crash else [])
     trainer = pl.Trainer(
-        max_epochs=EPOCHS, accelerator="cpu", default_root_dir=root, callbacks=callbacks,
-        logger=False, enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=EPOCHS,
+        accelerator="cpu",
+        default_root_dir=root,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     simtune.fit(model, trainer, train, val, ckpt_path=ckpt_path)
     return model, trainer

@@ -1,13 +1,12 @@
 import pytest
 import torch
+from train_fakes import TinyConvEncoder, TinyTrainable
 
 from simtune.eval.attached_metric import AttachedMetric
 from simtune.eval.metrics import PrecisionAtK
 from simtune.losses.arcface_loss import ArcFaceLoss
 from simtune.models.heads import LinearHead
 from simtune.train import TrainableModel
-
-from train_fakes import TinyConvEncoder, TinyTrainable
 
 
 class FrozenPlusTuned(TrainableModel):

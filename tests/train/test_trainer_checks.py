@@ -4,12 +4,11 @@ import lightning.pytorch as pl
 import pytest
 import pytorch_lightning
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from train_fakes import GroupImages, TinyTrainable
 
 import simtune
 from simtune.data import GroupSimilarityDataLoader
 from simtune.eval import AttachedMetric, RetrievalRPrecision
-
-from train_fakes import GroupImages, TinyTrainable
 
 
 class RRPTrainable(TinyTrainable):
@@ -40,7 +39,9 @@ def test_pytorch_lightning_callbacks_are_refused(tmp_path):
         simtune.fit(TinyTrainable(), trainer, *loaders())
 
 
-@pytest.mark.parametrize("callback", [EarlyStopping(monitor="rrp_validation"), ModelCheckpoint(monitor="rrp_validation")])
+@pytest.mark.parametrize(
+    "callback", [EarlyStopping(monitor="rrp_validation"), ModelCheckpoint(monitor="rrp_validation")]
+)
 def test_quaterions_metric_key_is_refused_naming_simtunes(tmp_path, callback):
     trainer = pl.Trainer(max_epochs=1, logger=False, default_root_dir=tmp_path, callbacks=[callback])
     with pytest.raises(ValueError, match="monitor='rrp_validation'.*Quaterion's key.*monitor='validation_rrp'"):
@@ -51,8 +52,12 @@ def test_monitoring_an_attached_metric_works(tmp_path):
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "checkpoints", monitor="validation_rrp", mode="max")
     stopping = EarlyStopping(monitor="validation_rrp", mode="max", patience=10)
     trainer = pl.Trainer(
-        max_epochs=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, callbacks=[checkpoint, stopping],
+        max_epochs=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[checkpoint, stopping],
     )
     simtune.fit(RRPTrainable(), trainer, *loaders())
     assert 0 < float(trainer.callback_metrics["validation_rrp"]) <= 1

@@ -4,12 +4,11 @@ from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from pytorch_metric_learning import reducers as pml_reducers
+from train_fakes import TinyTrainable
 
 from simtune.losses import CircleLoss, MultiSimilarityLoss, OnlineContrastiveLoss, ProxyAnchorLoss, TripletLoss
 from simtune.train import XbmConfig
 from simtune.train.xbm import CrossBatchMemory
-
-from train_fakes import TinyTrainable
 
 # (simtune loss, the pytorch-metric-learning loss and miner with the same definition and reduction)
 AGREEING_LOSSES = {

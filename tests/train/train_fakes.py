@@ -31,8 +31,12 @@ class TinyConvEncoder(Encoder):
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             self.net = nn.Sequential(
-                nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                nn.Flatten(), nn.Linear(24, size),
+                nn.Conv2d(3, 6, 3, padding=1),
+                nn.BatchNorm2d(6),
+                nn.ReLU(),
+                nn.AdaptiveAvgPool2d(2),
+                nn.Flatten(),
+                nn.Linear(24, size),
             )
         self.items_encoded = 0
         self.requires_grad_(trainable)
@@ -146,4 +150,3 @@ class TinyTrainable(TrainableModel):
 
     def configure_xbm(self) -> XbmConfig | None:
         return self.xbm_config
-

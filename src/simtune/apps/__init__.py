@@ -5,6 +5,9 @@ Nothing outside this package imports an app; adding one is one line in ``APPS``.
 
 # name -> (module:attribute of its typer app, one-line help)
 APPS: dict[str, tuple[str, str]] = {
-    "images": ("simtune.apps.images.cli:app", "Similar images of your own collection: train, evaluate, index, search, serve."),
+    "images": (
+        "simtune.apps.images.cli:app",
+        "Similar images of your own collection: train, evaluate, index, search, serve.",
+    ),
     "cars": ("simtune.apps.cars.cli:app", "Similar cars (the Stanford Cars preset of `simtune images`)."),
 }

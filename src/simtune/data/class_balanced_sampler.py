@@ -62,7 +62,9 @@ class ClassBalancedBatchSampler(Sampler[list[int]]):
                 "(they have no positive pair)",
                 stacklevel=2,
             )
-        self.class_members = {label: np.asarray(indices) for label, indices in sorted(members.items()) if len(indices) >= 2}
+        self.class_members = {
+            label: np.asarray(indices) for label, indices in sorted(members.items()) if len(indices) >= 2
+        }
         if len(self.class_members) < classes_per_batch:
             raise ValueError(
                 f"classes_per_batch={classes_per_batch} but labels have only {len(self.class_members)} classes "

@@ -6,9 +6,7 @@ from simtune.distances.dot_product import DotProduct
 from simtune.distances.euclidean import Euclidean
 from simtune.distances.manhattan import Manhattan
 
-DISTANCES: dict[str, type[Distance]] = {
-    cls.name: cls for cls in (Cosine, DotProduct, Euclidean, Manhattan)
-}
+DISTANCES: dict[str, type[Distance]] = {cls.name: cls for cls in (Cosine, DotProduct, Euclidean, Manhattan)}
 
 
 def get_distance(distance: "str | Distance") -> Distance:
@@ -18,9 +16,7 @@ def get_distance(distance: "str | Distance") -> Distance:
     try:
         return DISTANCES[distance]()
     except KeyError:
-        raise ValueError(
-            f"unknown distance {distance!r}; expected one of {sorted(DISTANCES)}"
-        ) from None
+        raise ValueError(f"unknown distance {distance!r}; expected one of {sorted(DISTANCES)}") from None
 
 
 __all__ = ["Distance", "Cosine", "DotProduct", "Euclidean", "Manhattan", "DISTANCES", "get_distance"]

@@ -6,7 +6,8 @@ computing over the whole validation set gives the number ``evaluate`` would give
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -50,7 +51,9 @@ class AttachedMetric:
             if not name:
                 raise ValueError("name must be a non-empty string, the metric's key in the logs")
             if metric is None:
-                raise TypeError(f"AttachedMetric({name!r}) needs metric=, e.g. AttachedMetric({name!r}, metric=RetrievalRPrecision())")
+                raise TypeError(
+                    f"AttachedMetric({name!r}) needs metric=, e.g. AttachedMetric({name!r}, metric=RetrievalRPrecision())"
+                )
             named = named_metrics(metric, "metric")
             single = isinstance(metric, RetrievalMetric)
             keys = {inner.name: name if single else f"{name}_{key}" for key, inner in named.items()}
@@ -65,7 +68,9 @@ class AttachedMetric:
                 "all validation embeddings (a per-batch retrieval metric depends on how batches were composed)"
             )
         if on_epoch is False:
-            raise ValueError("on_epoch=False is not supported: attached metrics are computed at the end of each validation epoch")
+            raise ValueError(
+                "on_epoch=False is not supported: attached metrics are computed at the end of each validation epoch"
+            )
         self.metrics = list(named.values())
         self.keys = keys
         self.prefix = prefix

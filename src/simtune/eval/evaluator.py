@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +44,9 @@ class Evaluator:
         self.metrics = list(named.values())
         self.result_names = {metric.name: name for name, metric in named.items()}
         if sampler is not None and not isinstance(sampler, Sampler):
-            raise TypeError(f"sampler must be a simtune Sampler (GroupSampler or PairSampler), got {type(sampler).__name__}")
+            raise TypeError(
+                f"sampler must be a simtune Sampler (GroupSampler or PairSampler), got {type(sampler).__name__}"
+            )
         self.sampler = sampler if sampler is not None else GroupSampler()
         self.distance = distance
         self.batch_size = batch_size if batch_size is not None else self.sampler.encode_batch_size
@@ -83,9 +86,7 @@ class Evaluator:
         encoded = model.encode(task.objects, batch_size=self.batch_size, progress=self.sampler.log_progress)
         embeddings = torch.from_numpy(encoded) if isinstance(encoded, np.ndarray) else encoded.detach().cpu()
         if embeddings.ndim != 2 or len(embeddings) != len(task.objects):
-            raise ValueError(
-                f"model.encode returned shape {tuple(embeddings.shape)} for {len(task.objects)} objects"
-            )
+            raise ValueError(f"model.encode returned shape {tuple(embeddings.shape)} for {len(task.objects)} objects")
         return {self._result_name(key): value for key, value in self.score(task, embeddings).as_dict().items()}
 
     def _result_name(self, key: str) -> str:

@@ -72,7 +72,9 @@ def semi_hard_negative(distances: Tensor, positives: Tensor, negatives: Tensor) 
     return torch.where(found, values, torch.zeros_like(distances)), found
 
 
-def margin_violation_sum(distances: Tensor, positives: Tensor, negatives: Tensor, margin: float) -> tuple[Tensor, Tensor]:
+def margin_violation_sum(
+    distances: Tensor, positives: Tensor, negatives: Tensor, margin: float
+) -> tuple[Tensor, Tensor]:
     """Sum over all triplets (a, p, n) of ``relu(d_ap - d_an + margin)``, and the number of triplets
     where it is positive, without enumerating triplets.
 

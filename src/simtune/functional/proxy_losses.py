@@ -49,9 +49,7 @@ def arcface_loss(embeddings: Tensor, weights: Tensor, groups: Tensor, margin: fl
     return _margin_cross_entropy(cosine, groups, target_logit, scale)
 
 
-def proxy_anchor_loss(
-    embeddings: Tensor, proxies: Tensor, groups: Tensor, margin: float, alpha: float
-) -> Tensor:
+def proxy_anchor_loss(embeddings: Tensor, proxies: Tensor, groups: Tensor, margin: float, alpha: float) -> Tensor:
     """Proxy-Anchor (Kim et al. 2020); each proxy is an anchor pulling its class and pushing the rest.
 
     ``1/|P+| sum_{p in P+} log(1 + sum_{x in X_p+} exp(-alpha (s(x,p) - margin)))

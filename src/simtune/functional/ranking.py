@@ -253,7 +253,12 @@ def _rank_full_rows(
 
 
 def ranked(
-    queries: Tensor, key: RankingKey, depths: Tensor, excluded_pairs: Tensor, leave_one_out: bool, budget: float,
+    queries: Tensor,
+    key: RankingKey,
+    depths: Tensor,
+    excluded_pairs: Tensor,
+    leave_one_out: bool,
+    budget: float,
     progress: bool,
 ) -> Iterator[RankedBlock]:
     """Query blocks with their exact top-``depths`` (Q,), each at least 1 and at most the gallery
@@ -265,7 +270,9 @@ def ranked(
     state_bytes = int(widths.sum()) * (itemsize + 8)  # every row's candidates
     if leave_one_out and key.is_product and state_bytes < budget / 2:
         largest = max(1, min(_MAX_BLOCK, math.isqrt(int(budget - state_bytes) // (3 * itemsize))))
-        blocks = _ranked_leave_one_out(key.permuted(order), widths, _leave_one_out_blocks(len(queries), largest), progress)
+        blocks = _ranked_leave_one_out(
+            key.permuted(order), widths, _leave_one_out_blocks(len(queries), largest), progress
+        )
         gallery_index = order.to(key.gallery.device)
     else:
         size = max(1, min(_MAX_BLOCK, math.isqrt(int(budget) // (3 * itemsize + 24))))
@@ -313,7 +320,9 @@ def _ranked_leave_one_out(
     queries = key.gallery * key.query_scale
     candidates, candidates_type = [], _candidates_type(key)
     for rows in blocks:
-        candidates.append(candidates_type(rows.stop - rows.start, int(widths[rows].max()), key.gallery.dtype, key.gallery.device))
+        candidates.append(
+            candidates_type(rows.stop - rows.start, int(widths[rows].max()), key.gallery.dtype, key.gallery.device)
+        )
         product = queries[rows] @ key.gallery[rows].T
         candidates[-1].offer(key.complete(product, rows).fill_diagonal_(math.inf), rows.start)
     for i, rows in enumerate(_progress(blocks, progress, "ranking")):

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -209,9 +209,7 @@ class _GroupRelevance:
         values, counts = torch.unique(gallery_groups, return_counts=True)
         position = torch.searchsorted(values, query_groups).clamp(max=len(values) - 1)
         in_gallery = values[position] == query_groups
-        counted_self = (query_gallery_index >= 0) & (
-            gallery_groups[query_gallery_index.clamp(min=0)] == query_groups
-        )
+        counted_self = (query_gallery_index >= 0) & (gallery_groups[query_gallery_index.clamp(min=0)] == query_groups)
         self.num_relevant = torch.where(in_gallery, counts[position], 0) - counted_self.long()
 
     def of_ranked(self, rows: Tensor, indices: Tensor) -> Tensor:
@@ -333,9 +331,7 @@ def _first_relevant_rank_in_full_rows(
     return ranks[order.argsort()]
 
 
-def _result(
-    scores: dict[str, Tensor], num_relevant: Tensor, groups: Tensor | None
-) -> RetrievalResult:
+def _result(scores: dict[str, Tensor], num_relevant: Tensor, groups: Tensor | None) -> RetrievalResult:
     valid = num_relevant > 0
     metrics = {name: float(value[valid].mean()) if valid.any() else math.nan for name, value in scores.items()}
     per_class = {}
@@ -383,7 +379,9 @@ def retrieval_metrics(
     gallery_groups = _check_groups("gallery_groups", gallery_groups, len(gallery_embeddings))
     if query_gallery_index is None:
         query_gallery_index = torch.full((len(query_embeddings),), -1)
-    query_gallery_index = _check_index("query_gallery_index", query_gallery_index, len(query_embeddings), len(gallery_embeddings))
+    query_gallery_index = _check_index(
+        "query_gallery_index", query_gallery_index, len(query_embeddings), len(gallery_embeddings)
+    )
     own = query_gallery_index >= 0
     if (gallery_groups[query_gallery_index[own]] != query_groups[own]).any():
         raise ValueError("query_gallery_index points some queries at gallery rows of another group")
@@ -395,8 +393,16 @@ def retrieval_metrics(
     )
     relevance = _GroupRelevance(query_groups, gallery_groups, query_gallery_index)
     scores, num_relevant = _score(
-        query_embeddings, gallery_embeddings, relevance, metrics, excluded, leave_one_out=leave_one_out,
-        distance=distance, max_memory_mb=max_memory_mb, device=device, progress=progress,
+        query_embeddings,
+        gallery_embeddings,
+        relevance,
+        metrics,
+        excluded,
+        leave_one_out=leave_one_out,
+        distance=distance,
+        max_memory_mb=max_memory_mb,
+        device=device,
+        progress=progress,
     )
     return _result(scores, num_relevant, query_groups if per_class else None)
 
@@ -429,15 +435,26 @@ def pair_retrieval_metrics(
     else:
         _check_gallery(gallery_embeddings, query_embeddings)
     relevant_pairs = _check_pairs("relevant_pairs", relevant_pairs, num_queries, len(gallery_embeddings))
-    if len(excluded) and _contains(
-        torch.unique(relevant_pairs[:, 0] * len(gallery_embeddings) + relevant_pairs[:, 1]),
-        excluded[:, 0] * len(gallery_embeddings) + excluded[:, 1],
-    ).any():
+    if (
+        len(excluded)
+        and _contains(
+            torch.unique(relevant_pairs[:, 0] * len(gallery_embeddings) + relevant_pairs[:, 1]),
+            excluded[:, 0] * len(gallery_embeddings) + excluded[:, 1],
+        ).any()
+    ):
         raise ValueError("a relevant pair is also excluded (or pairs a query with its own gallery entry)")
     relevance = _PairRelevance(relevant_pairs, num_queries, len(gallery_embeddings))
     scores, num_relevant = _score(
-        query_embeddings, gallery_embeddings, relevance, metrics, excluded, leave_one_out=leave_one_out,
-        distance=distance, max_memory_mb=max_memory_mb, device=device, progress=progress,
+        query_embeddings,
+        gallery_embeddings,
+        relevance,
+        metrics,
+        excluded,
+        leave_one_out=leave_one_out,
+        distance=distance,
+        max_memory_mb=max_memory_mb,
+        device=device,
+        progress=progress,
     )
     return _result(scores, num_relevant, None)
 

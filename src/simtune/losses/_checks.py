@@ -52,15 +52,20 @@ def check_pair_batch(embeddings: Tensor, pairs: Tensor, labels: Tensor, subgroup
     if subgroups.shape != (len(embeddings),):
         raise ValueError(f"subgroups must be (rows,) = ({len(embeddings)},), got shape {tuple(subgroups.shape)}")
 
+
 def check_positive(name: str, value: int) -> None:
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
 
 
-def check_against_parameters(embeddings: Tensor, groups: Tensor, num_groups: int, embedding_size: int, loss_name: str) -> None:
+def check_against_parameters(
+    embeddings: Tensor, groups: Tensor, num_groups: int, embedding_size: int, loss_name: str
+) -> None:
     """Group ids must index the per-group parameters and embeddings must have their width."""
     if embeddings.shape[1] != embedding_size:
-        raise ValueError(f"embeddings have size {embeddings.shape[1]}, {loss_name} was built for embedding_size={embedding_size}")
+        raise ValueError(
+            f"embeddings have size {embeddings.shape[1]}, {loss_name} was built for embedding_size={embedding_size}"
+        )
     if len(groups) and (groups.min() < 0 or groups.max() >= num_groups):
         raise ValueError(
             f"{loss_name} was built for num_groups={num_groups}; groups must be in [0, {num_groups - 1}], "

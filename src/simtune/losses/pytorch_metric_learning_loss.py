@@ -51,7 +51,12 @@ class PytorchMetricLearningLoss(GroupLoss):
                 "PytorchMetricLearningLoss built from instances has no JSON config; "
                 "pass loss/miner by class name with loss_kwargs/miner_kwargs instead"
             )
-        return {"loss": self.loss_name, "miner": self.miner_name, "loss_kwargs": self.loss_kwargs, "miner_kwargs": self.miner_kwargs}
+        return {
+            "loss": self.loss_name,
+            "miner": self.miner_name,
+            "loss_kwargs": self.loss_kwargs,
+            "miner_kwargs": self.miner_kwargs,
+        }
 
     def forward(self, embeddings: Tensor, groups: Tensor) -> Tensor:
         check_group_batch(embeddings, groups)

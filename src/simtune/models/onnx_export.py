@@ -28,9 +28,7 @@ class _ImageInputs(nn.Module):
         return self.model(dict(zip(self.model.encoders, images)))
 
 
-def export_onnx(
-    model: SimilarityModel, path: str | Path, image_size: int | None = None, atol: float = 1e-4
-) -> float:
+def export_onnx(model: SimilarityModel, path: str | Path, image_size: int | None = None, atol: float = 1e-4) -> float:
     """Writes ``path`` (atomically) and returns the max abs difference between onnxruntime and eager outputs.
 
     Every encoder must take one ``(B, 3, H, W)`` float image batch (what the image encoders' collate

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterable
 from types import ModuleType
-from typing import Any, Iterable, TypeVar
+from typing import Any, TypeVar
 
 from simtune.models.errors import ModelFileError, UntrustedClassError
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
@@ -87,7 +88,9 @@ def write_module(module: nn.Module, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS_FILE
     save_model(module, str(weights), force_contiguous=True)  # e.g. channels-last conv weights
-    write_json(folder / CONFIG_FILE, {"class": reference, "config": module.get_config(), "weights": file_record(weights)})
+    write_json(
+        folder / CONFIG_FILE, {"class": reference, "config": module.get_config(), "weights": file_record(weights)}
+    )
 
 
 def read_module(folder: Path, expected_base: type[ModuleT], trusted_classes: Trusted = ()) -> ModuleT:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,7 +104,9 @@ class SimilarityModel(nn.Module):
         """Embeds raw objects in eval mode; returns ``(len(objects), embedding_size)`` on the CPU."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        loader = DataLoader(list(objects), batch_size=batch_size, collate_fn=self.get_collate_fn(), num_workers=num_workers)
+        loader = DataLoader(
+            list(objects), batch_size=batch_size, collate_fn=self.get_collate_fn(), num_workers=num_workers
+        )
         if progress:
             from tqdm.auto import tqdm
 
@@ -145,7 +148,7 @@ class SimilarityModel(nn.Module):
     @classmethod
     def load(
         cls, path: str | Path, device: str | torch.device = "cpu", trusted_classes: Trusted = ()
-    ) -> "SimilarityModel":
+    ) -> SimilarityModel:
         """Rebuilds a saved model in eval mode on ``device``; never unpickles anything.
 
         Only simtune's built-in encoders/heads are rebuilt, plus the user classes in ``trusted_classes``

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,7 @@ class VectorIndex(ABC):
     @abstractmethod
     def _delete(self, ids: list[str]) -> None: ...
 
-    def __enter__(self) -> "VectorIndex":
+    def __enter__(self) -> VectorIndex:
         return self
 
     def __exit__(self, *exc: object) -> None:

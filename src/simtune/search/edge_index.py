@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import qdrant_edge as qe
@@ -49,7 +50,7 @@ class EdgeIndex(VectorIndex):
         self._shard = shard
 
     @classmethod
-    def create(cls, path: str | Path, schema: IndexSchema, indexing_threshold_kb: int = 10_000) -> "EdgeIndex":
+    def create(cls, path: str | Path, schema: IndexSchema, indexing_threshold_kb: int = 10_000) -> EdgeIndex:
         path = Path(path)
         if (path / SCHEMA_FILE).exists():
             raise IndexUnavailableError(f"an index already exists at {path}")
@@ -67,7 +68,7 @@ class EdgeIndex(VectorIndex):
         return cls(path, shard, schema)
 
     @classmethod
-    def open(cls, path: str | Path, expect: IndexSchema | None = None, search_threads: int | None = None) -> "EdgeIndex":
+    def open(cls, path: str | Path, expect: IndexSchema | None = None, search_threads: int | None = None) -> EdgeIndex:
         """Opens an existing index; with ``expect``, one built with another model is an error.
 
         ``search_threads`` bounds the engine's search pool (segments are searched in parallel);
@@ -94,9 +95,7 @@ class EdgeIndex(VectorIndex):
 
     @classmethod
     @contextmanager
-    def write(
-        cls, path: str | Path, schema: IndexSchema, indexing_threshold_kb: int = 10_000
-    ) -> Iterator["EdgeIndex"]:
+    def write(cls, path: str | Path, schema: IndexSchema, indexing_threshold_kb: int = 10_000) -> Iterator[EdgeIndex]:
         """Yields a writable staged copy of the index at ``path`` (created if missing).
 
         On success the copy is optimized (HNSW built) and replaces ``path``; on any exception it is
@@ -220,7 +219,9 @@ def read_schema(path: Path) -> IndexSchema:
 def _read_record(path: Path) -> dict[str, Any]:
     schema_file = path / SCHEMA_FILE
     if not schema_file.is_file():
-        raise IndexUnavailableError(f"no index at {path} ({SCHEMA_FILE} not found); build one with `simtune images index`")
+        raise IndexUnavailableError(
+            f"no index at {path} ({SCHEMA_FILE} not found); build one with `simtune images index`"
+        )
     try:
         record = json.loads(schema_file.read_text())
     except ValueError as error:
@@ -252,4 +253,3 @@ def _load_shard(path: Path, config: Any, when_busy: str) -> Any:
                 f"the index at {path} is open in another process (e.g. a running `simtune images serve`); {when_busy}"
             ) from error
         raise IndexUnavailableError(f"cannot open the index at {path}: {error}") from error
-

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -10,6 +11,8 @@ import numpy as np
 class Embedder(Protocol):
     embedding_size: int
 
-    def encode(self, objects: Sequence[Any], batch_size: int = 32, to_numpy: bool = True, progress: bool = False) -> np.ndarray: ...
+    def encode(
+        self, objects: Sequence[Any], batch_size: int = 32, to_numpy: bool = True, progress: bool = False
+    ) -> np.ndarray: ...
 
     def fingerprint(self) -> str: ...

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient, models
@@ -44,7 +45,9 @@ class QdrantServerIndex(VectorIndex):
         with _reaching(url, f"looking up collection {collection!r}"):
             exists = client.collection_exists(collection)
             if not exists:
-                raise IndexUnavailableError(f"no collection {collection!r} on the Qdrant server; build it with `simtune images index`")
+                raise IndexUnavailableError(
+                    f"no collection {collection!r} on the Qdrant server; build it with `simtune images index`"
+                )
             self.schema = self._stored_schema()
         if expect is not None:
             self.schema.check_same_model(expect)
@@ -52,14 +55,14 @@ class QdrantServerIndex(VectorIndex):
     @classmethod
     def connect(
         cls, url: str, collection: str, expect: IndexSchema | None = None, api_key: str | None = None
-    ) -> "QdrantServerIndex":
+    ) -> QdrantServerIndex:
         return cls(client_for(url, api_key), collection, expect, url)
 
     @classmethod
     @contextmanager
     def write(
         cls, client: QdrantClient, collection: str, schema: IndexSchema, url: str | None = None
-    ) -> Iterator["QdrantServerIndex"]:
+    ) -> Iterator[QdrantServerIndex]:
         """Yields a writable copy of ``collection`` (created if missing); the alias moves to it on success.
 
         On any exception the copy is dropped and ``collection`` is untouched. The model check
@@ -92,8 +95,14 @@ class QdrantServerIndex(VectorIndex):
                 client.delete_collection(staging)
             raise
         with _reaching(url, f"pointing alias {collection!r} at the new collection {staging!r}"):
-            switch: list[Any] = [models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=collection))] if current else []
-            switch.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=staging, alias_name=collection)))
+            switch: list[Any] = (
+                [models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=collection))] if current else []
+            )
+            switch.append(
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(collection_name=staging, alias_name=collection)
+                )
+            )
             client.update_collection_aliases(switch)
             if current is not None:
                 client.delete_collection(current)
@@ -187,5 +196,7 @@ def _to_filter(conditions: dict[str, str | int]) -> models.Filter | None:
     if not conditions:
         return None
     return models.Filter(
-        must=[models.FieldCondition(key=name, match=models.MatchValue(value=value)) for name, value in conditions.items()]
+        must=[
+            models.FieldCondition(key=name, match=models.MatchValue(value=value)) for name, value in conditions.items()
+        ]
     )

@@ -45,14 +45,18 @@ def decode_query_image(
         try:
             image = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
-            raise InvalidImageError(f"{name} is not an image in a format Pillow can read (JPEG, PNG, WebP, ...)") from None
+            raise InvalidImageError(
+                f"{name} is not an image in a format Pillow can read (JPEG, PNG, WebP, ...)"
+            ) from None
         except Image.DecompressionBombError as error:
             raise ImageTooLargeError(f"{name} has more pixels than the limit of {max_pixels:,} ({error})") from None
         except (OSError, SyntaxError, ValueError) as error:
             raise InvalidImageError(f"{name} is truncated or corrupt: {error}") from None
         width, height = image.size
         if width * height > max_pixels:
-            raise ImageTooLargeError(f"{name} is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}")
+            raise ImageTooLargeError(
+                f"{name} is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}"
+            )
         with _DECODE_SLOTS:
             image.draft(None, (MAX_DECODED_SIDE, MAX_DECODED_SIDE))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
             try:

@@ -7,8 +7,9 @@ returning plausible-looking garbage.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from simtune.search.errors import InvalidQueryError, ModelMismatchError
 
@@ -43,8 +44,11 @@ class IndexSchema:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "IndexSchema":
-        return cls(**{k: data[k] for k in ("fingerprint", "embedding_size", "distance", "filter_fields")}, data_root=data.get("data_root"))
+    def from_dict(cls, data: Mapping[str, Any]) -> IndexSchema:
+        return cls(
+            **{k: data[k] for k in ("fingerprint", "embedding_size", "distance", "filter_fields")},
+            data_root=data.get("data_root"),
+        )
 
     def check_model(self, fingerprint: str, embedding_size: int) -> None:
         """Raises ``ModelMismatchError`` unless the given model is the one this index was built with."""
@@ -55,7 +59,7 @@ class IndexSchema:
                 "re-index with this model or query with the model the index was built with"
             )
 
-    def check_same_model(self, other: "IndexSchema") -> None:
+    def check_same_model(self, other: IndexSchema) -> None:
         """``check_model`` plus the same distance and filter fields (what a writer must agree on)."""
         self.check_model(other.fingerprint, other.embedding_size)
         if self.distance != other.distance or dict(self.filter_fields) != dict(other.filter_fields):

@@ -130,7 +130,10 @@ def fit(
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode at the start of training.*")
         # Lightning 2.6 builds torch pytree specs with LeafSpec(), which torch deprecated; not ours to change.
         warnings.filterwarnings(
-            "ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, "lightning.pytorch.utilities._pytree"
+            "ignore",
+            r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+            FutureWarning,
+            "lightning.pytorch.utilities._pytree",
         )
         trainer.fit(
             trainable_model, fit_loaders["train"], fit_loaders.get("val"), ckpt_path=ckpt_path, weights_only=True

@@ -29,8 +29,9 @@ values, not modules: torch refuses modules before ``nn.Module.__init__``) and th
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -64,7 +65,9 @@ class TrainableModel(pl.LightningModule):
         encoder_map = {"default": encoders} if isinstance(encoders, Encoder) else encoders
         valid = isinstance(encoder_map, Mapping) and encoder_map
         if not valid or not all(isinstance(e, Encoder) for e in encoder_map.values()):
-            raise TypeError(f"configure_encoders() must return an Encoder or a non-empty dict of them, got {encoders!r}")
+            raise TypeError(
+                f"configure_encoders() must return an Encoder or a non-empty dict of them, got {encoders!r}"
+            )
         input_size = sum(encoder.embedding_size for encoder in encoder_map.values())
         head = self.configure_head(input_size)
         if not isinstance(head, EncoderHead):
@@ -145,7 +148,9 @@ class TrainableModel(pl.LightningModule):
         if cache is None:
             return self._model(features)
         outputs = [
-            cache.lookup(split, name, features[name], self.device) if name in cache.encoders else encoder(features[name])
+            cache.lookup(split, name, features[name], self.device)
+            if name in cache.encoders
+            else encoder(features[name])
             for name, encoder in sorted(self._model.encoders.items())
         ]
         return self._model.head(torch.cat(outputs, dim=1))

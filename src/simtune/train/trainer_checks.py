@@ -16,7 +16,9 @@ def check_trainer(trainer: Any) -> None:
             "trainer is a pytorch_lightning.Trainer, but simtune is built on lightning.pytorch: "
             "`import lightning.pytorch as pl` and pass pl.Trainer(...) (or trainer=None for simtune's default)"
         )
-    foreign = [type(callback).__name__ for callback in getattr(trainer, "callbacks", []) if _from_pytorch_lightning(callback)]
+    foreign = [
+        type(callback).__name__ for callback in getattr(trainer, "callbacks", []) if _from_pytorch_lightning(callback)
+    ]
     if foreign:
         raise TypeError(
             f"trainer callbacks {foreign} come from pytorch_lightning, but simtune is built on lightning.pytorch: "

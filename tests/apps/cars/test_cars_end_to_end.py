@@ -38,16 +38,36 @@ def test_train_evaluate_report_on_a_slice(tmp_path):
     data = write_slice(tmp_path / "slice")
     run = tmp_path / "runs" / "slice"
     runner = CliRunner()
-    train = runner.invoke(app, [
-        "cars", "train", "--data", str(data), "--run", str(run), "--epochs", "3",
-        "--classes-per-batch", "4", "--samples-per-class", "4", "--workers", "0",
-    ])
+    train = runner.invoke(
+        app,
+        [
+            "cars",
+            "train",
+            "--data",
+            str(data),
+            "--run",
+            str(run),
+            "--epochs",
+            "3",
+            "--classes-per-batch",
+            "4",
+            "--samples-per-class",
+            "4",
+            "--workers",
+            "0",
+        ],
+    )
     assert train.exit_code == 0, train.output
-    assert "3 training classes (36 images), 2 validation classes (24 images), 5 unseen classes (60 images)" in train.output
+    assert (
+        "3 training classes (36 images), 2 validation classes (24 images), 5 unseen classes (60 images)" in train.output
+    )
     assert (run / "model" / "config.json").is_file()
     history = json.loads((run / "history.json").read_text())
     epochs = history["selection"]["epochs_run"]
-    assert len(history["train_loss"]) == epochs == len(history["validation_r_precision"]) and "unseen_r_precision" not in history
+    assert (
+        len(history["train_loss"]) == epochs == len(history["validation_r_precision"])
+        and "unseen_r_precision" not in history
+    )
 
     evaluate = runner.invoke(app, ["cars", "evaluate", "--run", str(run), "--grid-queries", "3"])
     assert evaluate.exit_code == 0, evaluate.output
@@ -65,11 +85,28 @@ def test_train_evaluate_report_on_a_slice(tmp_path):
     report = (run / "report.html").read_text()
     assert "<h1>Similar cars: frozen encoder vs tuned model</h1>" in report and "was kept" in report
     assert report.count("data:image/png;base64,") == 4
-    assert "src=\"http" not in report and "src='http" not in report
+    assert 'src="http' not in report and "src='http" not in report
 
     trained_at = (run / "model" / "config.json").stat().st_mtime_ns
-    again = runner.invoke(app, ["cars", "train", "--data", str(data), "--run", str(run), "--epochs", "3",
-                                "--classes-per-batch", "4", "--samples-per-class", "4", "--workers", "0"])
+    again = runner.invoke(
+        app,
+        [
+            "cars",
+            "train",
+            "--data",
+            str(data),
+            "--run",
+            str(run),
+            "--epochs",
+            "3",
+            "--classes-per-batch",
+            "4",
+            "--samples-per-class",
+            "4",
+            "--workers",
+            "0",
+        ],
+    )
     assert again.exit_code == 0, again.output
     assert (run / "model" / "config.json").stat().st_mtime_ns == trained_at  # already trained: skipped
 

@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
+from tests.apps.cars.test_stanford_mat import write_stanford_layout
+from tests.apps.conftest import CLASS_NAMES
+
 from simtune.apps.cars.preset import CARS, car_metadata
 from simtune.apps.images.data.dataset import prepare_dataset
 from simtune.apps.images.service.indexing import index_schema, record_payload
-from tests.apps.cars.test_stanford_mat import write_stanford_layout
-from tests.apps.conftest import CLASS_NAMES
 
 
 class _Model:
@@ -30,7 +31,13 @@ def test_a_cars_dataset_records_make_year_fields_and_titles(labels_csv_root: Pat
     payload = record_payload(audi)
     assert payload["make"] == "Audi" and payload["year"] == 2012 and payload["class_name"] == "Audi TTS Coupe 2012"
     fields = index_schema(_Model(), dataset.metadata_fields).filter_fields
-    assert fields == {"class_name": "keyword", "make": "keyword", "year": "integer", "split": "keyword", "subset": "keyword"}
+    assert fields == {
+        "class_name": "keyword",
+        "make": "keyword",
+        "year": "integer",
+        "split": "keyword",
+        "subset": "keyword",
+    }
 
 
 def test_prepare_with_crop_writes_box_crops_into_the_run(tmp_path: Path):

@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.io import savemat
+from tests.apps.conftest import CLASS_NAMES, write_image
 
 from simtune.apps.cars.preset import CARS
 from simtune.apps.cars.stanford_mat import StanfordCarsMatReader
 from simtune.apps.images.data.readers import READERS, read_collection
-from tests.apps.conftest import CLASS_NAMES, write_image
 
 CAR_READERS = CARS.readers + READERS
 
@@ -41,7 +41,9 @@ def test_stanford_mat_reader_merges_splits_with_boxes_and_reports_missing(tmp_pa
     assert collection.layout == StanfordCarsMatReader.layout
     assert collection.class_names == CLASS_NAMES[:2]
     assert [(i.path.name, i.class_index, i.original_split) for i in collection.images] == [
-        ("00001.jpg", 0, "train"), ("00002.jpg", 1, "train"), ("00001.jpg", 1, "test"),
+        ("00001.jpg", 0, "train"),
+        ("00002.jpg", 1, "train"),
+        ("00001.jpg", 1, "test"),
     ]
     assert collection.images[0].bbox == (2, 3, 30, 25)
     assert [p.name for p in collection.missing] == ["00002.jpg"] and collection.missing[0].parent.name == "cars_test"

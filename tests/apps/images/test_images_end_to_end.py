@@ -5,12 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.apps.conftest import draw_shape, write_image, write_shapes_collection
 from typer.testing import CliRunner
 
 from simtune.apps.images.data.dataset import ImageDataset
 from simtune.apps.images.run.split import ClassSplit
 from simtune.cli import app
-from tests.apps.conftest import draw_shape, write_image, write_shapes_collection
 
 runner = CliRunner()
 
@@ -21,10 +21,25 @@ def test_train_evaluate_report_index_and_search_drawn_shapes(tmp_path: Path):
     draw_shape(data / "purple circle" / "only.png", "circle", (120, 40, 160), seed=5)  # one image: gallery only
     run = tmp_path / "run"
     # default --classes-per-batch (64) is more than there are training classes: it adapts
-    train = runner.invoke(app, [
-        "images", "train", "--data", str(data), "--run", str(run), "--epochs", "4", "--patience", "2",
-        "--samples-per-class", "2", "--workers", "0",
-    ])
+    train = runner.invoke(
+        app,
+        [
+            "images",
+            "train",
+            "--data",
+            str(data),
+            "--run",
+            str(run),
+            "--epochs",
+            "4",
+            "--patience",
+            "2",
+            "--samples-per-class",
+            "2",
+            "--workers",
+            "0",
+        ],
+    )
     assert train.exit_code == 0, train.output
     assert "image-folder layout: 73 images" in train.output and "kept epoch" in train.output
 
@@ -47,7 +62,9 @@ def test_train_evaluate_report_index_and_search_drawn_shapes(tmp_path: Path):
     assert metrics["data"]["validation_classes"] == 2 and metrics["selection"]["kept_epoch"] == kept
     assert metrics["tuned"]["r_precision"] > 0.4  # 5 unseen shape classes: chance is about 0.2
     history = json.loads((run / "history.json").read_text())
-    assert [epoch for epoch, _ in history["unseen_r_precision"]] == [epoch for epoch, _ in history["validation_r_precision"]]
+    assert [epoch for epoch, _ in history["unseen_r_precision"]] == [
+        epoch for epoch, _ in history["validation_r_precision"]
+    ]
     report = (run / "report.html").read_text()
     assert "<h1>Similar images: frozen encoder vs tuned model</h1>" in report
     assert f"Epoch {kept} was kept" in report and report.count("data:image/png;base64,") == 4
@@ -62,9 +79,21 @@ def test_train_evaluate_report_index_and_search_drawn_shapes(tmp_path: Path):
     hits = json.loads(found.output)
     assert hits[0]["class_name"] == "red square" and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
     assert {"class_name", "subset", "score", "id"} <= set(hits[0]) and "make" not in hits[0]
-    filtered = runner.invoke(app, [
-        "images", "search", str(photo), "--run", str(run), "--k", "5", "--json", "--filter", "class_name=blue circle",
-    ])
+    filtered = runner.invoke(
+        app,
+        [
+            "images",
+            "search",
+            str(photo),
+            "--run",
+            str(run),
+            "--k",
+            "5",
+            "--json",
+            "--filter",
+            "class_name=blue circle",
+        ],
+    )
     assert filtered.exit_code == 0, filtered.output
     assert {hit["class_name"] for hit in json.loads(filtered.output)} == {"blue circle"}
     unknown = runner.invoke(app, ["images", "search", str(photo), "--run", str(run), "--filter", "make=BMW"])

@@ -10,7 +10,11 @@ from simtune.functional.retrieval import register_metric, retrieval_metrics
 
 
 def test_names_are_the_keys_of_results():
-    assert [m.name for m in (PrecisionAtK(5), RecallAtK(10), NDCGAtK(3))] == ["precision_at_5", "recall_at_10", "ndcg_at_3"]
+    assert [m.name for m in (PrecisionAtK(5), RecallAtK(10), NDCGAtK(3))] == [
+        "precision_at_5",
+        "recall_at_10",
+        "ndcg_at_3",
+    ]
 
 
 class PrecisionAtHalfR(RetrievalMetric):
@@ -29,7 +33,9 @@ def precision_at_half_r_by_loops(embeddings, groups):
     """Plain loops: each query's others ranked by (squared euclidean distance, index)."""
     values = []
     for q in range(len(embeddings)):
-        order = sorted((float(((embeddings[q] - embeddings[g]) ** 2).sum()), g) for g in range(len(embeddings)) if g != q)
+        order = sorted(
+            (float(((embeddings[q] - embeddings[g]) ** 2).sum()), g) for g in range(len(embeddings)) if g != q
+        )
         hits = [groups[g] == groups[q] for _, g in order]
         r = sum(hits)
         if r:

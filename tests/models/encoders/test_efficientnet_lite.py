@@ -94,7 +94,13 @@ def test_mirror_encodes_each_image_and_its_mirror_side_by_side(tmp_path):
     images = [Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)) for _ in range(2)]
     mirrored = EfficientNetLiteEncoder("lite0", output="blocks", tuned_blocks=1, mirror=True).eval()
     plain = mirrored.with_mirror(False)
-    assert plain is not mirrored and plain.with_mirror(True).get_config() == mirrored.get_config() and not plain.mirror and mirrored.mirror and plain.backbone is mirrored.backbone
+    assert (
+        plain is not mirrored
+        and plain.with_mirror(True).get_config() == mirrored.get_config()
+        and not plain.mirror
+        and mirrored.mirror
+        and plain.backbone is mirrored.backbone
+    )
     assert mirrored.embedding_size == 2 * plain.embedding_size == 2 * mirrored.view_size
     collate = mirrored.get_collate_fn()
     with torch.no_grad():

@@ -2,8 +2,8 @@ import json
 
 import pytest
 import torch
-from toy_encoders import ToyEncoder
 from torch import nn
+from toy_encoders import ToyEncoder
 
 from simtune.models import Encoder, ModelFileError, SimilarityModel
 from simtune.models.encoders import TorchvisionEncoder

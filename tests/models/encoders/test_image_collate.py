@@ -55,6 +55,9 @@ def test_sixteen_bit_and_unreadable_modes_from_files(tmp_path):
 
 def test_transformed_tensors_are_refused_saying_the_encoder_preprocesses():
     transformed = torch.zeros(3, 224, 224)  # what a torchvision ToTensor + Normalize dataset yields
-    with pytest.raises(TypeError, match=r"image 0: .*already transformed Tensor of shape \(3, 224, 224\).*do their own "
-                       r"preprocessing.*drop the transforms.*get_collate_fn\(\) stacks them"):
+    with pytest.raises(
+        TypeError,
+        match=r"image 0: .*already transformed Tensor of shape \(3, 224, 224\).*do their own "
+        r"preprocessing.*drop the transforms.*get_collate_fn\(\) stacks them",
+    ):
         LITE([transformed])

@@ -37,12 +37,20 @@ def tiny_bert(tmp_path_factory) -> Path:
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
     )
     PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
         mask_token="[MASK]",
     ).save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
         max_position_embeddings=64,
     )
     BertModel(config).save_pretrained(folder)
@@ -135,8 +143,14 @@ def test_trains_on_pairs_saves_and_loads_in_a_new_process_with_identical_embeddi
     ] * 4
     trainable = PairTuning(str(tiny_bert))
     before = {k: v.clone() for k, v in trainable.model.encoders["default"].state_dict().items()}
-    trainer = pl.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_progress_bar=False,
-                         enable_checkpointing=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     simtune.fit(trainable, trainer, PairsSimilarityDataLoader(pairs, batch_size=4, shuffle=True))
     after = trainable.model.encoders["default"].state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the encoder itself was tuned
@@ -151,7 +165,10 @@ def test_trains_on_pairs_saves_and_loads_in_a_new_process_with_identical_embeddi
     try:
         result = subprocess.run(
             [sys.executable, "-c", LOAD_AND_EMBED, str(tmp_path / "model"), str(output), *texts],
-            capture_output=True, text=True, env=environment, timeout=300,
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=300,
         )
     finally:
         hidden.rename(tiny_bert)

@@ -145,7 +145,9 @@ def test_two_views_average_the_single_view_embeddings_of_the_same_weights(tmp_pa
         expected = F.normalize(single.eval()(image) + single(mirror), dim=-1)
         got = double.eval()(torch.cat([image, mirror], dim=1))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-    SimilarityModel(EfficientNetLiteEncoder("lite0", output="blocks", tuned_blocks=1, mirror=True), double).save(tmp_path / "m")
+    SimilarityModel(EfficientNetLiteEncoder("lite0", output="blocks", tuned_blocks=1, mirror=True), double).save(
+        tmp_path / "m"
+    )
     assert SimilarityModel.load(tmp_path / "m").head.views == 2
     with pytest.raises(ValueError, match="is not 2 square map"):
         EfficientNetLiteTopHead(49 * 192, "lite0", tuned_blocks=1, views=2)

@@ -16,10 +16,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from train_fakes import GroupImages, TinyConvEncoder  # noqa: E402
+
 import simtune.atomic as atomic  # noqa: E402
 import simtune.train.cache.storage as storage  # noqa: E402
 from simtune.train.cache import CacheConfig, EncoderCache  # noqa: E402
-from train_fakes import GroupImages, TinyConvEncoder  # noqa: E402
 
 FINGERPRINT = {"dataset keys": "a", "encoder 'default' weights": "w"}
 REPLACEMENT = storage.CachedEmbeddings(

@@ -23,5 +23,7 @@ def test_pair_batch_keys_point_at_both_objects_of_each_pair():
 
 
 def test_mixed_sample_kinds_cannot_be_cached():
-    with pytest.raises(TypeError, match="must all be SimilarityGroupSample, all SimilarityPairSample or all plain objects.*got a mix"):
+    with pytest.raises(
+        TypeError, match="must all be SimilarityGroupSample, all SimilarityPairSample or all plain objects.*got a mix"
+    ):
         split_samples([SimilarityGroupSample("a", 0), SimilarityPairSample("a", "b")])

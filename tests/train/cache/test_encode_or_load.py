@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from train_fakes import GroupImages, TinyConvEncoder, TinyTrainable
 
 import simtune
 from simtune.data import GroupSimilarityDataLoader, SimilarityGroupSample
@@ -16,8 +17,6 @@ from simtune.models import SimilarityModel
 from simtune.models.encoders import Encoder, ImageCollate
 from simtune.models.heads import LinearHead
 from simtune.train import CacheConfig, encode_or_load
-
-from train_fakes import GroupImages, TinyConvEncoder, TinyTrainable
 
 
 class TinyImageEncoder(Encoder):

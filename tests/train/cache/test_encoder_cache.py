@@ -2,12 +2,11 @@ import logging
 
 import lightning.pytorch as pl
 import torch
+from train_fakes import GroupImages, TinyConvEncoder, TinyTrainable
 
 import simtune
 from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader
 from simtune.train import CacheConfig
-
-from train_fakes import GroupImages, TinyConvEncoder, TinyTrainable
 
 
 def _loaders(num_workers: int = 0):

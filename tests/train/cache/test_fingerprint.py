@@ -1,11 +1,10 @@
 import os
 
 import torch
+from train_fakes import GroupImages, TinyConvEncoder
 
 from simtune.data import SimilarityGroupSample
 from simtune.train.cache.fingerprint import cache_fingerprint, dataset_keys_hash, describe_mismatch, weights_hash
-
-from train_fakes import GroupImages, TinyConvEncoder
 
 
 def test_weights_hash_sees_parameters_and_batchnorm_statistics():

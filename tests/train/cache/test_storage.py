@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from kill_during_write import FINGERPRINT
+from train_fakes import GroupImages, TinyConvEncoder
 
 from simtune.atomic import clean_leftovers
 from simtune.train.cache import CacheConfig, EncoderCache
 from simtune.train.cache.storage import CachedEmbeddings, load_cache, save_cache
-
-from kill_during_write import FINGERPRINT
-from train_fakes import GroupImages, TinyConvEncoder
 
 CPU = torch.device("cpu")
 
@@ -80,7 +79,9 @@ def test_kill_9_during_write_leaves_nothing_trusted(tmp_path, caplog):
 def test_kill_9_while_replacing_a_cache_keeps_a_whole_one(tmp_path, moment, survivor):
     """Whenever a writer replacing a cache dies, a whole cache is there (the old or the new one; never none),
     and the next write removes what it left."""
-    old = CachedEmbeddings("group", {"default": torch.ones(1, 4, 3)}, {"groups": torch.tensor([0, 0, 1, 1])}, FINGERPRINT)
+    old = CachedEmbeddings(
+        "group", {"default": torch.ones(1, 4, 3)}, {"groups": torch.tensor([0, 0, 1, 1])}, FINGERPRINT
+    )
     folder = save_cache(tmp_path, "train", old)
     _kill_during_write(tmp_path, moment, "replace")
     assert len([p for p in tmp_path.iterdir() if p.name.startswith(f".{folder.name}.")]) >= 1

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from train_fakes import GroupImages, PairImages, TinyConvEncoder, TinyTrainable
 
 import simtune
 from simtune.data import GroupSimilarityDataLoader
 from simtune.train import CacheConfig, encode_or_load, load_encoded, store_encoded
-
-from train_fakes import GroupImages, PairImages, TinyConvEncoder, TinyTrainable
 
 
 def _encoded(encoder: TinyConvEncoder, dataset) -> dict[str, torch.Tensor]:
@@ -59,7 +58,9 @@ def test_another_encoder_or_other_items_do_not_reuse_the_stored_entry(tmp_path):
 
     other_encoder = TinyConvEncoder(seed=1)
     assert load_encoded(other_encoder, data, tmp_path) is None
-    assert not torch.equal(encode_or_load(other_encoder, data, tmp_path, progress=False, device="cpu").features(), planted)
+    assert not torch.equal(
+        encode_or_load(other_encoder, data, tmp_path, progress=False, device="cpu").features(), planted
+    )
     assert other_encoder.items_encoded == len(data)
 
     other_items = GroupImages(seed=1)
@@ -74,8 +75,16 @@ def test_another_encoder_or_other_items_do_not_reuse_the_stored_entry(tmp_path):
         (torch.zeros(47, 8), ValueError, r"outputs\['default'\] has 47 rows but the dataset needs 48"),
         (torch.zeros(48, 5), ValueError, r"outputs\['default'\] has 5 columns but encoder 'default' embeds to 8"),
         (torch.zeros(2, 48, 8), ValueError, r"holds 2 view\(s\) but the CacheConfig has views=1"),
-        (torch.zeros(48, 8, 1, 1), ValueError, r"has shape \(48, 8, 1, 1\); expected \(rows, dim\) or \(views, rows, dim\)"),
-        (torch.zeros(48, 8, dtype=torch.long), TypeError, r"outputs\['default'\] must be a float tensor, got torch.int64"),
+        (
+            torch.zeros(48, 8, 1, 1),
+            ValueError,
+            r"has shape \(48, 8, 1, 1\); expected \(rows, dim\) or \(views, rows, dim\)",
+        ),
+        (
+            torch.zeros(48, 8, dtype=torch.long),
+            TypeError,
+            r"outputs\['default'\] must be a float tensor, got torch.int64",
+        ),
         ({"other": torch.zeros(48, 8)}, ValueError, r"missing \['default'\]; unknown \['other'\]"),
         ([[0.0] * 8] * 48, TypeError, r"outputs must be a tensor or \{encoder name: tensor\}, got list"),
     ],
@@ -88,7 +97,9 @@ def test_wrong_outputs_are_refused_naming_what_is_wrong(tmp_path, outputs, error
 
 def test_pair_rows_views_and_several_encoders_are_checked(tmp_path):
     pairs = PairImages()
-    with pytest.raises(ValueError, match=rf"has {len(pairs)} rows but the dataset needs {2 * len(pairs)} \(2 per pair item\)"):
+    with pytest.raises(
+        ValueError, match=rf"has {len(pairs)} rows but the dataset needs {2 * len(pairs)} \(2 per pair item\)"
+    ):
         store_encoded(TinyConvEncoder(), pairs, torch.zeros(len(pairs), 8), tmp_path)
     two = {"a": TinyConvEncoder(), "b": TinyConvEncoder(size=4, seed=1)}
     with pytest.raises(TypeError, match=r"outputs is one tensor but there are 2 encoders \(a, b\)"):

@@ -25,4 +25,4 @@ def parse_class_name(class_name: str) -> CarMetadata:
     year = int(words.pop()) if len(words) > 1 and _YEAR.match(words[-1]) else None
     text = " ".join(words)
     make = next((m for m in MULTI_WORD_MAKES if text == m or text.startswith(m + " ")), words[0])
-    return CarMetadata(make=make, model=text[len(make):].strip(), year=year)
+    return CarMetadata(make=make, model=text[len(make) :].strip(), year=year)

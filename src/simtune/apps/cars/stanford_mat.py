@@ -19,7 +19,10 @@ class StanfordCarsMatReader(CollectionReader):
         "devkit/cars_meta.mat with devkit/cars_train_annos.mat + cars_train/ and/or "
         "cars_test_annos_withlabels.mat + cars_test/ (optionally inside stanford_cars/)"
     )
-    splits = (("train", "devkit/cars_train_annos.mat", "cars_train"), ("test", "cars_test_annos_withlabels.mat", "cars_test"))
+    splits = (
+        ("train", "devkit/cars_train_annos.mat", "cars_train"),
+        ("test", "cars_test_annos_withlabels.mat", "cars_test"),
+    )
 
     @staticmethod
     def _base(root: Path) -> Path:
@@ -54,9 +57,13 @@ class StanfordCarsMatReader(CollectionReader):
         fields = record.dtype.names or ()
         absent = [f for f in ("fname", "class", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2") if f not in fields]
         if absent:
-            raise ValueError(f"{annotations}: annotations lack field(s) {', '.join(absent)} (need the *_withlabels file)")
+            raise ValueError(
+                f"{annotations}: annotations lack field(s) {', '.join(absent)} (need the *_withlabels file)"
+            )
         class_id = int(record["class"])
         if not 1 <= class_id <= num_classes:
-            raise ValueError(f"{annotations}: {record['fname']} has class {class_id}, outside 1..{num_classes} of cars_meta.mat")
+            raise ValueError(
+                f"{annotations}: {record['fname']} has class {class_id}, outside 1..{num_classes} of cars_meta.mat"
+            )
         bbox = tuple(int(record[f"bbox_{c}"]) for c in ("x1", "y1", "x2", "y2"))
         return LabelledImage(image_dir / str(record["fname"]), class_id - 1, split, bbox)

@@ -8,8 +8,9 @@ index, the web page and the report of a run describe its data whichever command 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from simtune.apps.images.data.readers import CollectionReader
 

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Hashable, Sequence
 from itertools import permutations
-from typing import Any, Hashable, Sequence
+from typing import Any
 
 import torch
 
@@ -63,7 +64,9 @@ class PairSampler(Sampler):
         same_subgroup = {edge for group in members.values() for edge in permutations(sorted(group), 2)}
         same_subgroup -= set(map(tuple, relevant.tolist()))
         everyone = torch.arange(len(objects))
-        excluded = torch.cat([torch.stack([everyone, everyone], 1), torch.tensor(sorted(same_subgroup), dtype=torch.long).view(-1, 2)])
+        excluded = torch.cat(
+            [torch.stack([everyone, everyone], 1), torch.tensor(sorted(same_subgroup), dtype=torch.long).view(-1, 2)]
+        )
 
         query_rows = torch.unique(ends[choose(len(pairs), self.sample_size, self.seed)])
         query_position = torch.full((len(objects),), -1)

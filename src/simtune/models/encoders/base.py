@@ -8,8 +8,9 @@ re-pins it, so BatchNorm statistics and dropout never move while a head is train
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from torch import Tensor, nn
 from torch.utils.data import default_collate
@@ -43,7 +44,7 @@ class Encoder(nn.Module, ABC):
         return {}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Encoder":
+    def from_config(cls, config: dict[str, Any]) -> Encoder:
         """The architecture only; pretrained-weight loading is skipped, the saved weights follow."""
         return cls(**config)
 
@@ -55,13 +56,13 @@ class Encoder(nn.Module, ABC):
         """Whatever, besides the weights, changes the embedding of a raw object (cache fingerprints)."""
         return {}
 
-    def train(self, mode: bool = True) -> "Encoder":
+    def train(self, mode: bool = True) -> Encoder:
         super().train(mode and self.trainable)
         if not self.trainable:
             self.requires_grad_(False)
         return self
 
-    def requires_grad_(self, requires_grad: bool = True) -> "Encoder":
+    def requires_grad_(self, requires_grad: bool = True) -> Encoder:
         return super().requires_grad_(requires_grad and self.trainable)
 
     def save(self, path: str | Path) -> None:
@@ -72,7 +73,7 @@ class Encoder(nn.Module, ABC):
         save_module(self, path)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", trusted_classes: Iterable[Any] = ()) -> "Encoder":
+    def load(cls, path: str | Path, device: str = "cpu", trusted_classes: Iterable[Any] = ()) -> Encoder:
         """Rebuilds a saved Encoder; a user class must be in ``trusted_classes`` or registered (see
         ``SimilarityModel.load``)."""
         from simtune.models.serialization import load_module

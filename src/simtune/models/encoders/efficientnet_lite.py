@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -98,7 +99,7 @@ class EfficientNetLiteEncoder(Encoder):
         side = -(-self.image_size // 32)  # five stride-2 stages with "same" padding
         return side * side * self.backbone._blocks[-1]._project_conv.out_channels
 
-    def with_mirror(self, mirror: bool) -> "EfficientNetLiteEncoder":
+    def with_mirror(self, mirror: bool) -> EfficientNetLiteEncoder:
         """This encoder (sharing its weights) with ``mirror`` on or off: ``with_mirror(False)`` is what it
         computes for each view alone."""
         if mirror == self.mirror:
@@ -134,12 +135,14 @@ class EfficientNetLiteEncoder(Encoder):
 
     def get_config(self) -> dict[str, Any]:
         config = {"variant": self.variant, "trainable": self.trainable, "output": self.output}
-        return config | ({"tuned_blocks": self.tuned_blocks} if self.tuned_blocks else {}) | (
-            {"mirror": True} if self.mirror else {}
+        return (
+            config
+            | ({"tuned_blocks": self.tuned_blocks} if self.tuned_blocks else {})
+            | ({"mirror": True} if self.mirror else {})
         )
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "EfficientNetLiteEncoder":
+    def from_config(cls, config: dict[str, Any]) -> EfficientNetLiteEncoder:
         return cls(**config, pretrained=False)
 
     def get_collate_fn(self) -> Callable[[list[Any]], Tensor]:

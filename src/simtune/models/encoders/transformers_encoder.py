@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from torch import Tensor
 
@@ -72,7 +73,7 @@ class TransformersTextEncoder(Encoder):
         self.requires_grad_(trainable)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "TransformersTextEncoder":
+    def from_config(cls, config: dict[str, Any]) -> TransformersTextEncoder:
         """The architecture (randomly initialised) and the tokenizer, from a saved ``get_config()``."""
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -129,9 +130,7 @@ class TextCollate:
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {index}: expected a str, got {type(text).__name__}")
-        encoded = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
+        encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         return dict(encoded)
 
 

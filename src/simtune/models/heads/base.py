@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,7 +48,7 @@ class EncoderHead(nn.Module, ABC):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "EncoderHead":
+    def from_config(cls, config: dict[str, Any]) -> EncoderHead:
         return cls(**config)
 
     def save(self, path: str | Path) -> None:
@@ -58,7 +59,7 @@ class EncoderHead(nn.Module, ABC):
         save_module(self, path)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", trusted_classes: Iterable[Any] = ()) -> "EncoderHead":
+    def load(cls, path: str | Path, device: str = "cpu", trusted_classes: Iterable[Any] = ()) -> EncoderHead:
         """Rebuilds a saved EncoderHead; a user class must be in ``trusted_classes`` or registered (see
         ``SimilarityModel.load``)."""
         from simtune.models.serialization import load_module

@@ -72,9 +72,9 @@ class EfficientNetLiteTopHead(EncoderHead):
         if pretrained:
             state = _pretrained_state_dict(variant)
             conv.load_state_dict({"weight": state["_conv_head.weight"]})
-            norm.load_state_dict({k[len("_bn1."):]: v for k, v in state.items() if k.startswith("_bn1.")})
+            norm.load_state_dict({k[len("_bn1.") :]: v for k, v in state.items() if k.startswith("_bn1.")})
             for key, block in zip(block_keys, blocks):
-                block.load_state_dict({k[len(key):]: v for k, v in state.items() if k.startswith(key)})
+                block.load_state_dict({k[len(key) :]: v for k, v in state.items() if k.startswith(key)})
         self.variant, self.pooling, self.tuned_blocks, self.views = variant, pooling, tuned_blocks, views
         self.channels = channels
         self.positions = view_size // channels

@@ -1,4 +1,5 @@
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -60,7 +61,9 @@ def _build_layer(index: int, layer: dict[str, Any], size_in: int) -> "tuple[nn.M
         raise ValueError(f"SequentialHead layer {index}: unknown type {kind!r}; expected one of {sorted(LAYERS)}")
     allowed, build = LAYERS[kind]
     if unknown := set(options) - allowed:
-        raise ValueError(f"SequentialHead layer {index} ({kind}): unknown options {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise ValueError(
+            f"SequentialHead layer {index} ({kind}): unknown options {sorted(unknown)}; allowed: {sorted(allowed)}"
+        )
     if kind == "linear" and "size" not in options:
         raise ValueError(f"SequentialHead layer {index} (linear): needs a 'size'")
     return build(size_in, **options)

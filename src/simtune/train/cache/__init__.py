@@ -11,4 +11,12 @@ from simtune.train.cache.encoder_cache import EncoderCache
 from simtune.train.cache.storage import CachedEmbeddings
 from simtune.train.cache.store_encoded import store_encoded
 
-__all__ = ["CacheConfig", "CacheType", "CachedEmbeddings", "EncoderCache", "encode_or_load", "load_encoded", "store_encoded"]
+__all__ = [
+    "CacheConfig",
+    "CacheType",
+    "CachedEmbeddings",
+    "EncoderCache",
+    "encode_or_load",
+    "load_encoded",
+    "store_encoded",
+]

@@ -8,7 +8,8 @@ dataset is never read: the targets come from the cache too.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -76,8 +76,6 @@ class CacheConfig:
             return torch.device("cpu")
         if self.cache_type == CacheType.GPU:
             if training_device.type != "cuda":
-                raise ValueError(
-                    f"CacheConfig.cache_type=GPU but training runs on {training_device}; use AUTO or CPU"
-                )
+                raise ValueError(f"CacheConfig.cache_type=GPU but training runs on {training_device}; use AUTO or CPU")
             return training_device
         return training_device if training_device.type == "cuda" else torch.device("cpu")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -93,7 +94,8 @@ def load_or_fill(
             log.warning(
                 "simtune cache: %s dataset %s has no cache_key(i); its saved cache is matched by length "
                 "only, so edits that keep the length go unnoticed",
-                name, type(dataset).__name__,
+                name,
+                type(dataset).__name__,
             )
         found = load_cache(config.save_dir, name, fingerprint, len(dataset))
     if found is None:
@@ -113,7 +115,9 @@ def as_cache_config(cache: str | Path | CacheConfig | None, needs_folder: str | 
     """A folder or a ``CacheConfig`` -> ``CacheConfig``; ``needs_folder`` names the caller that cannot work in memory."""
     config = cache if isinstance(cache, CacheConfig) else CacheConfig(save_dir=cache)
     if needs_folder and config.save_dir is None:
-        raise ValueError(f"{needs_folder} needs a cache folder: pass a folder or a CacheConfig with save_dir, got {cache!r}")
+        raise ValueError(
+            f"{needs_folder} needs a cache folder: pass a folder or a CacheConfig with save_dir, got {cache!r}"
+        )
     return config
 
 

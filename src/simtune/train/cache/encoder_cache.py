@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -25,7 +25,9 @@ class EncoderCache:
         self.datasets = dict(datasets)
         self._caches: dict[str, CachedEmbeddings] = {}
 
-    def prepare(self, device: torch.device, is_global_zero: bool = True, barrier: Callable[[], None] | None = None) -> None:
+    def prepare(
+        self, device: torch.device, is_global_zero: bool = True, barrier: Callable[[], None] | None = None
+    ) -> None:
         shared = self.config.save_dir is not None and barrier is not None
         if shared and not is_global_zero:
             barrier()

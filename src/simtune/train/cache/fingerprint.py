@@ -8,8 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -91,13 +92,13 @@ def dataset_keys_hash(dataset: Dataset) -> str:
     return digest.hexdigest()
 
 
-def cache_fingerprint(
-    encoders: Mapping[str, nn.Module], dataset: Dataset, views: int, dtype: str
-) -> dict[str, str]:
+def cache_fingerprint(encoders: Mapping[str, nn.Module], dataset: Dataset, views: int, dtype: str) -> dict[str, str]:
     """Component name -> hash. Two caches are interchangeable iff all components are equal."""
     components = {"format": _sha(json.dumps({"version": FORMAT_VERSION, "views": views, "dtype": dtype}))}
     for name, encoder in sorted(encoders.items()):
-        components[f"encoder {name!r} identity"] = _sha(json.dumps(encoder_identity(encoder), sort_keys=True, default=str))
+        components[f"encoder {name!r} identity"] = _sha(
+            json.dumps(encoder_identity(encoder), sort_keys=True, default=str)
+        )
         components[f"encoder {name!r} weights"] = weights_hash(encoder)
     components["dataset length"] = _sha(str(len(dataset)))
     components["dataset keys"] = dataset_keys_hash(dataset)

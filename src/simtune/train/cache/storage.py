@@ -57,7 +57,7 @@ class CachedEmbeddings:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in [*self.embeddings.values(), *self.targets.values()])
 
-    def embeddings_to(self, device: torch.device) -> "CachedEmbeddings":
+    def embeddings_to(self, device: torch.device) -> CachedEmbeddings:
         embeddings = {name: e.to(device) for name, e in self.embeddings.items()}
         return CachedEmbeddings(self.kind, embeddings, self.targets, self.fingerprint)
 
@@ -114,7 +114,9 @@ def load_cache(save_dir: Path, name: str, fingerprint: dict[str, str], num_items
         if stale:
             log.warning(
                 "simtune cache: %s cache in %s is stale (%s changed); rebuilding",
-                name, save_dir, describe_mismatch(stale[-1]["fingerprint"], fingerprint),
+                name,
+                save_dir,
+                describe_mismatch(stale[-1]["fingerprint"], fingerprint),
             )
         return None
     try:
@@ -123,8 +125,8 @@ def load_cache(save_dir: Path, name: str, fingerprint: dict[str, str], num_items
         tensors = load_file(str(folder / _EMBEDDINGS))
         cache = CachedEmbeddings(
             kind=meta["kind"],
-            embeddings={k[len(_EMBEDDING_PREFIX):]: v for k, v in tensors.items() if k.startswith(_EMBEDDING_PREFIX)},
-            targets={k[len(_TARGET_PREFIX):]: v for k, v in tensors.items() if k.startswith(_TARGET_PREFIX)},
+            embeddings={k[len(_EMBEDDING_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_EMBEDDING_PREFIX)},
+            targets={k[len(_TARGET_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_TARGET_PREFIX)},
             fingerprint=meta["fingerprint"],
         )
         rows = num_items * (2 if cache.kind == "pair" else 1)

@@ -87,19 +87,20 @@ def _paired(encoders: dict[str, Encoder], outputs: Tensor | Mapping[str, Tensor]
             )
         outputs = {next(iter(encoders)): outputs}
     if not isinstance(outputs, Mapping):
-        raise TypeError(f"store_encoded: outputs must be a tensor or {{encoder name: tensor}}, got {type(outputs).__name__}")
+        raise TypeError(
+            f"store_encoded: outputs must be a tensor or {{encoder name: tensor}}, got {type(outputs).__name__}"
+        )
     missing, unknown = sorted(set(encoders) - set(outputs)), sorted(set(outputs) - set(encoders))
     if missing or unknown:
         raise ValueError(
             f"store_encoded: outputs name encoders {sorted(outputs)}, the encoders are {sorted(encoders)}"
-            + (f"; missing {missing}" if missing else "") + (f"; unknown {unknown}" if unknown else "")
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unknown {unknown}" if unknown else "")
         )
     return {name: (encoder, outputs[name]) for name, encoder in encoders.items()}
 
 
-def checked_output(
-    name: str, encoder: Encoder, output: Any, config: CacheConfig, rows: int, kind: str
-) -> Tensor:
+def checked_output(name: str, encoder: Encoder, output: Any, config: CacheConfig, rows: int, kind: str) -> Tensor:
     """``output`` as a (views, rows, dim) tensor of the config's dtype on the CPU, or a ValueError naming what is off."""
     label = f"store_encoded: outputs[{name!r}]"
     if not isinstance(output, Tensor) or not output.is_floating_point():

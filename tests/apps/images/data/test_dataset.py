@@ -1,10 +1,10 @@
 from pathlib import Path
 
 import pytest
+from tests.apps.conftest import write_image, write_truncated_image
 
 from simtune.apps.images.data.dataset import DATASET_FILE, SPLIT_FILE, ImageDataset, prepare_dataset
 from simtune.apps.images.run.split import ClassSplit
-from tests.apps.conftest import write_image, write_truncated_image
 
 
 def test_prepare_skips_unreadable_lists_missing_and_persists(labels_csv_root: Path, tmp_path: Path):

@@ -1,7 +1,7 @@
 from PIL import Image
+from tests.apps.conftest import write_image, write_truncated_image
 
 from simtune.apps.images.data.image_check import check_image, check_images
-from tests.apps.conftest import write_image, write_truncated_image
 
 
 def test_good_truncated_and_non_image_files(tmp_path):

@@ -1,9 +1,9 @@
 from pathlib import Path
 
 import pytest
+from tests.apps.conftest import CLASS_NAMES, write_image, write_labels_csv
 
 from simtune.apps.images.data.readers import ImageFolderReader, LabelsCsvReader, read_collection
-from tests.apps.conftest import CLASS_NAMES, write_image, write_labels_csv
 
 
 def test_labels_csv_reader_maps_class_ids_to_0_based_indices_in_id_order(labels_csv_root: Path):
@@ -55,7 +55,9 @@ def test_labels_csv_naming_a_path_outside_its_folder_is_refused_at_read_time(tmp
     write_image(data / "a.jpg", 1)
     write_image(tmp_path / "secret/a.jpg", 2)
     write_labels_csv(data, [("a.jpg", 1, "Audi TTS Coupe 2012", "train"), (outside, 1, "Audi TTS Coupe 2012", "train")])
-    with pytest.raises(ValueError, match=rf"labels.csv, line 3: filename '{outside}' must be a path inside .*without '\.\.'"):
+    with pytest.raises(
+        ValueError, match=rf"labels.csv, line 3: filename '{outside}' must be a path inside .*without '\.\.'"
+    ):
         read_collection(data)
 
 

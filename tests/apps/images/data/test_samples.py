@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 from PIL import Image
+from tests.apps.conftest import write_image
 
 from simtune.apps.images.data.dataset import ImageRecord
 from simtune.apps.images.data.samples import ImageSamples
-from tests.apps.conftest import write_image
 
 
 def _records(tmp_path):

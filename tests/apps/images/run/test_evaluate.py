@@ -1,16 +1,18 @@
 import torch
+from tests.apps.conftest import write_image
 
 from simtune.apps.images.run.evaluate import base_embeddings
 from simtune.apps.images.run.train import ImagesTrainable, TrainSettings
 from simtune.models.encoders import EfficientNetLiteEncoder
-from tests.apps.conftest import write_image
 
 
 def test_base_row_is_the_frozen_network_whatever_the_tuned_blocks_learned(tmp_path):
     """The base row must stay the frozen network's pooled features, even after training moved the
     tuned blocks and the convolution away from their pretrained weights."""
     images = [write_image(tmp_path / f"{i}.jpg", seed=i, size=(64, 48)) for i in range(3)]
-    trainable = ImagesTrainable(TrainSettings(tuned_blocks=2), num_train_classes=4, steps_per_epoch=1, cache_dir=tmp_path)
+    trainable = ImagesTrainable(
+        TrainSettings(tuned_blocks=2), num_train_classes=4, steps_per_epoch=1, cache_dir=tmp_path
+    )
     model = trainable.model.eval()
     with torch.no_grad():
         for parameter in model.head.parameters():

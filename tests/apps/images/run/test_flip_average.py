@@ -45,10 +45,12 @@ def test_evaluate_encode_and_the_service_give_one_flip_averaged_embedding(tmp_pa
     outputs = features.backbone_outputs(records, mirrored=True)
     evaluated = head_embeddings(model, outputs)  # evaluate's and indexing's path: cached views + head
     encoded = torch.as_tensor(model.encode([str(p) for p in car_photos], to_numpy=True))
-    served = torch.cat([  # the service's path: an uploaded file, decoded and encoded alone
-        torch.as_tensor(model.encode([decode_query_image(p.read_bytes(), p.name)], batch_size=1, to_numpy=True))
-        for p in car_photos
-    ])
+    served = torch.cat(
+        [  # the service's path: an uploaded file, decoded and encoded alone
+            torch.as_tensor(model.encode([decode_query_image(p.read_bytes(), p.name)], batch_size=1, to_numpy=True))
+            for p in car_photos
+        ]
+    )
     torch.testing.assert_close(encoded, evaluated, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(served, evaluated, rtol=1e-4, atol=1e-4)
 

@@ -55,5 +55,7 @@ def test_a_split_saved_without_validation_classes_is_refused(tmp_path):
 
 @pytest.mark.parametrize("count", [1, 2, 7])
 def test_too_few_classes_cannot_be_split(count):
-    with pytest.raises(ValueError, match=f"too few classes to split:.*at least 8 classes are needed; this collection has {count}"):
+    with pytest.raises(
+        ValueError, match=f"too few classes to split:.*at least 8 classes are needed; this collection has {count}"
+    ):
         split_classes(NAMES[:count])

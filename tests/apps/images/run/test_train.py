@@ -5,19 +5,28 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.apps.conftest import write_shapes_collection
 
 from simtune.apps.images.data.dataset import ImageRecord, prepare_dataset
 from simtune.apps.images.run.snapshots import load_snapshot
-from simtune.apps.images.run.train import HISTORY_FILE, SELECTION, TrainSettings, batch_classes, check_validation, train_run
+from simtune.apps.images.run.train import (
+    HISTORY_FILE,
+    SELECTION,
+    TrainSettings,
+    batch_classes,
+    check_validation,
+    train_run,
+)
 from simtune.models import SimilarityModel
-from tests.apps.conftest import write_shapes_collection
 
 CURVE = [0.30, 0.55, 0.50, 0.52, 0.40, 0.70]  # best at epoch 2; patience 2 stops after epoch 4
 
 
 @pytest.mark.slow
 def test_training_stops_after_patience_and_keeps_the_best_validation_epoch(tmp_path: Path, monkeypatch):
-    dataset, split = prepare_dataset(write_shapes_collection(tmp_path / "shapes", classes=8, per_class=4), tmp_path / "run", progress=False)
+    dataset, split = prepare_dataset(
+        write_shapes_collection(tmp_path / "shapes", classes=8, per_class=4), tmp_path / "run", progress=False
+    )
 
     def scripted(backbone_outputs, groups, prefix="validation"):
         assert len(backbone_outputs) == len(dataset.subset("validation"))  # only validation images are scored
@@ -43,7 +52,9 @@ def test_training_stops_after_patience_and_keeps_the_best_validation_epoch(tmp_p
     assert [value for _, value in history["validation_r_precision"]] == pytest.approx(CURVE[:4])
     assert len(history["train_loss"]) == 4 and not any(name.startswith("unseen") for name in history)
     selection = history[SELECTION]
-    assert (selection["kept_epoch"], selection["epochs_run"]) == (2, 4) and selection["kept_value"] == pytest.approx(0.55)
+    assert (selection["kept_epoch"], selection["epochs_run"]) == (2, 4) and selection["kept_value"] == pytest.approx(
+        0.55
+    )
     assert "stopped after epoch 4" in selection["reason"]
     kept = load_snapshot(tmp_path / "run" / "epochs", 2)
     last = load_snapshot(tmp_path / "run" / "epochs", 4)

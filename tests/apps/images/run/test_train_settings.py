@@ -68,11 +68,11 @@ def test_patience_must_be_positive_and_mirror_adds_the_mirror_view():
 @pytest.mark.parametrize("command", ["train", "demo"])
 def test_the_commands_defaults_are_the_settings_defaults(command):
     """The CLI spells its defaults out (so --help shows them without importing torch); they must not drift."""
+    from dataclasses import MISSING, fields
+
     import typer.main
 
     from simtune.apps.images.cli import app
-
-    from dataclasses import MISSING, fields
 
     params = {p.name: p.default for p in typer.main.get_command(app).commands[command].params}
     defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(TrainSettings)}
@@ -86,8 +86,14 @@ def test_an_epoch_draws_each_image_once_but_at_least_the_minimum_batches():
     from simtune.apps.images.run.train import training_batches
 
     groups = [label for label in range(4) for _ in range(6)]  # 24 images, batches of 2 x 2: 6 per epoch
-    assert len(training_batches(groups, TrainSettings(classes_per_batch=2, samples_per_class=2, min_batches_per_epoch=0))) == 6
-    assert len(training_batches(groups, TrainSettings(classes_per_batch=2, samples_per_class=2, min_batches_per_epoch=4))) == 6
+    assert (
+        len(training_batches(groups, TrainSettings(classes_per_batch=2, samples_per_class=2, min_batches_per_epoch=0)))
+        == 6
+    )
+    assert (
+        len(training_batches(groups, TrainSettings(classes_per_batch=2, samples_per_class=2, min_batches_per_epoch=4)))
+        == 6
+    )
     small = training_batches(groups, TrainSettings(classes_per_batch=2, samples_per_class=2, min_batches_per_epoch=15))
     assert len(small) == len(list(small)) == 15
     with pytest.raises(ValueError, match="min_batches_per_epoch must be >= 0"):

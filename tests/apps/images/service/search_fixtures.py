@@ -1,6 +1,6 @@
 """Shared by the search/serve/browser tests: a tiny embedder, real car photos indexed with it, a live server.
 
-Test modules import the fixtures they use (``from .search_fixtures import live_server``).
+The fixtures reach the test modules through conftest.py; helpers are imported from here.
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import csv
 import socket
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -36,7 +37,9 @@ class ThumbnailEmbedder:
     def fingerprint(self) -> str:
         return self.name
 
-    def encode(self, objects: Sequence[Any], batch_size: int = 32, to_numpy: bool = True, progress: bool = False) -> np.ndarray:
+    def encode(
+        self, objects: Sequence[Any], batch_size: int = 32, to_numpy: bool = True, progress: bool = False
+    ) -> np.ndarray:
         rows = []
         for obj in objects:
             image = obj if isinstance(obj, Image.Image) else Image.open(obj)
@@ -48,14 +51,22 @@ def car_records() -> list[ImageRecord]:
     """A few real photos from each of ``CLASS_IDS``."""
     with (CARS_DATA / "labels.csv").open(newline="") as f:
         rows = [row for row in csv.DictReader(f) if int(row["class_id"]) in CLASS_IDS]
-    rows = [row for class_id in CLASS_IDS for row in [r for r in rows if int(r["class_id"]) == class_id][:IMAGES_PER_CLASS]]
+    rows = [
+        row for class_id in CLASS_IDS for row in [r for r in rows if int(r["class_id"]) == class_id][:IMAGES_PER_CLASS]
+    ]
     records = []
     for row in rows:
-        records.append(ImageRecord(
-            id=len(records), path=str(CARS_DATA / row["filename"]), class_index=int(row["class_id"]) - 1,
-            class_name=row["class_name"], original_split=row["original_split"], subset="unseen",
-            metadata=car_metadata(row["class_name"]),
-        ))
+        records.append(
+            ImageRecord(
+                id=len(records),
+                path=str(CARS_DATA / row["filename"]),
+                class_index=int(row["class_id"]) - 1,
+                class_name=row["class_name"],
+                original_split=row["original_split"],
+                subset="unseen",
+                metadata=car_metadata(row["class_name"]),
+            )
+        )
     return records
 
 
@@ -99,4 +110,3 @@ def live_server(indexed_run: tuple[Path, list[ImageRecord]]) -> Iterator[str]:
     model = ThumbnailEmbedder()
     with open_index(IndexLocation.for_run(run), model) as index:
         yield from serve_in_thread(create_app(index, model, title=CARS.title, noun=CARS.noun))
-

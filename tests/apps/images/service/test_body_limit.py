@@ -19,15 +19,26 @@ def _app() -> FastAPI:
 
     from fastapi.responses import JSONResponse
 
-    app.add_exception_handler(ImageTooLargeError, lambda request, error: JSONResponse({"detail": str(error)}, status_code=413))
+    app.add_exception_handler(
+        ImageTooLargeError, lambda request, error: JSONResponse({"detail": str(error)}, status_code=413)
+    )
     return app
 
 
 def _post(limited, chunks: list[bytes], stall: bool) -> list[dict]:
     boundary = "b"
     scope = {
-        "type": "http", "method": "POST", "path": "/upload", "raw_path": b"/upload", "query_string": b"", "root_path": "",
-        "scheme": "http", "server": ("test", 80), "client": ("test", 1), "http_version": "1.1", "asgi": {"version": "3.0"},
+        "type": "http",
+        "method": "POST",
+        "path": "/upload",
+        "raw_path": b"/upload",
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "server": ("test", 80),
+        "client": ("test", 1),
+        "http_version": "1.1",
+        "asgi": {"version": "3.0"},
         "headers": [(b"content-type", f"multipart/form-data; boundary={boundary}".encode())],
     }
     messages = [{"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks]

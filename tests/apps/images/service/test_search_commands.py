@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -95,10 +94,16 @@ def test_bad_input_gets_a_clear_message_and_exit_code_2(indexed, tmp_path):
     cases = [
         ([str(_write(tmp_path / "notes.txt", b"hello"))], "is not an image"),
         ([str(_write(tmp_path / "half.jpg", jpeg[: len(jpeg) // 2]))], "truncated or corrupt"),
-        ([str(_write(tmp_path / "big.jpg", b"\xff" * (10 * 2**20 + 1)))], "is 10,485,761 bytes; the limit is 10,485,760 bytes"),
+        (
+            [str(_write(tmp_path / "big.jpg", b"\xff" * (10 * 2**20 + 1)))],
+            "is 10,485,761 bytes; the limit is 10,485,760 bytes",
+        ),
         ([str(_write(tmp_path / "bomb.png", _png((9000, 9000), "1")))], "9000x9000 = 81,000,000 pixels"),
         ([str(tmp_path / "missing.jpg")], "does not exist"),
-        ([str(_write(tmp_path / "hdr.tif", _tiff_float(4000.0)))], "hdr.tif: image mode 'F' holds pixel values from 0 to 4000"),
+        (
+            [str(_write(tmp_path / "hdr.tif", _tiff_float(4000.0)))],
+            "hdr.tif: image mode 'F' holds pixel values from 0 to 4000",
+        ),
         ([photo, "--k", "0"], "k must be an integer from 1 to 1000"),
         ([photo, "--k", str(10**6)], "k must be an integer from 1 to 1000"),
         ([photo, "--filter", "color=red"], "unknown filter field 'color'"),
@@ -145,19 +150,33 @@ def test_index_and_search_with_a_real_saved_model(labels_csv_root, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-c", "from simtune.cli import main; main()", "cars", "serve", "--run", str(run), "--port", str(port)]
+    command = [
+        sys.executable,
+        "-c",
+        "from simtune.cli import main; main()",
+        "cars",
+        "serve",
+        "--run",
+        str(run),
+        "--port",
+        str(port),
+    ]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read().decode() if server.stdout else ""
+            assert server.poll() is None and time.monotonic() < deadline, (
+                server.stdout.read().decode() if server.stdout else ""
+            )
             try:
                 health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
                 break
             except httpx.HTTPError:
                 time.sleep(0.5)
         assert health.json()["points"] == 24
-        found = httpx.post(f"http://127.0.0.1:{port}/search", files={"file": ("car.jpg", photo.read_bytes())}, timeout=60)
+        found = httpx.post(
+            f"http://127.0.0.1:{port}/search", files={"file": ("car.jpg", photo.read_bytes())}, timeout=60
+        )
         assert found.status_code == 200, found.text
         assert found.json()["results"][0]["id"] == hits[0]["id"]
     finally:
@@ -167,17 +186,32 @@ def test_index_and_search_with_a_real_saved_model(labels_csv_root, tmp_path):
 
 @pytest.mark.slow
 def test_index_reuses_the_runs_encoder_cache(labels_csv_root, tmp_path, monkeypatch):
-    from simtune.apps.images.service.indexing import MODEL_DIR_NAME
     from simtune.apps.images.run.train import MODEL_DIR
+    from simtune.apps.images.service.indexing import MODEL_DIR_NAME
     from simtune.models import SimilarityModel
     from simtune.search import EdgeIndex
 
     assert MODEL_DIR_NAME == MODEL_DIR  # serve/search look where training saves
     run = tmp_path / "run"
-    trained = runner.invoke(app, [
-        "cars", "train", "--data", str(labels_csv_root), "--run", str(run), "--epochs", "1",
-        "--classes-per-batch", "2", "--samples-per-class", "2", "--workers", "0",
-    ])
+    trained = runner.invoke(
+        app,
+        [
+            "cars",
+            "train",
+            "--data",
+            str(labels_csv_root),
+            "--run",
+            str(run),
+            "--epochs",
+            "1",
+            "--classes-per-batch",
+            "2",
+            "--samples-per-class",
+            "2",
+            "--workers",
+            "0",
+        ],
+    )
     assert trained.exit_code == 0, trained.output
     cache_files = {p: p.stat().st_mtime_ns for p in (run / "cache").rglob("*") if p.is_file()}
     assert cache_files
@@ -251,7 +285,9 @@ def _damaged_run(saved_model: Path, run: Path, damage: str) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["flipped byte", "truncated"])
-def test_a_damaged_model_is_one_line_naming_the_file_in_search_and_serve(saved_model, labels_csv_root, tmp_path, damage):
+def test_a_damaged_model_is_one_line_naming_the_file_in_search_and_serve(
+    saved_model, labels_csv_root, tmp_path, damage
+):
     run = tmp_path / "run"
     weights = _damaged_run(saved_model, run, damage)
     photo = str(labels_csv_root / "images/001/img_1_0.jpg")
@@ -283,7 +319,10 @@ def test_a_damaged_index_is_refused_with_one_line(indexed):
     assert record["points"] == 24
     record["points"] = 25  # as if a segment holding one point had been lost
     record_file.write_text(json.dumps(record))
-    for result in (_search(run, str(data / "images/001/img_1_0.jpg")), runner.invoke(app, ["cars", "serve", "--run", str(run)])):
+    for result in (
+        _search(run, str(data / "images/001/img_1_0.jpg")),
+        runner.invoke(app, ["cars", "serve", "--run", str(run)]),
+    ):
         assert result.exit_code == 2, result.output
         assert result.output.strip() == (
             f"Error: the index at {run / 'index'} is damaged: it holds 24 points of the 25 written when it was built; "
@@ -299,4 +338,7 @@ def test_serve_on_a_busy_port_fails_with_one_line_before_claiming_to_serve(index
         port = taken.getsockname()[1]
         result = runner.invoke(app, ["cars", "serve", "--run", str(run), "--port", str(port)])
     assert result.exit_code == 2, result.output
-    assert result.output.strip() == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port or --host"
+    assert (
+        result.output.strip()
+        == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port or --host"
+    )

@@ -8,15 +8,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx
-from fastapi.testclient import TestClient
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
-from simtune.apps.images.service.indexing import IndexLocation, build_index, record_point_id, open_index
+from simtune.apps.images.service.indexing import IndexLocation, build_index, open_index, record_point_id
 from simtune.apps.images.service.serve import create_app
 from simtune.search import ModelMismatchError, point_id
 
-from .search_fixtures import ThumbnailEmbedder, indexed_run, live_server  # noqa: F401
+from .search_fixtures import ThumbnailEmbedder
 
 
 @pytest.fixture
@@ -93,12 +93,19 @@ def test_random_car_page_and_docs(client, indexed_run):
     page = client.get("/")
     assert page.status_code == 200 and 'id="filters"' in page.text and "/static/app.js" in page.text
     assert client.get("/page").json() == {
-        "title": "Similar cars", "noun": "cars",
-        "filters": [{"name": "class_name", "type": "keyword"}, {"name": "make", "type": "keyword"}, {"name": "year", "type": "integer"}],
+        "title": "Similar cars",
+        "noun": "cars",
+        "filters": [
+            {"name": "class_name", "type": "keyword"},
+            {"name": "make", "type": "keyword"},
+            {"name": "year", "type": "integer"},
+        ],
     }
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/docs").status_code == 200
-    assert {"/search", "/search/{point_id}", "/images/{image_id}", "/health"} <= set(client.get("/openapi.json").json()["paths"])
+    assert {"/search", "/search/{point_id}", "/images/{image_id}", "/health"} <= set(
+        client.get("/openapi.json").json()["paths"]
+    )
 
 
 def _bomb_png() -> bytes:
@@ -112,9 +119,17 @@ def test_bad_uploads_are_4xx_json_and_the_server_stays_up(client, indexed_run):
     photo = Path(indexed_run[1][0].path).read_bytes()
     _json_error(_upload(client, b"this is a text file, not a photo", "notes.txt"), 400, "not an image")
     _json_error(_upload(client, photo[: len(photo) // 2]), 400, "truncated or corrupt")
-    _json_error(_upload(client, b"\xff" * (10 * 2**20 + 100_000)), 413, "upload limit of 10,485,760 bytes (10 MiB)")  # by Content-Length
-    _json_error(_chunked_upload(client, 12 * 2**20), 413, "upload limit of 10,485,760 bytes (10 MiB)")  # streamed, no Content-Length
-    _json_error(_upload(client, b"\xff" * (10 * 2**20 + 10)), 413, "upload 'car.jpg' is over the limit of 10,485,760 bytes (10 MiB)")  # by bytes read
+    _json_error(
+        _upload(client, b"\xff" * (10 * 2**20 + 100_000)), 413, "upload limit of 10,485,760 bytes (10 MiB)"
+    )  # by Content-Length
+    _json_error(
+        _chunked_upload(client, 12 * 2**20), 413, "upload limit of 10,485,760 bytes (10 MiB)"
+    )  # streamed, no Content-Length
+    _json_error(
+        _upload(client, b"\xff" * (10 * 2**20 + 10)),
+        413,
+        "upload 'car.jpg' is over the limit of 10,485,760 bytes (10 MiB)",
+    )  # by bytes read
     _json_error(_upload(client, _bomb_png(), "bomb.png"), 413, "12000x12000 = 144,000,000 pixels")
     for k in ("0", str(10**6)):
         _json_error(_upload(client, photo, k=k), 400, "k must be an integer from 1 to 1000")
@@ -176,7 +191,9 @@ def _grey_png(path: str, sixteen_bit: bool) -> bytes:
 
 def test_a_sixteen_bit_grey_upload_finds_what_its_8_bit_copy_finds(client, indexed_run):
     path = indexed_run[1][3].path
-    eight, sixteen = (_upload(client, _grey_png(path, bits), "grey.png", k="5").json()["results"] for bits in (False, True))
+    eight, sixteen = (
+        _upload(client, _grey_png(path, bits), "grey.png", k="5").json()["results"] for bits in (False, True)
+    )
     assert [r["id"] for r in sixteen] == [r["id"] for r in eight]
     assert [r["score"] for r in sixteen] == pytest.approx([r["score"] for r in eight], abs=1e-4)
 
@@ -186,7 +203,11 @@ def test_an_image_mode_with_no_rgb_reading_is_a_400_naming_the_mode(client):
 
     buffer = io.BytesIO()
     Image.fromarray(np.array([[0.0, 4000.0]], dtype=np.float32)).save(buffer, "TIFF")
-    _json_error(_upload(client, buffer.getvalue(), "hdr.tif"), 400, "upload 'hdr.tif': image mode 'F' holds pixel values from 0 to 4000")
+    _json_error(
+        _upload(client, buffer.getvalue(), "hdr.tif"),
+        400,
+        "upload 'hdr.tif': image mode 'F' holds pixel values from 0 to 4000",
+    )
 
 
 @pytest.mark.parametrize("year", ["99999999999999999999999", str(2**63)])
@@ -194,7 +215,11 @@ def test_integer_filters_beyond_int64_are_400_on_both_searches(client, indexed_r
     record = indexed_run[1][0]
     photo = Path(record.path).read_bytes()
     _json_error(_upload(client, photo, filter=f"year={year}"), 400, "year must be an integer from")
-    _json_error(client.get(f"/search/{record_point_id(record)}", params={"filter": f"year={year}"}), 400, "year must be an integer from")
+    _json_error(
+        client.get(f"/search/{record_point_id(record)}", params={"filter": f"year={year}"}),
+        400,
+        "year must be an integer from",
+    )
 
 
 def _copies_indexed(tmp_path: Path) -> tuple[Path, list]:
@@ -298,7 +323,10 @@ def test_a_client_that_never_finishes_its_request_head_is_disconnected(indexed_r
             while not server.started:
                 time.sleep(0.05)
             address = sock.getsockname()
-            with socket.create_connection(address, timeout=10) as silent, socket.create_connection(address, timeout=10) as trickle:
+            with (
+                socket.create_connection(address, timeout=10) as silent,
+                socket.create_connection(address, timeout=10) as trickle,
+            ):
                 trickle.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # never the blank line that ends the head
                 started = time.monotonic()
                 assert silent.recv(100) == b"" and trickle.recv(100) == b""  # closed by the server
@@ -319,4 +347,6 @@ def test_a_collection_without_metadata_offers_the_class_name_filter_only(tmp_pat
             page = http.get("/page").json()
             hit = http.get(f"/search/{record_point_id(records[0])}", params={"k": 1}).json()["results"][0]
     assert page == {"title": "Similar images", "noun": "images", "filters": [{"name": "class_name", "type": "keyword"}]}
-    assert "make" not in hit and hit["class_name"] == records[1].class_name or hit["class_name"] == records[2].class_name
+    assert (
+        "make" not in hit and hit["class_name"] == records[1].class_name or hit["class_name"] == records[2].class_name
+    )

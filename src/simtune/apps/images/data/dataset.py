@@ -69,10 +69,12 @@ class ImageDataset:
         write_json(path, asdict(self))
 
     @classmethod
-    def load(cls, path: str | Path) -> "ImageDataset":
+    def load(cls, path: str | Path) -> ImageDataset:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: run `simtune images train --data PATH --run {path.parent}` first")
+            raise FileNotFoundError(
+                f"{path} not found: run `simtune images train --data PATH --run {path.parent}` first"
+            )
         raw = json.loads(path.read_text())
         raw["records"] = [ImageRecord(**r) for r in raw["records"]]
         return cls(**raw)
@@ -88,15 +90,18 @@ def with_split(dataset: ImageDataset, split: ClassSplit, records: list[ImageReco
     """``dataset`` (or these of its ``records``, renumbered) with subsets assigned by ``split``: another split
     of the same images, without reading them again."""
     chosen = dataset.records if records is None else records
-    renumbered = [
-        replace(record, id=i, subset=_subset(record.class_index, split)) for i, record in enumerate(chosen)
-    ]
+    renumbered = [replace(record, id=i, subset=_subset(record.class_index, split)) for i, record in enumerate(chosen)]
     return replace(dataset, records=renumbered)
 
 
 def prepare_dataset(
-    data: str | Path, run_dir: str | Path, seed: int = DEFAULT_SEED, crop: bool = False, workers: int = 2,
-    progress: bool = True, preset: Preset = IMAGES,
+    data: str | Path,
+    run_dir: str | Path,
+    seed: int = DEFAULT_SEED,
+    crop: bool = False,
+    workers: int = 2,
+    progress: bool = True,
+    preset: Preset = IMAGES,
 ) -> tuple[ImageDataset, ClassSplit]:
     """Load the run's dataset and split if it has them (same data folder), else build and save them."""
     run_dir = Path(run_dir)
@@ -129,17 +134,31 @@ def prepare_dataset(
             skipped[str(image.path)] = result.error
             continue
         name = collection.class_names[image.class_index]
-        records.append(ImageRecord(
-            id=len(records), path=str(result.cropped_to or image.path), class_index=image.class_index,
-            class_name=name, original_split=image.original_split, subset=_subset(image.class_index, split),
-            metadata=metadata[name],
-        ))
+        records.append(
+            ImageRecord(
+                id=len(records),
+                path=str(result.cropped_to or image.path),
+                class_index=image.class_index,
+                class_name=name,
+                original_split=image.original_split,
+                subset=_subset(image.class_index, split),
+                metadata=metadata[name],
+            )
+        )
     if not records:
-        raise ValueError(f"{data_root}: none of its {len(collection.images)} images could be read, e.g. {next(iter(skipped.items()))}")
+        raise ValueError(
+            f"{data_root}: none of its {len(collection.images)} images could be read, e.g. {next(iter(skipped.items()))}"
+        )
     dataset = ImageDataset(
-        data_root, collection.layout, crop, records, skipped, [str(p) for p in collection.missing],
-        title=preset.title, noun=preset.noun, metadata_fields=dict(preset.fields),
+        data_root,
+        collection.layout,
+        crop,
+        records,
+        skipped,
+        [str(p) for p in collection.missing],
+        title=preset.title,
+        noun=preset.noun,
+        metadata_fields=dict(preset.fields),
     )
     dataset.save(dataset_path)
     return dataset, split
-

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import csv
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -107,7 +107,10 @@ class ImageFolderReader(CollectionReader):
     @staticmethod
     def _class_images(root: Path) -> dict[str, list[Path]]:
         folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        found = {f.name: sorted(p for p in f.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()) for f in folders}
+        found = {
+            f.name: sorted(p for p in f.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            for f in folders
+        }
         return {name: paths for name, paths in found.items() if paths}
 
     def matches(self, root: Path) -> bool:
@@ -130,9 +133,15 @@ def read_collection(root: str | Path, readers: Sequence[CollectionReader] = READ
     reader = next((r for r in readers if r.matches(root)), None)
     if reader is None:
         looked = "\n".join(f"  - {r.layout}: {r.looks_for}" for r in readers)
-        raise ValueError(f"{root}: no recognised layout (it is empty or holds no labelled images). Looked for:\n{looked}")
+        raise ValueError(
+            f"{root}: no recognised layout (it is empty or holds no labelled images). Looked for:\n{looked}"
+        )
     collection = reader.read(root)
     if not collection.images:
-        missing = f" ({len(collection.missing)} listed files are missing, e.g. {collection.missing[0]})" if collection.missing else ""
+        missing = (
+            f" ({len(collection.missing)} listed files are missing, e.g. {collection.missing[0]})"
+            if collection.missing
+            else ""
+        )
         raise ValueError(f"{root}: the {reader.layout} layout lists no existing images{missing}")
     return collection

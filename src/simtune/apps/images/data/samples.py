@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
@@ -21,7 +21,10 @@ class ImageSamples(Dataset):
     ``class_map`` renumbers classes (e.g. training classes to 0..C-1, as losses with one proxy per class need)."""
 
     def __init__(
-        self, records: Sequence[ImageRecord], views: Sequence[str] = (ORIGINAL,), class_map: dict[int, int] | None = None
+        self,
+        records: Sequence[ImageRecord],
+        views: Sequence[str] = (ORIGINAL,),
+        class_map: dict[int, int] | None = None,
     ):
         if not records:
             raise ValueError("no records to make samples from")

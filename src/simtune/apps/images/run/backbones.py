@@ -26,9 +26,11 @@ def build_backbone(backbone: str, feature_maps: bool = False, tuned_blocks: int 
             return EfficientNetLiteEncoder(backbone, output="blocks", tuned_blocks=tuned_blocks)
         return EfficientNetLiteEncoder(backbone, output="pooled")
     if feature_maps:
-        raise ValueError(f"only EfficientNet-Lite backbones ({', '.join(sorted(VARIANTS))}) give feature maps, not {backbone!r}")
+        raise ValueError(
+            f"only EfficientNet-Lite backbones ({', '.join(sorted(VARIANTS))}) give feature maps, not {backbone!r}"
+        )
     if backbone.startswith(TORCHVISION_PREFIX) and len(backbone) > len(TORCHVISION_PREFIX):
-        return TorchvisionEncoder(backbone[len(TORCHVISION_PREFIX):], weights="DEFAULT")
+        return TorchvisionEncoder(backbone[len(TORCHVISION_PREFIX) :], weights="DEFAULT")
     raise ValueError(
         f"unknown backbone {backbone!r}: expected one of {', '.join(sorted(VARIANTS))} "
         f"or {TORCHVISION_PREFIX}<torchvision model name> (e.g. {TORCHVISION_PREFIX}resnet152)"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import typer
 
@@ -42,13 +43,18 @@ def _prepare(data: Path, run: Path, split_seed: int, crop: bool, workers: int, p
         f"({len(dataset.subset(VALIDATION))} images), {len(split.unseen_classes)} unseen classes "
         f"({len(dataset.subset(UNSEEN))} images)"
     )
-    for label, items in (("unreadable images skipped", list(dataset.skipped)), ("listed files missing", dataset.missing)):
+    for label, items in (
+        ("unreadable images skipped", list(dataset.skipped)),
+        ("listed files missing", dataset.missing),
+    ):
         if items:
             typer.secho(f"{len(items)} {label}, e.g. " + ", ".join(items[:3]), fg=typer.colors.YELLOW)
     for subset in (VALIDATION, UNSEEN):
         singles = dataset.single_image_classes(subset)
         if singles:
-            typer.secho(f"{len(singles)} {subset} classes have one image: gallery only, never queries", fg=typer.colors.YELLOW)
+            typer.secho(
+                f"{len(singles)} {subset} classes have one image: gallery only, never queries", fg=typer.colors.YELLOW
+            )
     return dataset, split
 
 
@@ -85,9 +91,13 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
     """``train``, ``evaluate`` and ``demo`` on ``app``, reading collections the way ``preset`` says."""
     layouts = ", ".join([r.layout for r in preset.readers] + ["labels.csv", "one folder per class"])
     data_option = typer.Option(..., "--data", help=f"Folder of labelled {preset.noun} photos: {layouts}.")
-    run_option = typer.Option(..., "--run", help="Run folder (created): split, caches, model, metrics and report go here.")
+    run_option = typer.Option(
+        ..., "--run", help="Run folder (created): split, caches, model, metrics and report go here."
+    )
     backbone_option = typer.Option(["lite0"], "--backbone", help=_BACKBONE_HELP)
-    epochs_option = typer.Option(10, min=1, help="Most epochs; training stops earlier once validation R-Precision stalls.")
+    epochs_option = typer.Option(
+        10, min=1, help="Most epochs; training stops earlier once validation R-Precision stalls."
+    )
     patience_option = typer.Option(3, min=1, help="Epochs without a better validation R-Precision before stopping.")
 
     @app.command("train")
@@ -100,23 +110,31 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
             help="last-conv (fine-tune EfficientNet-Lite's final convolution; one lite backbone) | skip | linear | mlp "
             "(on pooled features). Output L2-normalised.",
         ),
-        tuned_blocks: Optional[int] = typer.Option(
-            None, min=0, show_default=False,
+        tuned_blocks: int | None = typer.Option(
+            None,
+            min=0,
+            show_default=False,
             help="last-conv only: also tune the backbone's last N blocks, cached below them [default: 2; 0 for other heads].",
         ),
         loss: str = typer.Option("multi-similarity", help="multi-similarity | triplet | proxy-anchor."),
         epochs: int = epochs_option,
         patience: int = patience_option,
-        learning_rate: Optional[float] = typer.Option(None, min=0.0, help="Peak learning rate [default: the head's]."),
-        classes_per_batch: int = typer.Option(64, min=2, help="Classes per batch (at most the training classes there are)."),
+        learning_rate: float | None = typer.Option(None, min=0.0, help="Peak learning rate [default: the head's]."),
+        classes_per_batch: int = typer.Option(
+            64, min=2, help="Classes per batch (at most the training classes there are)."
+        ),
         samples_per_class: int = typer.Option(8, min=2),
         min_batches_per_epoch: int = typer.Option(
-            12, min=0,
+            12,
+            min=0,
             help="Fewest batches per epoch (an epoch otherwise draws each image about once); small collections need it.",
         ),
-        mirror: bool = typer.Option(False, help="Also train on horizontally mirrored images (encodes every image twice)."),
-        flip_average: Optional[bool] = typer.Option(
-            None, show_default=False,
+        mirror: bool = typer.Option(
+            False, help="Also train on horizontally mirrored images (encodes every image twice)."
+        ),
+        flip_average: bool | None = typer.Option(
+            None,
+            show_default=False,
             help="last-conv only: evaluate and serve the average of each image's and its mirror's embeddings "
             "[default: on; off for other heads].",
         ),
@@ -128,9 +146,19 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
         """Train a head on frozen backbones over the training classes, stopping on the validation classes."""
         with _clean_errors(preset):
             settings = _settings(
-                backbone, head=head, tuned_blocks=tuned_blocks, loss=loss, epochs=epochs, patience=patience,
-                learning_rate=learning_rate, classes_per_batch=classes_per_batch, samples_per_class=samples_per_class,
-                min_batches_per_epoch=min_batches_per_epoch, mirror=mirror, flip_average=flip_average, seed=seed,
+                backbone,
+                head=head,
+                tuned_blocks=tuned_blocks,
+                loss=loss,
+                epochs=epochs,
+                patience=patience,
+                learning_rate=learning_rate,
+                classes_per_batch=classes_per_batch,
+                samples_per_class=samples_per_class,
+                min_batches_per_epoch=min_batches_per_epoch,
+                mirror=mirror,
+                flip_average=flip_average,
+                seed=seed,
                 workers=workers,
             )
             dataset, split = _prepare(data, run, split_seed, crop, workers, preset)
@@ -141,7 +169,8 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
         run: Path = run_option,
         grid_queries: int = typer.Option(6, min=1, help="Queries shown in the retrieval grids."),
         unseen_curve: bool = typer.Option(
-            False, help="Also score each epoch's weights on the unseen classes for the report's curves "
+            False,
+            help="Also score each epoch's weights on the unseen classes for the report's curves "
             "(one pass of the head over the unseen images per epoch).",
         ),
     ) -> None:
@@ -174,7 +203,9 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
                 _evaluate(run, 6)
             with _stage(f"index all {preset.noun} for search"):
                 location, count = index_for_demo(run, dataset)
-            typer.echo(f"{count} {dataset.noun} indexed in {location}\nserve it: {serve_hint(run, location, preset.name)}")
+            typer.echo(
+                f"{count} {dataset.noun} indexed in {location}\nserve it: {serve_hint(run, location, preset.name)}"
+            )
 
 
 def index_for_demo(run: Path, dataset: Any) -> tuple[Any, int]:

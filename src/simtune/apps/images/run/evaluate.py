@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from simtune.atomic import write_json
 from simtune.apps.images.data.dataset import DATASET_FILE, SPLIT_FILE, TRAIN, UNSEEN, VALIDATION, ImageDataset
 from simtune.apps.images.data.samples import ImageSamples
 from simtune.apps.images.run.features import BackboneFeatures, mirrors_images
@@ -30,6 +29,7 @@ from simtune.apps.images.run.snapshots import load_snapshot, saved_epochs
 from simtune.apps.images.run.split import ClassSplit
 from simtune.apps.images.run.train import CACHE_DIR, HISTORY_FILE, MODEL_DIR, SELECTION, SNAPSHOT_DIR, load_settings
 from simtune.apps.images.run.validation import head_outputs, retrieval_scores
+from simtune.atomic import write_json
 from simtune.eval import (
     Evaluator,
     GroupSampler,
@@ -46,7 +46,12 @@ from simtune.models.heads import EfficientNetLiteTopHead
 METRICS_FILE, REPORT_FILE, FIGURES_DIR = "metrics.json", "report.html", "figures"
 HEADLINE = ("r_precision", "map_at_r", "precision_at_1", "recall_at_10", "mrr")
 EVALUATOR_METRICS = (
-    RetrievalRPrecision(), MeanAveragePrecisionAtR(), PrecisionAtK(1), RecallAtK(1), RecallAtK(5), RecallAtK(10),
+    RetrievalRPrecision(),
+    MeanAveragePrecisionAtR(),
+    PrecisionAtK(1),
+    RecallAtK(1),
+    RecallAtK(5),
+    RecallAtK(10),
     MeanReciprocalRank(),
 )
 
@@ -100,8 +105,12 @@ def pick_queries(groups: list[int], count: int, seed: int) -> list[int]:
 
 
 def evaluate_run(
-    run_dir: Path, grid_queries: int = 6, neighbours: int = 8, progress: bool = True,
-    features: BackboneFeatures | None = None, unseen_curve: bool = False,
+    run_dir: Path,
+    grid_queries: int = 6,
+    neighbours: int = 8,
+    progress: bool = True,
+    features: BackboneFeatures | None = None,
+    unseen_curve: bool = False,
 ) -> dict[str, Any]:
     """Writes ``metrics.json``, the figures and ``report.html`` into ``run_dir``; returns the metrics.
 
@@ -117,7 +126,9 @@ def evaluate_run(
     unseen_records = dataset.subset(UNSEEN)
     samples = ImageSamples(unseen_records)
     if features is None:
-        features = BackboneFeatures(dict(model.encoders.items()), dataset.records, run_dir / CACHE_DIR, workers=settings.workers).prepare()
+        features = BackboneFeatures(
+            dict(model.encoders.items()), dataset.records, run_dir / CACHE_DIR, workers=settings.workers
+        ).prepare()
     backbone_outputs = features.backbone_outputs(unseen_records, mirrored=mirrors_images(model.encoders))
     if backbone_outputs.shape[1] != model.head.input_embedding_size:
         raise ValueError(
@@ -142,11 +153,15 @@ def evaluate_run(
         "protocol": "exact leave-one-out over all unseen images, cosine similarity",
     }
     metrics["data"] = {
-        "train_classes": len(split.train_classes), "validation_classes": len(split.validation_classes),
-        "unseen_classes": len(split.unseen_classes), "train_images": len(dataset.subset(TRAIN)),
-        "validation_images": len(dataset.subset(VALIDATION)), "unseen_images": len(unseen_records),
+        "train_classes": len(split.train_classes),
+        "validation_classes": len(split.validation_classes),
+        "unseen_classes": len(split.unseen_classes),
+        "train_images": len(dataset.subset(TRAIN)),
+        "validation_images": len(dataset.subset(VALIDATION)),
+        "unseen_images": len(unseen_records),
         "single_image_classes": dataset.single_image_classes(UNSEEN),
-        "skipped": [f"{path}: {reason}" for path, reason in dataset.skipped.items()], "missing": dataset.missing,
+        "skipped": [f"{path}: {reason}" for path, reason in dataset.skipped.items()],
+        "missing": dataset.missing,
         "split_seed": split.seed,
     }
     metrics["training"] = {**vars(settings), "embedding_size": model.embedding_size}
@@ -155,14 +170,18 @@ def evaluate_run(
     write_json(run_dir / METRICS_FILE, metrics)
 
     figures_dir = run_dir / FIGURES_DIR
-    figures = {"Base vs tuned": metrics_bar_chart(metrics["base"], metrics["tuned"], HEADLINE, figures_dir / "metrics.png")}
+    figures = {
+        "Base vs tuned": metrics_bar_chart(metrics["base"], metrics["tuned"], HEADLINE, figures_dir / "metrics.png")
+    }
     if history:
         kept = history.get(SELECTION, {}).get("kept_epoch")
         figures[
             "Training curves: validation classes (steered early stopping and the kept epoch) beside the unseen "
             "classes (scored afterwards, never used to choose)"
         ] = training_curves(
-            history, figures_dir / "training_curves.png", kept_epoch=kept,
+            history,
+            figures_dir / "training_curves.png",
+            kept_epoch=kept,
             final={f"unseen_{name}": value for name, value in metrics["tuned"].items()},
         )
     groups = [r.class_index for r in unseen_records]
@@ -170,11 +189,21 @@ def evaluate_run(
     for name, embeddings in (("base", base), ("tuned", tuned)):
         found = nearest(embeddings, queries, neighbours)
         figures[f"Retrieval, {name}: query + top-{neighbours} (green = same class, red = other)"] = retrieval_grid(
-            [unseen_records[q] for q in queries], [[unseen_records[i] for i in row] for row in found],
-            f"{name}: nearest unseen images", figures_dir / f"retrieval_{name}.png",
+            [unseen_records[q] for q in queries],
+            [[unseen_records[i] for i in row] for row in found],
+            f"{name}: nearest unseen images",
+            figures_dir / f"retrieval_{name}.png",
         )
-    write_report(run_dir / REPORT_FILE, metrics, figures, {
-        "data": metrics["data"], "training": metrics["training"], "title": dataset.title, "noun": dataset.noun,
-        "selection": metrics.get("selection"),
-    })
+    write_report(
+        run_dir / REPORT_FILE,
+        metrics,
+        figures,
+        {
+            "data": metrics["data"],
+            "training": metrics["training"],
+            "title": dataset.title,
+            "noun": dataset.noun,
+            "selection": metrics.get("selection"),
+        },
+    )
     return metrics

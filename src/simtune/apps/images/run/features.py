@@ -11,8 +11,8 @@ batches through simtune's encoder cache: ``write_split_cache`` hands it the trai
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -49,8 +49,12 @@ class BackboneFeatures:
     ``backbone_outputs(records, mirrored=True)`` puts the two side by side, as such an encoder does."""
 
     def __init__(
-        self, encoders: Mapping[str, Encoder], records: Sequence[ImageRecord], cache_dir: str | Path,
-        views: Sequence[str] = (ORIGINAL,), workers: int = 2,
+        self,
+        encoders: Mapping[str, Encoder],
+        records: Sequence[ImageRecord],
+        cache_dir: str | Path,
+        views: Sequence[str] = (ORIGINAL,),
+        workers: int = 2,
     ):
         mirroring = mirrors_images(encoders)
         self.encoders = {name: single_view(encoders[name]) for name in sorted(encoders)}
@@ -60,7 +64,7 @@ class BackboneFeatures:
         self.rows = {record.path: row for row, record in enumerate(self.records)}
         self._tables: dict[str, dict[str, Tensor]] = {}
 
-    def prepare(self) -> "BackboneFeatures":
+    def prepare(self) -> BackboneFeatures:
         for view in self.views:
             samples = ImageSamples(self.records, views=(view,))
             cached = encode_or_load(self.encoders, samples, self.config, name=STORE_PREFIX + view, device="cpu")

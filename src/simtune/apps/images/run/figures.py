@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -55,9 +56,14 @@ def training_curves(
     if not series:
         raise ValueError("no training history to plot: the run's history is empty")
     found = {name.split("_", 1)[1] for name in series if name.startswith(("validation_", "unseen_"))}
-    metrics = [m for m in ("r_precision", "map_at_r", "precision_at_1") if m in found] + sorted(found - {"r_precision", "map_at_r", "precision_at_1"})
+    metrics = [m for m in ("r_precision", "map_at_r", "precision_at_1") if m in found] + sorted(
+        found - {"r_precision", "map_at_r", "precision_at_1"}
+    )
     panels = [[name] for name in series if not name.startswith(("validation_", "unseen_"))]
-    panels += [[f"{prefix}_{metric}" for prefix in ("validation", "unseen") if f"{prefix}_{metric}" in series] for metric in metrics]
+    panels += [
+        [f"{prefix}_{metric}" for prefix in ("validation", "unseen") if f"{prefix}_{metric}" in series]
+        for metric in metrics
+    ]
     figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
     for axis, names in zip(axes[0], panels):
         for name in names:
@@ -65,8 +71,15 @@ def training_curves(
             axis.plot(steps, values, marker="o" if len(steps) < 40 else None, markersize=3, label=name.split("_", 1)[0])
         unseen = "unseen_" + names[0].split("_", 1)[-1]
         if kept_epoch is not None and unseen not in names and unseen in final and names[0].startswith("validation_"):
-            axis.plot([kept_epoch], [final[unseen]], marker="*", markersize=10, linestyle="", color="#d95f02",
-                      label="unseen, kept model")
+            axis.plot(
+                [kept_epoch],
+                [final[unseen]],
+                marker="*",
+                markersize=10,
+                linestyle="",
+                color="#d95f02",
+                label="unseen, kept model",
+            )
         if kept_epoch is not None:
             axis.axvline(kept_epoch, color="#888888", linestyle="--", linewidth=1, label=f"kept epoch {kept_epoch}")
         axis.set_title(names[0] if len(names) == 1 else names[0].split("_", 1)[1])
@@ -78,7 +91,11 @@ def training_curves(
 
 
 def retrieval_grid(
-    queries: Sequence[ImageRecord], neighbours: Sequence[Sequence[ImageRecord]], title: str, path: Path, thumb: int = 112
+    queries: Sequence[ImageRecord],
+    neighbours: Sequence[Sequence[ImageRecord]],
+    title: str,
+    path: Path,
+    thumb: int = 112,
 ) -> Path:
     """A row per query: the query, then its neighbours framed green (same class) or red (other class)."""
     columns = 1 + max(len(n) for n in neighbours)
@@ -98,7 +115,7 @@ def retrieval_grid(
                 spine.set_linewidth(2 if label == "query" else 4)
             axis.set_title(label, fontsize=7, color=colour)
             axis.set_xlabel("\n".join(textwrap.wrap(record.class_name, 18)[:3]), fontsize=6)
-        for axis in axes[row][len(cells):]:
+        for axis in axes[row][len(cells) :]:
             axis.axis("off")
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()

@@ -52,20 +52,28 @@ def write_report(path: Path, metrics: dict[str, Any], figures: dict[str, Path], 
         _metrics_table(base, tuned),
     ]
     if notes.get("selection"):
-        parts.append(f"<h2>Kept epoch</h2><p>Epoch {notes['selection']['kept_epoch']} was kept: "
-                     f"{html.escape(notes['selection']['reason'])}. The unseen classes played no part in this choice.</p>")
+        parts.append(
+            f"<h2>Kept epoch</h2><p>Epoch {notes['selection']['kept_epoch']} was kept: "
+            f"{html.escape(notes['selection']['reason'])}. The unseen classes played no part in this choice.</p>"
+        )
     if data["single_image_classes"]:
         parts.append(
             f"<p class='note'>{len(data['single_image_classes'])} unseen class(es) have a single image: kept in the "
             f"gallery, but they cannot be queries (nothing to find).</p>" + _list(data["single_image_classes"])
         )
     if data["skipped"]:
-        parts.append(f"<p class='note'>{len(data['skipped'])} unreadable image(s) skipped:</p>" + _list(data["skipped"]))
+        parts.append(
+            f"<p class='note'>{len(data['skipped'])} unreadable image(s) skipped:</p>" + _list(data["skipped"])
+        )
     if data["missing"]:
         parts.append(f"<p class='note'>{len(data['missing'])} listed file(s) missing:</p>" + _list(data["missing"]))
-    parts.append("<h2>Training</h2><table>" + "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in notes["training"].items()
-    ) + "</table>")
+    parts.append(
+        "<h2>Training</h2><table>"
+        + "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in notes["training"].items()
+        )
+        + "</table>"
+    )
     for heading, figure in figures.items():
         parts.append(f"<h2>{html.escape(heading)}</h2>{_image(figure)}")
     parts.append("</body></html>")

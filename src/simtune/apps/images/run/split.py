@@ -42,7 +42,7 @@ class ClassSplit:
         write_json(Path(path), asdict(self))
 
     @classmethod
-    def load(cls, path: str | Path) -> "ClassSplit":
+    def load(cls, path: str | Path) -> ClassSplit:
         raw = json.loads(Path(path).read_text())
         if "validation_classes" not in raw:
             raise ValueError(f"{path} is a split without validation classes (an older run): use a new --run folder")

@@ -20,16 +20,16 @@ import json
 import shutil
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
 import simtune
-from simtune.atomic import write_json
 from simtune.apps.images.data.dataset import TRAIN, VALIDATION, ImageDataset, ImageRecord
 from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples
 from simtune.apps.images.run.backbones import build_backbones
@@ -37,6 +37,7 @@ from simtune.apps.images.run.features import BackboneFeatures, cache_config
 from simtune.apps.images.run.snapshots import HeadSnapshots
 from simtune.apps.images.run.split import ClassSplit
 from simtune.apps.images.run.validation import MONITOR, ValidationRetrieval, head_scorer
+from simtune.atomic import write_json
 from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader
 from simtune.losses import GroupLoss, MultiSimilarityLoss, ProxyAnchorLoss, TripletLoss
 from simtune.models import SimilarityModel
@@ -59,10 +60,14 @@ LAST_CONV = "last-conv"
 PRETRAINED_LR_FACTOR = 0.1
 LAST_CONV_TUNED_BLOCKS = 2
 # head -> (builder(input size, settings), default learning rate)
-HEADS: dict[str, tuple[Callable[[int, "TrainSettings"], EncoderHead], float]] = {
+HEADS: dict[str, tuple[Callable[[int, TrainSettings], EncoderHead], float]] = {
     LAST_CONV: (
         lambda size, settings: EfficientNetLiteTopHead(
-            size, settings.backbones[0], pooling="gem", residual=True, normalize=True,
+            size,
+            settings.backbones[0],
+            pooling="gem",
+            residual=True,
+            normalize=True,
             tuned_blocks=settings.tuned_blocks,
         ),
         1e-2,
@@ -118,9 +123,13 @@ class TrainSettings:
         if self.flip_average is None:
             self.flip_average = last_conv
         if self.tuned_blocks and not last_conv:
-            raise ValueError(f"tuned_blocks={self.tuned_blocks} tunes backbone blocks inside the {LAST_CONV!r} head, not {self.head!r}")
+            raise ValueError(
+                f"tuned_blocks={self.tuned_blocks} tunes backbone blocks inside the {LAST_CONV!r} head, not {self.head!r}"
+            )
         if self.flip_average and not last_conv:
-            raise ValueError(f"flip_average needs the {LAST_CONV!r} head (an EfficientNet-Lite that encodes mirrors), not {self.head!r}")
+            raise ValueError(
+                f"flip_average needs the {LAST_CONV!r} head (an EfficientNet-Lite that encodes mirrors), not {self.head!r}"
+            )
         if self.tuned_blocks:
             tuned_block_keys(self.backbones[0], self.tuned_blocks)  # says how many blocks the variant allows
         if self.learning_rate is None:
@@ -171,8 +180,10 @@ class ImagesTrainable(TrainableModel):
             groups.append({"params": pretrained, "lr": rate * PRETRAINED_LR_FACTOR})
         optimizer = torch.optim.AdamW(groups, weight_decay=self.settings.weight_decay)
         schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[group["lr"] for group in groups],
-            total_steps=self.settings.epochs * self.steps_per_epoch, pct_start=0.1,
+            optimizer,
+            max_lr=[group["lr"] for group in groups],
+            total_steps=self.settings.epochs * self.steps_per_epoch,
+            pct_start=0.1,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
@@ -210,14 +221,18 @@ def supports_last_conv(backbones: list[str]) -> bool:
 def load_settings(run_dir: Path) -> TrainSettings:
     path = run_dir / SETTINGS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: train the run first (`simtune images train --data PATH --run {run_dir}`)")
+        raise FileNotFoundError(
+            f"{path} not found: train the run first (`simtune images train --data PATH --run {run_dir}`)"
+        )
     return TrainSettings(**(BEFORE_THESE_SETTINGS | json.loads(path.read_text())))
 
 
 def is_trained(run_dir: Path, settings: TrainSettings) -> bool:
     """The servable model exists and was trained with exactly these settings."""
-    return (run_dir / MODEL_DIR / "config.json").is_file() and (run_dir / SETTINGS_FILE).is_file() and (
-        load_settings(run_dir) == settings
+    return (
+        (run_dir / MODEL_DIR / "config.json").is_file()
+        and (run_dir / SETTINGS_FILE).is_file()
+        and (load_settings(run_dir) == settings)
     )
 
 
@@ -240,12 +255,20 @@ def training_batches(groups: list[int], settings: TrainSettings) -> ClassBalance
     if len(sampler) >= settings.min_batches_per_epoch:
         return sampler
     return ClassBalancedBatchSampler(
-        groups, classes, settings.samples_per_class, batches_per_epoch=settings.min_batches_per_epoch, seed=settings.seed
+        groups,
+        classes,
+        settings.samples_per_class,
+        batches_per_epoch=settings.min_batches_per_epoch,
+        seed=settings.seed,
     )
 
 
 def run_features(
-    run_dir: Path, encoders: dict[str, Encoder], dataset: ImageDataset, settings: TrainSettings, cache_dir: Path | None = None,
+    run_dir: Path,
+    encoders: dict[str, Encoder],
+    dataset: ImageDataset,
+    settings: TrainSettings,
+    cache_dir: Path | None = None,
 ) -> BackboneFeatures:
     """The run's cached backbone outputs for every image (``cache_dir``, by default ``RUN/cache``), encoded on
     first use, in every view training, evaluation and indexing read (mirror images too when serving
@@ -260,7 +283,9 @@ def keep_best_epoch(trainable: ImagesTrainable, checkpoint: ModelCheckpoint) -> 
     returns (that epoch, its validation R-Precision)."""
     state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     prefix = "_model.head."
-    trainable.model.head.load_state_dict({k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)})
+    trainable.model.head.load_state_dict(
+        {k[len(prefix) :]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
+    )
     return int(state["epoch"]) + 1, float(checkpoint.best_model_score)
 
 
@@ -274,7 +299,11 @@ def check_validation(records: list[ImageRecord]) -> None:
 
 
 def train_run(
-    run_dir: Path, dataset: ImageDataset, split: ClassSplit, settings: TrainSettings, progress: bool = True,
+    run_dir: Path,
+    dataset: ImageDataset,
+    split: ClassSplit,
+    settings: TrainSettings,
+    progress: bool = True,
     features: BackboneFeatures | None = None,
 ) -> Path:
     """Train (or resume, or skip when already trained with these settings); returns the servable model folder.
@@ -303,17 +332,31 @@ def train_run(
     del features
     history = EpochHistory()
     best = ModelCheckpoint(
-        dirpath=checkpoints, filename="best", monitor=MONITOR, mode="max", save_top_k=1, save_last=True,
+        dirpath=checkpoints,
+        filename="best",
+        monitor=MONITOR,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
         save_on_train_epoch_end=True,
     )
     trainer = pl.Trainer(
-        max_epochs=settings.epochs, accelerator="auto", devices=1, logger=False, enable_model_summary=False,
-        num_sanity_val_steps=0, enable_progress_bar=progress, log_every_n_steps=max(1, len(sampler)),
+        max_epochs=settings.epochs,
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        enable_progress_bar=progress,
+        log_every_n_steps=max(1, len(sampler)),
         callbacks=[
-            ValidationRetrieval(score), history, HeadSnapshots(run_dir / SNAPSHOT_DIR),
+            ValidationRetrieval(score),
+            history,
+            HeadSnapshots(run_dir / SNAPSHOT_DIR),
             EarlyStopping(MONITOR, mode="max", patience=settings.patience, check_on_train_epoch_end=True),
             best,
-        ] + ([TQDMProgressBar()] if progress else []),
+        ]
+        + ([TQDMProgressBar()] if progress else []),
     )
     last = checkpoints / "last.ckpt"
     with warnings.catch_warnings():
@@ -323,13 +366,20 @@ def train_run(
     epoch, value = keep_best_epoch(trainable, best)
     stopped = len(history.history.get("train_loss", []))
     history.history[SELECTION] = {
-        "monitor": MONITOR, "kept_epoch": epoch, "kept_value": value, "epochs_run": stopped,
-        "max_epochs": settings.epochs, "patience": settings.patience,
+        "monitor": MONITOR,
+        "kept_epoch": epoch,
+        "kept_value": value,
+        "epochs_run": stopped,
+        "max_epochs": settings.epochs,
+        "patience": settings.patience,
         "reason": (
             f"the best {MONITOR} ({value:.4f}) over {len(validation)} images of "
             f"{len(split.validation_classes)} validation classes; "
-            + (f"no better epoch in the {stopped - epoch} after it, so training stopped after epoch {stopped}"
-               if stopped < settings.epochs else f"training ran all {settings.epochs} epochs")
+            + (
+                f"no better epoch in the {stopped - epoch} after it, so training stopped after epoch {stopped}"
+                if stopped < settings.epochs
+                else f"training ran all {settings.epochs} epochs"
+            )
         ),
     }
     write_json(run_dir / HISTORY_FILE, history.history)
@@ -344,4 +394,3 @@ def servable_model(model: SimilarityModel, settings: TrainSettings) -> Similarit
         return model
     encoders = {name: encoder.with_mirror(True) for name, encoder in model.encoders.items()}
     return SimilarityModel(encoders, model.head.with_views(2))
-

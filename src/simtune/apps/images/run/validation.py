@@ -7,7 +7,7 @@ outputs and ranks them leave-one-out (every image queries all the others), as ``
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import lightning.pytorch as pl
 import torch
@@ -37,7 +37,9 @@ def retrieval_scores(embeddings: Tensor, groups: Tensor, prefix: str) -> dict[st
     return {f"{prefix}_{name}": float(value) for name, value in result.metrics.items()}
 
 
-def head_scorer(backbone_outputs: Tensor, groups: Tensor, prefix: str = "validation") -> Callable[[nn.Module], dict[str, float]]:
+def head_scorer(
+    backbone_outputs: Tensor, groups: Tensor, prefix: str = "validation"
+) -> Callable[[nn.Module], dict[str, float]]:
     """A function scoring a head on these images (for ``ValidationRetrieval``)."""
     return lambda head: retrieval_scores(head_outputs(head, backbone_outputs), groups, prefix)
 

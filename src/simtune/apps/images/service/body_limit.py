@@ -21,7 +21,9 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
-        self.message = f"the request body exceeds the upload limit of {upload_limit:,} bytes ({upload_limit / 2**20:g} MiB)"
+        self.message = (
+            f"the request body exceeds the upload limit of {upload_limit:,} bytes ({upload_limit / 2**20:g} MiB)"
+        )
         self.timeout_message = f"the request body did not arrive within {timeout_s:g} s"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -43,7 +45,9 @@ class BodyLimit:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
             except asyncio.TimeoutError:
-                refusal = JSONResponse({"detail": self.timeout_message}, status_code=408, headers={"Connection": "close"})
+                refusal = JSONResponse(
+                    {"detail": self.timeout_message}, status_code=408, headers={"Connection": "close"}
+                )
                 raise ImageTooLargeError(self.timeout_message) from None  # aborts parsing, like the size limit
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             received += len(message.get("body", b""))

@@ -10,9 +10,10 @@ are the class name, the split, the subset and the dataset's own metadata fields 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -38,9 +39,13 @@ class IndexLocation:
 
     @classmethod
     def for_run(
-        cls, run_dir: str | Path, index_dir: str | Path | None = None, qdrant_url: str | None = None,
-        api_key: str | None = None, collection: str = DEFAULT_COLLECTION,
-    ) -> "IndexLocation":
+        cls,
+        run_dir: str | Path,
+        index_dir: str | Path | None = None,
+        qdrant_url: str | None = None,
+        api_key: str | None = None,
+        collection: str = DEFAULT_COLLECTION,
+    ) -> IndexLocation:
         """``--index`` and ``--qdrant-url`` are alternatives; neither means ``RUN/index``."""
         if index_dir is not None and qdrant_url is not None:
             raise ValueError("give either --index DIR or --qdrant-url URL, not both")
@@ -49,7 +54,9 @@ class IndexLocation:
         return cls(index_dir=Path(index_dir) if index_dir is not None else Path(run_dir) / INDEX_DIR_NAME)
 
     def __str__(self) -> str:
-        return str(self.index_dir) if self.index_dir is not None else f"{self.qdrant_url} (collection {self.collection!r})"
+        return (
+            str(self.index_dir) if self.index_dir is not None else f"{self.qdrant_url} (collection {self.collection!r})"
+        )
 
 
 def index_schema(model: Embedder, metadata_fields: dict[str, str], data_root: str | None = None) -> IndexSchema:
@@ -57,8 +64,11 @@ def index_schema(model: Embedder, metadata_fields: dict[str, str], data_root: st
     class: train/validation/unseen), then the dataset's metadata fields, all filterable; ``data_root`` is
     the folder the server may serve indexed images from."""
     return IndexSchema(
-        model.fingerprint(), model.embedding_size, "cosine",
-        {"class_name": "keyword", **metadata_fields, "split": "keyword", "subset": "keyword"}, data_root,
+        model.fingerprint(),
+        model.embedding_size,
+        "cosine",
+        {"class_name": "keyword", **metadata_fields, "split": "keyword", "subset": "keyword"},
+        data_root,
     )
 
 
@@ -88,7 +98,9 @@ def load_run_model(run_dir: str | Path) -> Any:
 
     model_dir = Path(run_dir) / MODEL_DIR_NAME
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"{model_dir} not found: train a model first with `simtune images train --data PATH --run {run_dir}`")
+        raise FileNotFoundError(
+            f"{model_dir} not found: train a model first with `simtune images train --data PATH --run {run_dir}`"
+        )
     return SimilarityModel.load(model_dir)
 
 
@@ -115,7 +127,12 @@ def index_run(
     model = load_run_model(run_dir)
     vectors = tuned_vectors_from_cache(run_dir, model, dataset)
     return build_index(
-        run_dir, dataset.records, model=model, location=location, vectors=vectors, progress=progress,
+        run_dir,
+        dataset.records,
+        model=model,
+        location=location,
+        vectors=vectors,
+        progress=progress,
         metadata_fields=dataset.metadata_fields,
     )
 
@@ -123,9 +140,13 @@ def index_run(
 def serve_hint(run_dir: str | Path, location: IndexLocation, app: str = "images") -> str:
     """The command that serves what ``index_run`` built."""
     if location.qdrant_url is not None:
-        return f"simtune {app} serve --run {run_dir} --qdrant-url {location.qdrant_url} --collection {location.collection}"
+        return (
+            f"simtune {app} serve --run {run_dir} --qdrant-url {location.qdrant_url} --collection {location.collection}"
+        )
     default = Path(run_dir) / INDEX_DIR_NAME
-    return f"simtune {app} serve --run {run_dir}" + ("" if location.index_dir == default else f" --index {location.index_dir}")
+    return f"simtune {app} serve --run {run_dir}" + (
+        "" if location.index_dir == default else f" --index {location.index_dir}"
+    )
 
 
 def tuned_vectors_from_cache(run_dir: str | Path, model: Any, dataset: ImageDataset) -> np.ndarray | None:
@@ -141,7 +162,9 @@ def tuned_vectors_from_cache(run_dir: str | Path, model: Any, dataset: ImageData
     from simtune.apps.images.run.validation import head_outputs
 
     settings = load_settings(run_dir)
-    features = BackboneFeatures(dict(model.encoders.items()), dataset.records, run_dir / CACHE_DIR, workers=settings.workers)
+    features = BackboneFeatures(
+        dict(model.encoders.items()), dataset.records, run_dir / CACHE_DIR, workers=settings.workers
+    )
     outputs = features.prepare().backbone_outputs(dataset.records, mirrored=mirrors_images(model.encoders))
     return head_outputs(model.head, outputs).numpy()
 
@@ -186,8 +209,12 @@ def build_index(
 
 
 def _upsert_all(
-    index: VectorIndex, model: Embedder, records: Sequence[ImageRecord], vectors: np.ndarray | None,
-    batch_size: int, progress: bool,
+    index: VectorIndex,
+    model: Embedder,
+    records: Sequence[ImageRecord],
+    vectors: np.ndarray | None,
+    batch_size: int,
+    progress: bool,
 ) -> None:
     with tqdm(total=len(records), desc="indexing images", unit="img", disable=not progress) as bar:
         for start in range(0, len(records), batch_size):

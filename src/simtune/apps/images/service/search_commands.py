@@ -10,8 +10,9 @@ import copy
 import functools
 import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional
+from typing import Any, NoReturn
 
 import typer
 
@@ -51,7 +52,7 @@ def _load_model(run: Path) -> Any:
         _fail(f"cannot load the model of {run}: {error}")
 
 
-def _location(run: Path, index: Optional[Path], qdrant_url: Optional[str], api_key: Optional[str], collection: str) -> Any:
+def _location(run: Path, index: Path | None, qdrant_url: str | None, api_key: str | None, collection: str) -> Any:
     from simtune.apps.images.service.indexing import IndexLocation
 
     try:
@@ -64,9 +65,9 @@ def index_command(
     preset: Preset,
     data: Path = typer.Option(..., "--data", help="The photos (any layout `train` reads)."),
     run: Path = _RUN,
-    index: Optional[Path] = _INDEX,
-    qdrant_url: Optional[str] = _QDRANT_URL,
-    api_key: Optional[str] = _API_KEY,
+    index: Path | None = _INDEX,
+    qdrant_url: str | None = _QDRANT_URL,
+    api_key: str | None = _API_KEY,
     collection: str = _COLLECTION,
 ) -> None:
     """Embed every photo with the run's tuned model and upsert it into the index (idempotent)."""
@@ -89,11 +90,11 @@ def search_command(
     image: Path = typer.Argument(..., help="A photo to search with."),
     run: Path = _RUN,
     k: int = typer.Option(10, "--k", help="How many similar images (1 to 1000)."),
-    filter: Optional[list[str]] = typer.Option(None, "--filter", help=FILTER_HELP),
+    filter: list[str] | None = typer.Option(None, "--filter", help=FILTER_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    index: Optional[Path] = _INDEX,
-    qdrant_url: Optional[str] = _QDRANT_URL,
-    api_key: Optional[str] = _API_KEY,
+    index: Path | None = _INDEX,
+    qdrant_url: str | None = _QDRANT_URL,
+    api_key: str | None = _API_KEY,
     collection: str = _COLLECTION,
 ) -> None:
     """Print the indexed images most similar to IMAGE: rank, score, class and path."""
@@ -129,9 +130,9 @@ def serve_command(
     run: Path = _RUN,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
-    index: Optional[Path] = _INDEX,
-    qdrant_url: Optional[str] = _QDRANT_URL,
-    api_key: Optional[str] = _API_KEY,
+    index: Path | None = _INDEX,
+    qdrant_url: str | None = _QDRANT_URL,
+    api_key: str | None = _API_KEY,
     collection: str = _COLLECTION,
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", min=0.01, help="Largest accepted upload."),
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest accepted image (width x height)."),
@@ -156,13 +157,19 @@ def serve_command(
         vector_index.close()
         _fail(f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port or --host")
     web_app = create_app(
-        vector_index, model, max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels,
-        title=preset.title, noun=preset.noun,
+        vector_index,
+        model,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_pixels=max_pixels,
+        title=preset.title,
+        noun=preset.noun,
     )
     config = uvicorn.Config(
         web_app, log_level="warning", http=RequestHeadDeadline, timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS
     )
-    typer.echo(f"serving {vector_index.count()} {preset.noun} from {location} at http://{host}:{port}/ (API docs: /docs)")
+    typer.echo(
+        f"serving {vector_index.count()} {preset.noun} from {location} at http://{host}:{port}/ (API docs: /docs)"
+    )
     try:
         uvicorn.Server(config).run(sockets=[listening])
     finally:
@@ -174,10 +181,14 @@ def _listen(host: str, port: int) -> Any:
     """A bound socket, so a busy port fails before anything claims to be serving."""
     import socket
 
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+        0
+    ]
     listening = socket.socket(family, kind, proto)
     try:
-        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # reuse TIME_WAIT only; a live listener still fails
+        listening.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # reuse TIME_WAIT only; a live listener still fails
         listening.bind(address)
         listening.listen(2048)
     except OSError:
@@ -210,4 +221,8 @@ def add_service_commands(app: typer.Typer, preset: Preset) -> None:
     Qdrant collection to the preset's name."""
     defaults = {"run": Path("runs") / preset.name, "collection": preset.name}
     for name, command in (("index", index_command), ("search", search_command), ("serve", serve_command)):
-        app.command(name)(bind_preset(command, preset, **{k: v for k, v in defaults.items() if k in inspect.signature(command).parameters}))
+        app.command(name)(
+            bind_preset(
+                command, preset, **{k: v for k, v in defaults.items() if k in inspect.signature(command).parameters}
+            )
+        )

@@ -92,7 +92,9 @@ def create_app(
         return {
             "title": title,
             "noun": noun,
-            "filters": [{"name": name, "type": kind} for name, kind in fields.items() if name not in PAGE_HIDDEN_FIELDS],
+            "filters": [
+                {"name": name, "type": kind} for name, kind in fields.items() if name not in PAGE_HIDDEN_FIELDS
+            ],
         }
 
     @app.post("/search")
@@ -105,7 +107,9 @@ def create_app(
         data = await file.read(max_upload_bytes + 1)
         name = f"upload {file.filename!r}" if file.filename else "upload"
         if len(data) > max_upload_bytes:  # only the first limit + 1 bytes were read: its size is unknown
-            raise ImageTooLargeError(f"{name} is over the limit of {max_upload_bytes:,} bytes ({max_upload_bytes / 2**20:g} MiB)")
+            raise ImageTooLargeError(
+                f"{name} is over the limit of {max_upload_bytes:,} bytes ({max_upload_bytes / 2**20:g} MiB)"
+            )
 
         def run() -> list[SearchHit]:
             conditions = parse_filters(filter)
