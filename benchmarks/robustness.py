@@ -122,8 +122,10 @@ def main() -> None:
     for row in rows:
         base, tuned = row["base"], row["tuned"]
         print(
-            f"{row['setting']:<38} {base['r_precision']:>12.4f} -> {tuned['r_precision']:.4f} {row['ratio_r_precision']:>5.2f} "
-            f"{base['map_at_r']:.3f} -> {tuned['map_at_r']:.3f} {base['precision_at_1']:.3f} -> {tuned['precision_at_1']:.3f} "
+            f"{row['setting']:<38} {base['r_precision']:>12.4f} -> {tuned['r_precision']:.4f} "
+            f"{row['ratio_r_precision']:>5.2f} "
+            f"{base['map_at_r']:.3f} -> {tuned['map_at_r']:.3f} {base['precision_at_1']:.3f} -> "
+            f"{tuned['precision_at_1']:.3f} "
             f"{row['kept_epoch']:>3}/{row['epochs_run']}"
         )
     print(f"wrote {RESULTS}")

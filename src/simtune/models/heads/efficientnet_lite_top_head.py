@@ -65,7 +65,8 @@ class EfficientNetLiteTopHead(EncoderHead):
         view_size = input_embedding_size // views
         if input_embedding_size % views or view_size % channels or not _is_square(view_size // channels):
             raise ValueError(
-                f"input_embedding_size={input_embedding_size} is not {views} square map(s) of {channels}-channel positions: "
+                f"input_embedding_size={input_embedding_size} is not {views} square map(s) of "
+                f"{channels}-channel positions: "
                 f"EfficientNetLiteTopHead({variant!r}{blocks_note}) expects EfficientNetLiteEncoder({variant!r}, "
                 f'output="blocks"{blocks_note}) features'
             )
