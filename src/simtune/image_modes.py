@@ -22,9 +22,10 @@ BACKGROUND = (255, 255, 255)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """``image`` as mode ``RGB``, turned upright as its EXIF orientation says: 16-bit greyscale scaled by 1/257, float greyscale in [0, 1] scaled by 255
-    (in [0, 255] kept), transparent pixels composited onto white. ``ValueError`` for what has no
-    faithful 8-bit reading (e.g. negative or out-of-range integers, NaN, unknown modes)."""
+    """``image`` as mode ``RGB``, turned upright as its EXIF orientation says: 16-bit greyscale scaled by
+    1/257, float greyscale in [0, 1] scaled by 255 (in [0, 255] kept), transparent pixels composited onto
+    white. ``ValueError`` for what has no faithful 8-bit reading (e.g. negative or out-of-range integers,
+    NaN, unknown modes)."""
     if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
         image = ImageOps.exif_transpose(image)
     mode = image.mode
