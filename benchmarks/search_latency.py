@@ -110,9 +110,9 @@ def serve(index_dir: str, port_holder, run_dir: str | None = None) -> None:
             raise RuntimeError("this benchmark server only answers GET /search/{id}")
 
     if run_dir is not None:
-        from simtune.apps.images.service.indexing import load_run_model
+        from simtune.apps.images.data.run_folder import Run
 
-        model = load_run_model(run_dir)
+        model = Run(run_dir).model()
     else:
         model = IndexedModelOnly()
     sock = socket.socket()
