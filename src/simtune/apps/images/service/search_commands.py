@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from simtune.apps.images.preset import Preset
+from simtune.apps.images.data.preset import Preset
 
 RUN_HELP = "Run folder holding the tuned model (RUN/model); the embedded index defaults to RUN/index."
 INDEX_HELP = "Embedded index folder (default RUN/index)."
@@ -44,10 +44,10 @@ def _fail(message: str) -> NoReturn:
 
 def _load_model(run: Path) -> Any:
     """The run's model, or one line naming the damaged or missing file (never a traceback)."""
-    from simtune.apps.images.service.indexing import load_run_model
+    from simtune.apps.images.data.run_folder import Run
 
     try:
-        return load_run_model(run)
+        return Run(run).model()
     except (ValueError, OSError) as error:
         _fail(f"cannot load the model of {run}: {error}")
 
