@@ -34,6 +34,7 @@ def thumbnail_model(monkeypatch: pytest.MonkeyPatch) -> ThumbnailEmbedder:
 @pytest.fixture
 def indexed(labels_csv_root: Path, tmp_path: Path, thumbnail_model: ThumbnailEmbedder) -> tuple[Path, Path]:
     run = tmp_path / "run"
+    run.mkdir()  # a trained run's folder (its model is the thumbnail model); index never creates one
     result = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run)])
     assert result.exit_code == 0, result.output
     return run, labels_csv_root
@@ -244,6 +245,7 @@ def test_index_and_search_through_the_server_backend(labels_csv_root, tmp_path, 
     monkeypatch.setattr("simtune.search.qdrant_server_index.QdrantClient", local_client)
     server = ["--qdrant-url", "http://qdrant.test:6333", "--api-key", "secret", "--collection", "cars-test"]
     run = tmp_path / "run"
+    run.mkdir()
     for _ in range(2):  # idempotent
         indexed = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run), *server])
         assert indexed.exit_code == 0, indexed.output
@@ -296,6 +298,7 @@ def test_a_damaged_model_is_one_line_naming_the_file_in_search_and_serve(
 
 def test_an_unreachable_qdrant_server_is_one_line_naming_the_url(labels_csv_root, tmp_path, thumbnail_model):
     run, url = tmp_path / "run", "http://127.0.0.1:1"
+    run.mkdir()
     photo = str(labels_csv_root / "images/001/img_1_0.jpg")
     for args in (
         ["search", photo, "--run", str(run), "--qdrant-url", url],
