@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,13 +88,19 @@ class VectorIndex(ABC):
     def count(self) -> int: ...
 
     @abstractmethod
+    def iter_payloads(self, batch_size: int = 1024) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """Every point's id and payload, a batch at a time, without vectors (e.g. to compare with a folder)."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     @abstractmethod
     def _upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None: ...
 
     @abstractmethod
-    def _search(self, vector: np.ndarray, k: int, filter: dict[str, str | int], exact: bool) -> list[SearchHit]: ...
+    def _search(
+        self, vector: np.ndarray, k: int, filter: dict[str, str | int | float], exact: bool
+    ) -> list[SearchHit]: ...
 
     @abstractmethod
     def _get(self, point_id: str) -> tuple[np.ndarray, dict[str, Any]]: ...

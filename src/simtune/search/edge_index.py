@@ -24,6 +24,7 @@ from simtune.atomic import replace_directory
 from simtune.search.base import SearchHit, VectorIndex
 from simtune.search.errors import IndexUnavailableError, UnknownPointError
 from simtune.search.schema import IndexSchema
+from simtune.search.storage import INT8_QUANTILE, RESCORE_OVERSAMPLING, StorageOptions
 
 SCHEMA_FILE = "simtune_index.json"
 POINTS_KEY, CHECKSUM_KEY = "points", "point_id_checksum"
@@ -34,7 +35,12 @@ _DISTANCES = {
     "euclidean": qe.Distance.Euclid,
     "manhattan": qe.Distance.Manhattan,
 }
-_FIELD_TYPES = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
+_FIELD_TYPES = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "integer": qe.PayloadSchemaType.Integer,
+    "float": qe.PayloadSchemaType.Float,
+}
+STORAGE_KEY = "storage"
 
 
 class EdgeIndex(VectorIndex):
@@ -50,21 +56,42 @@ class EdgeIndex(VectorIndex):
         self._shard = shard
 
     @classmethod
-    def create(cls, path: str | Path, schema: IndexSchema, indexing_threshold_kb: int = 10_000) -> EdgeIndex:
+    def create(
+        cls,
+        path: str | Path,
+        schema: IndexSchema,
+        indexing_threshold_kb: int = 10_000,
+        storage: StorageOptions | None = None,
+    ) -> EdgeIndex:
+        """A new, empty index at ``path``; ``storage``: int8 quantization, on-disk vectors (``StorageOptions``)."""
         path = Path(path)
+        storage = storage or StorageOptions()
         if (path / SCHEMA_FILE).exists():
             raise IndexUnavailableError(f"an index already exists at {path}")
         path.mkdir(parents=True, exist_ok=True)
+        on_disk = storage.on_disk or None
         config = qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=schema.embedding_size, distance=_DISTANCES[schema.distance]),
-            hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=128, full_scan_threshold=indexing_threshold_kb),
+            vectors=qe.EdgeVectorParams(
+                size=schema.embedding_size, distance=_DISTANCES[schema.distance], on_disk=on_disk
+            ),
+            hnsw_config=qe.HnswIndexConfig(
+                m=16, ef_construct=128, full_scan_threshold=indexing_threshold_kb, on_disk=on_disk
+            ),
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb),
+            quantization_config=(
+                qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=INT8_QUANTILE, always_ram=True)
+                if storage.quantized
+                else None
+            ),
+            on_disk_payload=on_disk,
         )
         shard = qe.EdgeShard.create(str(path / SHARD_DIR), config)
         for name, kind in schema.filter_fields.items():
             shard.update(qe.UpdateOperation.create_field_index(name, _FIELD_TYPES[kind]))
         shard.flush()
-        (path / SCHEMA_FILE).write_text(schema.to_json())
+        (path / SCHEMA_FILE).write_text(
+            json.dumps({**json.loads(schema.to_json()), STORAGE_KEY: storage.to_dict()}, indent=2, sort_keys=True)
+        )
         return cls(path, shard, schema)
 
     @classmethod
@@ -95,8 +122,14 @@ class EdgeIndex(VectorIndex):
 
     @classmethod
     @contextmanager
-    def write(cls, path: str | Path, schema: IndexSchema, indexing_threshold_kb: int = 10_000) -> Iterator[EdgeIndex]:
-        """Yields a writable staged copy of the index at ``path`` (created if missing).
+    def write(
+        cls,
+        path: str | Path,
+        schema: IndexSchema,
+        indexing_threshold_kb: int = 10_000,
+        storage: StorageOptions | None = None,
+    ) -> Iterator[EdgeIndex]:
+        """Yields a writable staged copy of the index at ``path`` (created with ``storage`` if missing).
 
         On success the copy is optimized (HNSW built) and replaces ``path``; on any exception it is
         discarded and ``path`` is untouched. The model check happens before anything is copied.
@@ -113,11 +146,16 @@ class EdgeIndex(VectorIndex):
                 shutil.copytree(path, staging, dirs_exist_ok=True)
                 index = cls.open(staging, expect=schema)
             else:
-                index = cls.create(staging, schema, indexing_threshold_kb)
+                index = cls.create(staging, schema, indexing_threshold_kb, storage)
             try:
                 yield index
                 index.optimize()
-                record = {**json.loads(schema.to_json()), POINTS_KEY: index.count(), CHECKSUM_KEY: index.id_checksum()}
+                record = {
+                    **json.loads(schema.to_json()),
+                    STORAGE_KEY: _read_record(staging).get(STORAGE_KEY, StorageOptions().to_dict()),
+                    POINTS_KEY: index.count(),
+                    CHECKSUM_KEY: index.id_checksum(),
+                }
             finally:
                 index.close()
             (staging / SCHEMA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
@@ -161,6 +199,17 @@ class EdgeIndex(VectorIndex):
                 "delete the folder and rebuild it with `simtune images index`"
             )
 
+    def iter_payloads(self, batch_size: int = 1024) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """Every point's id and payload, a batch at a time (no vectors are read)."""
+        offset = None
+        while True:
+            records, offset = self._shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=batch_size, with_payload=True, with_vector=False)
+            )
+            yield [(str(record.id), dict(record.payload or {})) for record in records]
+            if offset is None:
+                return
+
     def export_vectors(self, batch_size: int = 1024) -> tuple[list[str], np.ndarray]:
         """Every point's id and stored vector (normalized, for cosine), e.g. to compare against another engine."""
         ids: list[str] = []
@@ -183,13 +232,15 @@ class EdgeIndex(VectorIndex):
         points = [qe.Point(i, v.tolist(), p) for i, v, p in zip(ids, vectors, payloads)]
         self._shard.update(qe.UpdateOperation.upsert_points(points))
 
-    def _search(self, vector: np.ndarray, k: int, filter: dict[str, str | int], exact: bool) -> list[SearchHit]:
+    def _search(self, vector: np.ndarray, k: int, filter: dict[str, str | int | float], exact: bool) -> list[SearchHit]:
         request = qe.QueryRequest(
             limit=k,
             query=qe.Query.Nearest(vector.tolist()),
             filter=_to_filter(filter),
             with_payload=True,
-            params=qe.SearchParams(exact=exact),
+            params=qe.SearchParams(
+                exact=exact, quantization=qe.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING)
+            ),
         )
         return [SearchHit(str(p.id), float(p.score), dict(p.payload or {})) for p in self._shard.query(request)]
 
@@ -205,6 +256,11 @@ class EdgeIndex(VectorIndex):
 
     def _delete(self, ids: list[str]) -> None:
         self._shard.update(qe.UpdateOperation.delete_points(ids))
+
+
+def read_storage(path: Path) -> StorageOptions:
+    """The storage options the index at ``path`` was created with."""
+    return StorageOptions.from_dict(_read_record(path).get(STORAGE_KEY))
 
 
 def read_schema(path: Path) -> IndexSchema:
@@ -231,10 +287,17 @@ def _read_record(path: Path) -> dict[str, Any]:
     return record
 
 
-def _to_filter(conditions: dict[str, str | int]) -> qe.Filter | None:
+def _to_filter(conditions: dict[str, str | int | float]) -> qe.Filter | None:
     if not conditions:
         return None
-    return qe.Filter(must=[qe.FieldCondition(name, match=qe.MatchValue(value)) for name, value in conditions.items()])
+    return qe.Filter(must=[_condition(name, value) for name, value in conditions.items()])
+
+
+def _condition(name: str, value: str | int | float) -> qe.FieldCondition:
+    """Keywords and integers match exactly; a float field matches the one-point range [value, value]."""
+    if isinstance(value, float):
+        return qe.FieldCondition(name, range=qe.RangeFloat(gte=value, lte=value))
+    return qe.FieldCondition(name, match=qe.MatchValue(value))
 
 
 def _check_not_open(path: Path) -> None:

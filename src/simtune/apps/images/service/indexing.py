@@ -1,10 +1,13 @@
 """Images into a vector index: payload (class, the dataset's metadata fields, split, path), stable ids,
 and where the index lives.
 
-``index_run(run_dir, dataset)`` is what ``simtune images index`` and ``simtune images demo`` call: it embeds
-with the run's tuned model, taking backbone outputs from the run's cache where training left them, and
-writes ``RUN/index`` (embedded Qdrant Edge) or a collection on a Qdrant server. The filterable fields
-are the class name, the split, the subset and the dataset's own metadata fields (make and year for cars).
+``simtune images index`` keeps an index in sync with any folder (``catalog.sync.sync_catalog``), with the
+run's model, or the pretrained backbone for a run without one (``model_for_index``).
+``index_run(run_dir, dataset)`` is what ``simtune images demo`` calls on its training collection: it
+embeds with the run's tuned model, taking backbone outputs from the run's cache where training left
+them, and writes ``RUN/index`` (embedded Qdrant Edge) or a collection on a Qdrant server. The filterable
+fields are the class name, the split, the subset and the dataset's own metadata fields (make and year
+for cars). Both record each file's size and modification time, so a later sync skips unchanged files.
 """
 
 from __future__ import annotations
@@ -77,13 +80,20 @@ def common_root(records: Sequence[ImageRecord]) -> str:
     return os.path.commonpath([os.path.dirname(os.path.realpath(record.path)) for record in records])
 
 
-def record_payload(record: ImageRecord) -> dict[str, Any]:
-    """Class name, metadata (fields without a value left out), subset, the data set's split and the path."""
+def record_payload(record: ImageRecord, root: str | None = None) -> dict[str, Any]:
+    """Class name, metadata (fields without a value left out), subset, the data set's split, the path (and
+    ``file``, relative to ``root``), and the file's size and modification time (what a sync compares)."""
     payload: dict[str, Any] = {"class_name": record.class_name}
     payload |= {name: value for name, value in record.metadata.items() if value is not None}
     payload |= {"subset": record.subset, "path": record.path}
     if record.original_split:
         payload["split"] = record.original_split
+    stat = os.stat(record.path)
+    payload |= {
+        "file": os.path.relpath(record.path, root) if root else os.path.basename(record.path),
+        "file_size": stat.st_size,
+        "file_mtime_ns": stat.st_mtime_ns,
+    }
     return payload
 
 
@@ -93,15 +103,34 @@ def record_point_id(record: ImageRecord) -> str:
 
 
 def load_run_model(run_dir: str | Path) -> Any:
-    """The run's tuned, servable ``SimilarityModel`` (``RUN/model``)."""
+    """The run's servable ``SimilarityModel`` (``RUN/model``: tuned, or the pretrained one ``index`` wrote)."""
     from simtune.models import SimilarityModel
 
     model_dir = Path(run_dir) / MODEL_DIR_NAME
     if not model_dir.is_dir():
         raise FileNotFoundError(
-            f"{model_dir} not found: train a model first with `simtune images train --data PATH --run {run_dir}`"
+            f"{model_dir} not found: index a folder with `simtune images index --data FOLDER --run {run_dir}` "
+            f"(pretrained model) or train one with `simtune images train --data PATH --run {run_dir}`"
         )
     return SimilarityModel.load(model_dir)
+
+
+def model_for_index(run_dir: str | Path, backbone: str | None = None) -> tuple[Any, bool]:
+    """``(model, created)``: the run's model, or, for a run without one, the pretrained ``backbone``
+    (default lite0), saved as ``RUN/model`` so ``search`` and ``serve`` embed with the same model."""
+    from simtune.apps.images.service.catalog.pretrained_model import DEFAULT_BACKBONE, pretrained_model
+
+    model_dir = Path(run_dir) / MODEL_DIR_NAME
+    if model_dir.is_dir():
+        if backbone is not None:
+            raise ValueError(
+                f"{run_dir} already holds a model ({model_dir}); --backbone chooses the pretrained model of a run "
+                "without one: use another --run"
+            )
+        return load_run_model(run_dir), False
+    model = pretrained_model(backbone or DEFAULT_BACKBONE)
+    model.save(model_dir)
+    return model, True
 
 
 def open_index(location: IndexLocation, model: Embedder) -> VectorIndex:
@@ -216,6 +245,7 @@ def _upsert_all(
     batch_size: int,
     progress: bool,
 ) -> None:
+    root = index.schema.data_root
     with tqdm(total=len(records), desc="indexing images", unit="img", disable=not progress) as bar:
         for start in range(0, len(records), batch_size):
             batch = records[start : start + batch_size]
@@ -223,5 +253,5 @@ def _upsert_all(
                 embedded = vectors[start : start + batch_size]
             else:
                 embedded = model.encode([record.path for record in batch], batch_size=batch_size, to_numpy=True)
-            index.upsert([record_point_id(r) for r in batch], embedded, [record_payload(r) for r in batch])
+            index.upsert([record_point_id(r) for r in batch], embedded, [record_payload(r, root) for r in batch])
             bar.update(len(batch))
