@@ -36,7 +36,8 @@ _FIELD_TYPES = {
     "float": models.PayloadSchemaType.FLOAT,
 }
 STORAGE_METADATA_KEY = "simtune_storage"
-RESUMABLE_SUFFIX = "--next"
+# A resumable write fills whichever of these two the alias does not point at.
+RESUMABLE_SUFFIXES = ("--a", "--b")
 # Batches a write sends at once (``upload_points``' parallel requests), so a remote server's round trips overlap.
 UPLOAD_BATCH, UPLOAD_PARALLEL = 256, 4
 
@@ -84,7 +85,8 @@ class QdrantServerIndex(VectorIndex):
 
         On any exception the copy is dropped and ``collection`` is untouched. The model check
         happens before anything is copied. The client stays open (the caller owns it).
-        ``resumable``: the copy is ``<collection>--next`` and is kept when the write fails, so the next
+        ``resumable``: the copy is ``<collection>--a`` (or ``--b``, whichever is not live) and is kept when
+        the write fails, so the next
         resumable write with the same schema continues in it instead of copying again. ``rebuild``: the
         copy starts empty, whatever model the collection was built with.
         """
@@ -96,7 +98,7 @@ class QdrantServerIndex(VectorIndex):
                 )
         if current is not None and not rebuild:
             cls(client, collection, expect=schema, url=url)
-        staging = f"{collection}{RESUMABLE_SUFFIX}" if resumable else f"{collection}--{uuid.uuid4().hex[:12]}"
+        staging = resumable_name(collection, current) if resumable else f"{collection}--{uuid.uuid4().hex[:12]}"
         if current is not None and storage is None:
             storage = cls(client, collection, url=url).storage
         if rebuild:
@@ -221,6 +223,19 @@ def client_for(url: str, api_key: str | None = None) -> QdrantClient:
     (it only warns), so an unreachable server fails on the first real request, with one clear error."""
     with _reaching(url, "parsing its URL"):
         return QdrantClient(url=url, api_key=api_key, check_compatibility=False)
+
+
+def resumable_name(collection: str, current: str | None) -> str:
+    """The collection a resumable write of alias ``collection`` (now pointing at ``current``) fills."""
+    first, second = (f"{collection}{suffix}" for suffix in RESUMABLE_SUFFIXES)
+    return second if current == first else first
+
+
+def pending_write(client: QdrantClient, collection: str, url: str | None = None) -> str | None:
+    """The unfinished resumable write of ``collection`` a killed writer left, if any."""
+    with _reaching(url, f"looking up collection {collection!r}"):
+        staging = resumable_name(collection, _alias_target(client, collection))
+        return staging if client.collection_exists(staging) else None
 
 
 def _create(client: QdrantClient, name: str, schema: IndexSchema, storage: StorageOptions, url: str | None) -> None:

@@ -198,6 +198,23 @@ def tuned_vectors_from_cache(run_dir: str | Path, model: Any, dataset: ImageData
     return head_outputs(model.head, outputs).numpy()
 
 
+def training_vectors(run_dir: str | Path, model: Any, data_root: str | Path) -> dict[str, np.ndarray] | None:
+    """The tuned embeddings, by path, of the collection the run was trained on, read from its encoder cache
+    (``tuned_vectors_from_cache``), when ``data_root`` is that collection; None otherwise."""
+    from simtune.apps.images.data.dataset import DATASET_FILE
+
+    dataset_file = Path(run_dir) / DATASET_FILE
+    if not dataset_file.is_file():
+        return None
+    dataset = ImageDataset.load(dataset_file)
+    if Path(dataset.data_root) != Path(data_root).expanduser().resolve() or dataset.cropped:
+        return None
+    vectors = tuned_vectors_from_cache(run_dir, model, dataset)
+    if vectors is None:
+        return None
+    return {record.path: vector for record, vector in zip(dataset.records, vectors)}
+
+
 def build_index(
     run_dir: str | Path,
     records: Sequence[ImageRecord],

@@ -115,6 +115,7 @@ def index_command(
             batch_size=batch_size,
             workers=workers,
             rebuild=rebuild,
+            known_vectors=None if created else lambda: indexing.training_vectors(run, model, data) or {},
         )
     except (SearchError, OSError, ValueError) as error:
         _fail(str(error))

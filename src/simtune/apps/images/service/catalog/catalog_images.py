@@ -80,9 +80,15 @@ def model_pass(model: Embedder) -> tuple[Callable[[Any], Tensor], Callable[[list
 
 
 def embedded_batches(
-    model: Embedder, images: CatalogImages, batch_size: int, workers: int, progress: bool
+    model: Embedder,
+    images: CatalogImages,
+    batch_size: int,
+    workers: int,
+    progress: bool,
+    positions: list[int] | None = None,
 ) -> Iterator[tuple[list[int], np.ndarray, list[str | None]]]:
-    """``(positions, vectors, errors)`` batch by batch: vectors of the rows whose error is None are real."""
+    """``(positions, vectors, errors)`` batch by batch (of ``positions``, default all): vectors of the rows
+    whose error is None are real."""
     from simtune.apps.images.service.catalog.stream_fallback import encode_batches
 
     forward, collate = model_pass(model)
@@ -90,6 +96,7 @@ def embedded_batches(
         forward,
         images,
         ImagesOnly(collate),
+        indices=positions,
         extras=errors_of,
         batch_size=batch_size,
         num_workers=workers,

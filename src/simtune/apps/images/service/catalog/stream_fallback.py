@@ -45,13 +45,14 @@ def encode_batches(
     items: Dataset,
     collate: Callable[[list[Any]], Any],
     *,
+    indices: list[int] | None = None,
     extras: Callable[[list[Any]], Any] | None = None,
     batch_size: int = 16,
     num_workers: int | None = None,
     progress: bool = False,
     desc: str = "encoding",
 ) -> Iterator[EncodedBatch]:
-    order = list(range(len(items)))
+    order = list(range(len(items))) if indices is None else list(indices)
     loader = DataLoader(
         _Positions(items, order),
         batch_size=batch_size,

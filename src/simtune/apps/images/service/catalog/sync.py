@@ -12,11 +12,12 @@ same as one uninterrupted run. Readers see the old index until the copy replaces
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from simtune.apps.images.data.dataset import DATASET_FILE, ImageDataset
@@ -35,7 +36,7 @@ from simtune.apps.images.service.catalog.problems import Problems
 from simtune.apps.images.service.catalog.sync_plan import SyncCounts, SyncPlan
 from simtune.search import Embedder, IndexSchema, QdrantServerIndex, VectorIndex, point_id
 from simtune.search.edge_update import edge_update
-from simtune.search.qdrant_server_index import RESUMABLE_SUFFIX, client_for
+from simtune.search.qdrant_server_index import client_for, pending_write
 from simtune.search.storage import StorageOptions
 
 
@@ -68,9 +69,12 @@ def sync_catalog(
     workers: int = 2,
     progress: bool = True,
     rebuild: bool = False,
+    known_vectors: Callable[[], Mapping[str, np.ndarray]] | None = None,
 ) -> SyncResult:
     """Brings the index at ``location`` (an ``IndexLocation``) in line with the images under ``data``;
-    ``rebuild``: from an empty index (another model, other metadata columns), replacing the old one at the end."""
+    ``rebuild``: from an empty index (another model, other metadata columns), replacing the old one at the end.
+    ``known_vectors``: gives the embeddings, by path, of files the caller already has (by this model), e.g.
+    a training run's cached features of its own collection; called only when there is something to embed."""
     root = Path(data).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {data} does not exist or is not a folder")
@@ -103,13 +107,16 @@ def sync_catalog(
                 counts = plan.classify(problems, with_metadata=table is not None)
                 for ids in plan.removed_ids():
                     index.delete(ids)
-                unreadable = _embed_todo(index, model, plan, scratch, batch_size, workers, progress, problems)
+                unreadable = _embed_todo(
+                    index, model, plan, scratch, batch_size, workers, progress, problems, known_vectors
+                )
+                points = index.count()  # what replaces the live index when this block ends
                 if progress and counts.added + counts.changed:
-                    tqdm.write(f"building the search graph over {index.count():,} points")
+                    tqdm.write(f"building the search graph over {points:,} points")
             return SyncResult(
                 layout=PLAIN if layout is None else layout.layout,
                 counts=counts,
-                points=_count(location),
+                points=points,
                 resumed=resumed,
                 unreadable=unreadable,
                 problems=problems,
@@ -127,14 +134,18 @@ def _embed_todo(
     workers: int,
     progress: bool,
     problems: Problems,
+    known_vectors: Callable[[], Mapping[str, np.ndarray]] | None = None,
 ) -> int:
     """Embeds and upserts the plan's to-do list batch by batch; returns how many files could not be read
     (their old points, if any, are deleted: they no longer show what the file holds)."""
     images = CatalogImages(Path(scratch) / "plan.sqlite", plan.todo_count())
     if not len(images):
         return 0
+    remaining = _upsert_known(index, plan, len(images), batch_size, known_vectors()) if known_vectors else None
+    if remaining == []:
+        return 0
     unreadable = 0
-    for positions, vectors, errors in embedded_batches(model, images, batch_size, workers, progress):
+    for positions, vectors, errors in embedded_batches(model, images, batch_size, workers, progress, remaining):
         rows = plan.todo_rows(positions)
         keep = [k for k, error in enumerate(errors) if error is None]
         gone = []
@@ -149,6 +160,22 @@ def _embed_todo(
     return unreadable
 
 
+def _upsert_known(
+    index: VectorIndex, plan: SyncPlan, count: int, batch_size: int, known: Mapping[str, np.ndarray]
+) -> list[int]:
+    """Upserts the to-do entries ``known`` has vectors for; returns the positions of the others."""
+    unknown = []
+    for start in range(0, count, batch_size):
+        positions = list(range(start, min(start + batch_size, count)))
+        rows = plan.todo_rows(positions)
+        found = [k for k, (path, _, _) in enumerate(rows) if path in known]
+        unknown += [positions[k] for k, (path, _, _) in enumerate(rows) if path not in known]
+        if found:
+            vectors = np.stack([known[rows[k][0]] for k in found])
+            index.upsert([point_id(rows[k][0]) for k in found], vectors, [rows[k][2] for k in found])
+    return unknown
+
+
 @contextmanager
 def _staged(
     location: object, schema: IndexSchema, storage: StorageOptions | None, rebuild: bool
@@ -159,7 +186,7 @@ def _staged(
         return
     client = client_for(location.qdrant_url, location.api_key)
     try:
-        resumed = not rebuild and client.collection_exists(f"{location.collection}{RESUMABLE_SUFFIX}")
+        resumed = not rebuild and pending_write(client, location.collection, location.qdrant_url) is not None
         with QdrantServerIndex.write(
             client,
             location.collection,
@@ -172,16 +199,6 @@ def _staged(
             yield index, resumed
     finally:
         client.close()
-
-
-def _count(location: object) -> int:
-    if location.index_dir is not None:
-        from simtune.search import EdgeIndex
-
-        with EdgeIndex.open(location.index_dir) as index:
-            return index.count()
-    with QdrantServerIndex.connect(location.qdrant_url, location.collection, api_key=location.api_key) as index:
-        return index.count()
 
 
 def _run_subsets(run_dir: str | Path | None, root: Path) -> dict[str, str]:
