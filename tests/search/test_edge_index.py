@@ -149,7 +149,8 @@ def test_an_index_that_lost_its_segments_is_refused(tmp_path, schema, make_point
         shutil.rmtree(segment)
     with pytest.raises(
         IndexUnavailableError,
-        match=r"is damaged: it holds \d+ points of the 2000 written when it was built; delete the folder and rebuild it",
+        match=r"is damaged: it holds \d+ points of the 2000 written when it was built; "
+        r"delete the folder and rebuild it",
     ):
         EdgeIndex.open(path, expect=schema)
 

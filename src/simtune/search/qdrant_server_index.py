@@ -94,7 +94,8 @@ class QdrantServerIndex(VectorIndex):
             current = _alias_target(client, collection)
             if current is None and client.collection_exists(collection):
                 raise IndexUnavailableError(
-                    f"{collection!r} is a plain collection, not an alias written by simtune; choose another --collection"
+                    f"{collection!r} is a plain collection, not an alias written by simtune; "
+                    "choose another --collection"
                 )
         if current is not None and not rebuild:
             cls(client, collection, expect=schema, url=url)

@@ -112,7 +112,7 @@ def check_name(name: str) -> None:
 
 
 def as_cache_config(cache: str | Path | CacheConfig | None, needs_folder: str | None = None) -> CacheConfig:
-    """A folder or a ``CacheConfig`` -> ``CacheConfig``; ``needs_folder`` names the caller that cannot work in memory."""
+    """A folder or a ``CacheConfig`` -> ``CacheConfig``; ``needs_folder`` names a caller that needs a folder."""
     config = cache if isinstance(cache, CacheConfig) else CacheConfig(save_dir=cache)
     if needs_folder and config.save_dir is None:
         raise ValueError(

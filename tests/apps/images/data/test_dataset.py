@@ -3,8 +3,9 @@ from pathlib import Path
 import pytest
 from tests.apps.conftest import write_image, write_truncated_image
 
-from simtune.apps.images.data.dataset import DATASET_FILE, SPLIT_FILE, ImageDataset, prepare_dataset
-from simtune.apps.images.run.split import ClassSplit
+from simtune.apps.images.data.dataset import ImageDataset, prepare_dataset
+from simtune.apps.images.data.run_folder import Run
+from simtune.apps.images.data.split import ClassSplit
 
 
 def test_prepare_skips_unreadable_lists_missing_and_persists(labels_csv_root: Path, tmp_path: Path):
@@ -21,8 +22,8 @@ def test_prepare_skips_unreadable_lists_missing_and_persists(labels_csv_root: Pa
     subsets = {"train": split.train_classes, "validation": split.validation_classes, "unseen": split.unseen_classes}
     for record in dataset.records:
         assert record.class_index in subsets[record.subset]
-    assert ImageDataset.load(run / DATASET_FILE) == dataset
-    assert ClassSplit.load(run / SPLIT_FILE) == split
+    assert ImageDataset.load(Run(run).dataset_file) == dataset
+    assert ClassSplit.load(Run(run).split_file) == split
 
 
 def test_prepare_reuses_the_run_folder_and_refuses_other_data(labels_csv_root: Path, tmp_path: Path):

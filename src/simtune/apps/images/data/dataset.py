@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from simtune.apps.images.data.image_check import check_images
+from simtune.apps.images.data.preset import IMAGES, Preset
 from simtune.apps.images.data.readers import READERS, read_collection
-from simtune.apps.images.preset import IMAGES, Preset
-from simtune.apps.images.run.split import DEFAULT_SEED, ClassSplit, load_or_create_split
+from simtune.apps.images.data.run_folder import Run
+from simtune.apps.images.data.split import DEFAULT_SEED, ClassSplit, load_or_create_split
 from simtune.atomic import write_json
 
-DATASET_FILE = "dataset.json"
-SPLIT_FILE = "split.json"
 TRAIN, VALIDATION, UNSEEN = "train", "validation", "unseen"
 
 
@@ -96,7 +95,7 @@ def with_split(dataset: ImageDataset, split: ClassSplit, records: list[ImageReco
 
 def prepare_dataset(
     data: str | Path,
-    run_dir: str | Path,
+    run: Run | str | Path,
     seed: int = DEFAULT_SEED,
     crop: bool = False,
     workers: int = 2,
@@ -104,25 +103,23 @@ def prepare_dataset(
     preset: Preset = IMAGES,
 ) -> tuple[ImageDataset, ClassSplit]:
     """Load the run's dataset and split if it has them (same data folder), else build and save them."""
-    run_dir = Path(run_dir)
+    run = Run.of(run)
     data_root = str(Path(data).expanduser().resolve())
-    dataset_path = run_dir / DATASET_FILE
-    if dataset_path.is_file():
-        dataset = ImageDataset.load(dataset_path)
+    if run.dataset_file.is_file():
+        dataset = ImageDataset.load(run.dataset_file)
         if dataset.data_root != data_root or dataset.cropped != crop:
             raise ValueError(
-                f"{run_dir} was prepared from {dataset.data_root} (crop={dataset.cropped}), not {data_root} "
+                f"{run} was prepared from {dataset.data_root} (crop={dataset.cropped}), not {data_root} "
                 f"(crop={crop}): use a new --run folder"
             )
-        return dataset, ClassSplit.load(run_dir / SPLIT_FILE)
+        return dataset, run.split()
     collection = read_collection(data_root, preset.readers + READERS)
-    split = load_or_create_split(run_dir / SPLIT_FILE, collection.class_names, seed)
-    crop_dir = run_dir / "crops"
+    split = load_or_create_split(run.split_file, collection.class_names, seed)
     jobs = [
         (
             image.path,
             image.bbox if crop else None,
-            crop_dir / (image.original_split or "all") / image.path.name if crop and image.bbox else None,
+            run.crops_dir / (image.original_split or "all") / image.path.name if crop and image.bbox else None,
         )
         for image in collection.images
     ]
@@ -160,5 +157,5 @@ def prepare_dataset(
         noun=preset.noun,
         metadata_fields=dict(preset.fields),
     )
-    dataset.save(dataset_path)
+    dataset.save(run.dataset_file)
     return dataset, split

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from simtune.apps.images.preset import Preset
+from simtune.apps.images.data.preset import Preset
 
 RUN_HELP = "Run folder holding the tuned model (RUN/model); the embedded index defaults to RUN/index."
 INDEX_HELP = "Embedded index folder (default RUN/index)."
@@ -44,10 +44,10 @@ def _fail(message: str) -> NoReturn:
 
 def _load_model(run: Path) -> Any:
     """The run's model, or one line naming the damaged or missing file (never a traceback)."""
-    from simtune.apps.images.service.indexing import load_run_model
+    from simtune.apps.images.data.run_folder import Run
 
     try:
-        return load_run_model(run)
+        return Run(run).model()
     except (ValueError, OSError) as error:
         _fail(f"cannot load the model of {run}: {error}")
 
@@ -89,6 +89,7 @@ def index_command(
     collection: str = _COLLECTION,
 ) -> None:
     """Keep the index in sync with a folder: embed new and changed photos, drop deleted ones (resumable)."""
+    from simtune.apps.images.data.run_folder import Run
     from simtune.apps.images.service import indexing
     from simtune.apps.images.service.catalog.sync import sync_catalog
     from simtune.search import SearchError
@@ -101,7 +102,7 @@ def index_command(
         if created:
             typer.echo(
                 f"{run} holds no tuned model: indexing with the pretrained {backbone or 'lite0'} backbone "
-                f"(flip-averaged), saved to {run / indexing.MODEL_DIR_NAME} for search and serve"
+                f"(flip-averaged), saved to {Run(run).model_dir} for search and serve"
             )
         result = sync_catalog(
             data,

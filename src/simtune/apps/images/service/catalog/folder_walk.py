@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from simtune.apps.images.data.preset import Preset
 from simtune.apps.images.data.readers import READERS, Collection, ImageFolderReader, read_collection
-from simtune.apps.images.preset import Preset
 from simtune.apps.images.service.catalog.found_file import FoundFile
 from simtune.apps.images.service.catalog.problems import Problems
 

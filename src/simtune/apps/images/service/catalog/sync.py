@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from simtune.apps.images.data.dataset import DATASET_FILE, ImageDataset
-from simtune.apps.images.preset import IMAGES, Preset
+from simtune.apps.images.data.dataset import ImageDataset
+from simtune.apps.images.data.preset import IMAGES, Preset
+from simtune.apps.images.data.run_folder import Run
 from simtune.apps.images.service.catalog.catalog_images import CatalogImages, embedded_batches
 from simtune.apps.images.service.catalog.folder_walk import (
     CATALOG_SUFFIXES,
@@ -203,7 +204,7 @@ def _staged(
 
 def _run_subsets(run_dir: str | Path | None, root: Path) -> dict[str, str]:
     """What a training run on this same folder did with each image's class (train/validation/unseen)."""
-    path = Path(run_dir) / DATASET_FILE if run_dir is not None else None
+    path = Run.of(run_dir).dataset_file if run_dir is not None else None
     if path is None or not path.is_file():
         return {}
     dataset = ImageDataset.load(path)
