@@ -19,6 +19,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from simtune.encoding import encode_batches
 from simtune.search import Embedder, SearchError
 from simtune.search.query_image import DEFAULT_MAX_PIXELS, load_query_image
 
@@ -88,10 +89,12 @@ def embedded_batches(
     positions: list[int] | None = None,
 ) -> Iterator[tuple[list[int], np.ndarray, list[str | None]]]:
     """``(positions, vectors, errors)`` batch by batch (of ``positions``, default all): vectors of the rows
-    whose error is None are real."""
-    from simtune.apps.images.service.catalog.stream_fallback import encode_batches
-
+    whose error is None are real. A torch model runs on the GPU when there is one (mixed precision where
+    the device computes it natively), through the shared streaming encoder."""
     forward, collate = model_pass(model)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(forward, nn.Module):
+        forward.to(device)
     for batch in encode_batches(
         forward,
         images,
@@ -100,6 +103,8 @@ def embedded_batches(
         extras=errors_of,
         batch_size=batch_size,
         num_workers=workers,
+        device=device if isinstance(forward, nn.Module) else "cpu",
+        precision="auto",
         progress=progress,
         desc="embedding images",
     ):
