@@ -111,6 +111,9 @@ def sync_catalog(
                 unreadable = _embed_todo(
                     index, model, plan, scratch, batch_size, workers, progress, problems, known_vectors
                 )
+                counts.added -= unreadable["added"]  # counted apart, and their old points are gone
+                counts.changed -= unreadable["changed"]
+                counts.removed += unreadable["changed"]
                 points = index.count()  # what replaces the live index when this block ends
                 if progress and counts.added + counts.changed:
                     tqdm.write(f"building the search graph over {points:,} points")
@@ -119,7 +122,7 @@ def sync_catalog(
                 counts=counts,
                 points=points,
                 resumed=resumed,
-                unreadable=unreadable,
+                unreadable=sum(unreadable.values()),
                 problems=problems,
             )
         finally:
@@ -136,23 +139,23 @@ def _embed_todo(
     progress: bool,
     problems: Problems,
     known_vectors: Callable[[], Mapping[str, np.ndarray]] | None = None,
-) -> int:
-    """Embeds and upserts the plan's to-do list batch by batch; returns how many files could not be read
-    (their old points, if any, are deleted: they no longer show what the file holds)."""
+) -> dict[str, int]:
+    """Embeds and upserts the plan's to-do list batch by batch; returns how many new and changed files could
+    not be read (their old points, if any, are deleted: they no longer show what the file holds)."""
     images = CatalogImages(Path(scratch) / "plan.sqlite", plan.todo_count())
+    unreadable = {"added": 0, "changed": 0}
     if not len(images):
-        return 0
+        return unreadable
     remaining = _upsert_known(index, plan, len(images), batch_size, known_vectors()) if known_vectors else None
     if remaining == []:
-        return 0
-    unreadable = 0
+        return unreadable
     for positions, vectors, errors in embedded_batches(model, images, batch_size, workers, progress, remaining):
         rows = plan.todo_rows(positions)
         keep = [k for k, error in enumerate(errors) if error is None]
         gone = []
         for k, error in enumerate(errors):
             if error is not None:
-                unreadable += 1
+                unreadable[rows[k][1]] += 1
                 problems.add("images that cannot be read (skipped)", error)
                 if rows[k][1] == "changed":
                     gone.append(point_id(rows[k][0]))
