@@ -84,6 +84,9 @@ class VectorIndex(ABC):
             raise InvalidQueryError("query vector contains NaN or infinite values")
         return vector
 
+    def flush(self) -> None:
+        """Makes every completed write durable; a backend whose writes are durable when they return does nothing."""
+
     @abstractmethod
     def count(self) -> int: ...
 

@@ -3,10 +3,10 @@
 ``EdgeIndex.write`` stages a copy under a name tied to its process, so a writer killed half-way loses
 everything it did. An update that may run for hours (a large catalog) instead works in ``.<name>.update``
 beside the index: created once (a copy of the live index, itself staged so a half-made copy is never
-used), then written point by point. Qdrant Edge logs every update in its write-ahead log before it
-applies it, so after ``kill -9`` the shard reopens with every completed update. The next update with
-the same schema continues in that folder; the caller compares what it holds with what it should hold
-(point payloads carry what they were made from), so nothing is done twice and nothing is lost.
+used), then written batch by batch, each batch flushed to disk (``EdgeIndex.flush``: the engine keeps no
+write-ahead log, so an unflushed batch is what ``kill -9`` loses). The next update with the same schema
+continues in that folder; the caller compares what it holds with what it should hold (point payloads
+carry what they were made from), so nothing is done twice and nothing is lost.
 
 Readers never see the staged copy: when the update finishes, it is optimized, its point count and id
 checksum are recorded, and it replaces the live index in one rename (``simtune.atomic``). A running
@@ -23,12 +23,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from simtune.atomic import replace_directory, swap_in_directory, write_text
+from simtune.search import edge_storage
 from simtune.search.edge_index import (
     CHECKSUM_KEY,
+    FILES_KEY,
     POINTS_KEY,
     SCHEMA_FILE,
+    SHARD_DIR,
     STORAGE_KEY,
     EdgeIndex,
+    _check_files,
     _check_not_open,
     _read_record,
     read_schema,
@@ -76,6 +80,7 @@ def edge_update(
             )
         storage = built_with
         _check_not_open(path)
+        _check_files(path, _read_record(path))  # extending a damaged index would bless the damage
     elif not (path / SCHEMA_FILE).exists() and path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise IndexUnavailableError(f"{path} exists and is not a simtune index; refusing to replace it")
     pending = pending_update(path)
@@ -84,14 +89,14 @@ def edge_update(
     if index is None:
         with replace_directory(pending) as staging:
             if live:
-                shutil.copytree(path, staging, dirs_exist_ok=True)
+                edge_storage.copy_tree_sparse(path, staging)
                 record = _read_record(staging)
-                for key in (POINTS_KEY, CHECKSUM_KEY):  # recorded again when the update finishes
+                for key in (POINTS_KEY, CHECKSUM_KEY, FILES_KEY):  # recorded again when the update finishes
                     record.pop(key, None)
                 write_text(staging / SCHEMA_FILE, json.dumps(record, indent=2, sort_keys=True))
             else:
                 EdgeIndex.create(staging, schema, indexing_threshold_kb, storage).close()
-        index = EdgeIndex.open(pending, expect=schema)
+        index = EdgeIndex._open_in_place(pending, schema)
     try:
         yield index, resumed
         index.optimize()
@@ -103,6 +108,7 @@ def edge_update(
         }
     finally:
         index.close()
+    record[FILES_KEY] = edge_storage.manifest(pending / SHARD_DIR)
     write_text(pending / SCHEMA_FILE, json.dumps(record, indent=2, sort_keys=True))
     if (path / SCHEMA_FILE).exists():
         _check_not_open(path)  # again: a server may have started while the update ran
@@ -119,7 +125,8 @@ def _continue(pending: Path, schema: IndexSchema) -> EdgeIndex | None:
         return None
     try:
         if POINTS_KEY not in _read_record(pending):
-            return EdgeIndex.open(pending, expect=schema)
+            read_schema(pending).check_same_model(schema)
+            return EdgeIndex._open_in_place(pending, schema)
     except SearchError as error:
         if "open in another process" in str(error):
             raise IndexUnavailableError(

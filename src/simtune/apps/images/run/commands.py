@@ -40,9 +40,16 @@ def prepare_data(data: Path, run: Path, split_seed: int, crop: bool, workers: in
         f"({len(dataset.subset(VALIDATION))} images), {len(split.unseen_classes)} unseen classes "
         f"({len(dataset.subset(UNSEEN))} images)"
     )
+    duplicates = [f"{copy} = {kept}" for copy, kept in dataset.duplicates.items()]
     for label, items in (
         ("unreadable images skipped", list(dataset.skipped)),
         ("listed files missing", dataset.missing),
+        ("duplicates dropped (listed twice, or byte-identical to a kept image), kept once", duplicates),
+        (
+            "images dropped: byte-identical copies labelled with different classes",
+            [f"{path} is {conflict}" for path, conflict in dataset.label_conflicts.items()],
+        ),
+        ("folders of images nested one level deeper than the layout reads, not read", dataset.unread_folders),
     ):
         if items:
             typer.secho(f"{len(items)} {label}, e.g. " + ", ".join(items[:3]), fg=typer.colors.YELLOW)

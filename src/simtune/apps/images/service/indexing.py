@@ -217,7 +217,7 @@ def build_index(
         raise ValueError(f"got {len(vectors)} vectors for {len(records)} records")
     schema = index_schema(model, metadata_fields or {}, common_root(records) if records else None)
     if location.index_dir is not None:
-        with EdgeIndex.write(location.index_dir, schema) as index:
+        with EdgeIndex.write(location.index_dir, schema, expected_points=len(records)) as index:
             _upsert_all(index, model, records, vectors, batch_size, progress)
             if progress:
                 tqdm.write(f"building the HNSW search graph over {index.count()} points (minutes for ~16k)")

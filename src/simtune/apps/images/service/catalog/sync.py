@@ -108,6 +108,7 @@ def sync_catalog(
                 counts = plan.classify(problems, with_metadata=table is not None)
                 for ids in plan.removed_ids():
                     index.delete(ids)
+                index.flush()
                 unreadable = _embed_todo(
                     index, model, plan, scratch, batch_size, workers, progress, problems, known_vectors
                 )
@@ -161,6 +162,7 @@ def _embed_todo(
                     gone.append(point_id(rows[k][0]))
         index.delete(gone)
         index.upsert([point_id(rows[k][0]) for k in keep], vectors[keep], [rows[k][2] for k in keep])
+        index.flush()  # a killed sync keeps every batch up to here
     return unreadable
 
 
@@ -177,6 +179,7 @@ def _upsert_known(
         if found:
             vectors = np.stack([known[rows[k][0]] for k in found])
             index.upsert([point_id(rows[k][0]) for k in found], vectors, [rows[k][2] for k in found])
+            index.flush()
     return unknown
 
 
