@@ -84,8 +84,8 @@ class VectorIndex(ABC):
             raise InvalidQueryError("query vector contains NaN or infinite values")
         return vector
 
-    def flush(self) -> None:
-        """Makes every completed write durable; a backend whose writes are durable when they return does nothing."""
+    def flush(self) -> None:  # noqa: B027 - deliberately optional: most backends' writes are durable on return
+        """Makes every completed write durable."""
 
     @abstractmethod
     def count(self) -> int: ...
