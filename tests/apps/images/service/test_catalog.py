@@ -124,7 +124,7 @@ def test_a_folder_without_images_is_one_error_line(tmp_path, thumbnail_model):
 
 METADATA = (
     "\ufeffpath,colour,price,doors,note\r\n"
-    "car_0000.jpg,red,19999.5,4,\"plain, with a comma\"\r\n"
+    'car_0000.jpg,red,19999.5,4,"plain, with a comma"\r\n'
     "car_0001.jpg,blue,25000,2,second\r\n"
     "car_0002.jpg,red,unknown,4,third\r\n"
     "car_0002.jpg,green,1.5,5,duplicate row\r\n"
@@ -297,3 +297,82 @@ def test_a_run_without_a_model_indexes_with_the_pretrained_backbone(tmp_path):
         app, ["images", "index", "--data", str(data), "--run", str(run), "--backbone", "lite1", "--workers", "0"]
     )
     assert other.exit_code == 2 and "already holds a model" in other.output
+
+
+def test_quantization_and_on_disk_are_set_when_an_index_is_created(tmp_path, thumbnail_model):
+    data, run = tmp_path / "photos", tmp_path / "run"
+    copy_photos(data, 0, 6)
+    result = _index(data, run, "--quantization", "int8", "--on-disk")
+    assert result.exit_code == 0, result.output
+    record = json.loads((run / "index" / "simtune_index.json").read_text())
+    assert record["storage"] == {"quantization": "int8", "on_disk": True}
+    copy_photos(data, 6, 1)
+    again = _index(data, run)  # an existing index keeps what it was built with
+    assert again.exit_code == 0 and "1 added" in again.output
+    other = _index(data, run, "--quantization", "none", "--on-disk")
+    assert other.exit_code == 2 and "stores int8 quantization with rescoring, on disk" in other.output
+    bad = _index(data, run, "--quantization", "int4")
+    assert bad.exit_code == 2 and "unknown quantization 'int4'" in bad.output
+
+
+@pytest.mark.slow
+def test_int8_quantization_keeps_recall_at_10_on_real_embeddings(tmp_path):
+    """400 car photos embedded by the pretrained backbone; HNSW over int8 codes with rescoring vs exact search."""
+    from simtune.apps.images.service.catalog.pretrained_model import pretrained_model
+    from simtune.search import IndexSchema
+    from simtune.search.storage import StorageOptions
+
+    photos = [str(p) for p in PHOTOS[:: len(PHOTOS) // 400][:400]]
+    vectors = pretrained_model("lite0").encode(photos, batch_size=32, num_workers=2)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [point_id(p) for p in photos]
+    with EdgeIndex.create(
+        tmp_path / "int8",
+        IndexSchema("lite0", vectors.shape[1]),
+        indexing_threshold_kb=1,
+        storage=StorageOptions("int8"),
+    ) as index:
+        index.upsert(ids, vectors, [{} for _ in ids])
+        index.optimize()
+        assert index.indexed_count == len(ids) and list((tmp_path / "int8").rglob("quantized.data"))
+        exact = np.argsort(-(vectors[:100] @ vectors.T), axis=1)[:, :10]
+        found = [[hit.id for hit in index.search(vectors[q], k=10)] for q in range(100)]
+    recall = np.mean([len({ids[i] for i in exact[q]} & set(found[q])) / 10 for q in range(100)])
+    assert recall >= 0.99, recall
+
+
+RSS_SCRIPT = """
+import resource, sys
+sys.path.insert(0, {tests!r})
+from apps.images.service.search_fixtures import ThumbnailEmbedder
+from simtune.apps.images.service.catalog.sync import sync_catalog
+from simtune.apps.images.service.indexing import IndexLocation
+result = sync_catalog({data!r}, IndexLocation(index_dir={index!r}), ThumbnailEmbedder(), batch_size=64, workers=2,
+                      progress=False)
+print(result.points, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _peak_rss_kib(data: Path, index: Path) -> tuple[int, int]:
+    script = RSS_SCRIPT.format(tests=str(Path(__file__).parents[3]), data=str(data), index=str(index))
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    points, rss = output.split()
+    return int(points), int(rss)
+
+
+@pytest.mark.slow
+def test_peak_memory_of_indexing_does_not_grow_with_the_collection(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for n in (2_000, 8_000):
+        folder = tmp_path / f"n{n}"
+        for i in range(n):
+            sub = folder / f"{i // 500:03d}"
+            sub.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(sub / f"{i}.png")
+    small_points, small = _peak_rss_kib(tmp_path / "n2000", tmp_path / "i2000")
+    large_points, large = _peak_rss_kib(tmp_path / "n8000", tmp_path / "i8000")
+    assert (small_points, large_points) == (2_000, 8_000)
+    # 4x the images: the same peak within 40 MiB (the index's own RAM for 6,000 more 192-d points is ~5 MiB)
+    assert large - small < 40 * 1024, (small, large)
