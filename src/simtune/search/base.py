@@ -84,8 +84,14 @@ class VectorIndex(ABC):
             raise InvalidQueryError("query vector contains NaN or infinite values")
         return vector
 
-    def flush(self) -> None:  # noqa: B027 - deliberately optional: most backends' writes are durable on return
-        """Makes every completed write durable."""
+    def flush(self) -> None:
+        """Makes every completed write durable; backends whose writes are durable on return have nothing to do."""
+        return None
+
+    def verify_files(self) -> None:
+        """``IndexUnavailableError`` if the index's storage was damaged since it was opened; cheap enough for
+        every health check. Backends without local files have nothing to check."""
+        return None
 
     @abstractmethod
     def count(self) -> int: ...
