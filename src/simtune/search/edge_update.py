@@ -31,6 +31,7 @@ from simtune.search.edge_index import (
     SCHEMA_FILE,
     SHARD_DIR,
     STORAGE_KEY,
+    WRITE_MARGIN_BYTES,
     EdgeIndex,
     _check_files,
     _check_not_open,
@@ -58,12 +59,14 @@ def edge_update(
     storage: StorageOptions | None = None,
     indexing_threshold_kb: int = 10_000,
     rebuild: bool = False,
+    expected_points: int = 0,
 ) -> Iterator[tuple[EdgeIndex, bool]]:
     """Yields ``(index, resumed)``: a writable staged copy of the index at ``path`` (created with ``storage``
     if there is none) and whether it continues an unfinished update. On success it replaces ``path``; on an
     exception it is kept for the next update. Another model, other filter fields or other storage options
     than the live index's are an error before anything is copied, unless ``rebuild``: then the update starts
-    empty (and with ``storage``), and replaces whatever index was there."""
+    empty (and with ``storage``), and replaces whatever index was there. ``expected_points``: how many points
+    the index will hold, for the free-space check made before anything is written."""
     path = Path(path)
     live = (path / SCHEMA_FILE).exists()
     if live and rebuild:
@@ -84,6 +87,12 @@ def edge_update(
     elif not (path / SCHEMA_FILE).exists() and path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise IndexUnavailableError(f"{path} exists and is not a simtune index; refusing to replace it")
     pending = pending_update(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    copied = edge_storage.allocated_bytes(path) if live else 0
+    added = max(expected_points - (_read_record(path).get(POINTS_KEY, 0) if live else 0), 0)
+    edge_storage.check_free_space(
+        path.parent, copied + added * (2 * 4 * schema.embedding_size + 2048) + WRITE_MARGIN_BYTES
+    )
     index = _continue(pending, schema)
     resumed = index is not None
     if index is None:

@@ -103,7 +103,7 @@ def sync_catalog(
                 )
             if table is not None:
                 plan.add_metadata(table.rows(problems), problems)
-            with _staged(location, schema, storage, rebuild) as (index, resumed):
+            with _staged(location, schema, storage, rebuild, found) as (index, resumed):
                 plan.add_indexed(index.iter_payloads())
                 counts = plan.classify(problems, with_metadata=table is not None)
                 for ids in plan.removed_ids():
@@ -185,10 +185,13 @@ def _upsert_known(
 
 @contextmanager
 def _staged(
-    location: object, schema: IndexSchema, storage: StorageOptions | None, rebuild: bool
+    location: object, schema: IndexSchema, storage: StorageOptions | None, rebuild: bool, files: int
 ) -> Iterator[tuple[VectorIndex, bool]]:
     if location.index_dir is not None:
-        with edge_update(location.index_dir, schema, storage, rebuild=rebuild) as (index, resumed):
+        with edge_update(location.index_dir, schema, storage, rebuild=rebuild, expected_points=files) as (
+            index,
+            resumed,
+        ):
             yield index, resumed
         return
     client = client_for(location.qdrant_url, location.api_key)
