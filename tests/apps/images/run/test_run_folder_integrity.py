@@ -1,5 +1,5 @@
 """A run folder survives what happens to real runs: a second writer, `kill -9`, a damaged checkpoint, a full
-disk, a mistyped --run. Each is one line, and nothing written before is lost."""
+disk. Each is one line, and nothing written before is lost."""
 
 import errno
 import json
@@ -141,10 +141,3 @@ def test_a_full_disk_while_training_is_one_line_naming_the_run_folder(tmp_path: 
     monkeypatch.setattr(atomic, "_nearly_full", lambda folder: Path(folder) == run)
     full = runner.invoke(app, _train_args(data, run))
     assert _one_error_line(full).startswith(f"error: no space left on the device holding {run}: ")
-
-
-def test_index_with_a_mistyped_run_folder_fails_without_creating_it(tmp_path: Path):
-    data = write_shapes_collection(tmp_path / "shapes", classes=9, per_class=2)
-    result = runner.invoke(app, ["images", "index", "--data", str(data), "--run", str(tmp_path / "runz")])
-    assert result.exit_code != 0 and "runz" in result.output and "Traceback" not in result.output
-    assert not (tmp_path / "runz").exists()

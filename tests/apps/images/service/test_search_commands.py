@@ -28,13 +28,15 @@ runner = CliRunner()
 def thumbnail_model(monkeypatch: pytest.MonkeyPatch) -> ThumbnailEmbedder:
     model = ThumbnailEmbedder()
     monkeypatch.setattr("simtune.apps.images.data.run_folder.Run.model", lambda run: model)
+    monkeypatch.setattr(
+        "simtune.apps.images.service.indexing.model_for_index", lambda run, backbone=None: (model, False)
+    )
     return model
 
 
 @pytest.fixture
 def indexed(labels_csv_root: Path, tmp_path: Path, thumbnail_model: ThumbnailEmbedder) -> tuple[Path, Path]:
     run = tmp_path / "run"
-    run.mkdir()  # a trained run's folder (its model is the thumbnail model); index never creates one
     result = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run)])
     assert result.exit_code == 0, result.output
     return run, labels_csv_root
@@ -49,7 +51,8 @@ def test_index_is_idempotent_and_reports_where(indexed):
     assert (run / "index" / "simtune_index.json").is_file()
     again = runner.invoke(app, ["cars", "index", "--data", str(data), "--run", str(run)])
     assert again.exit_code == 0, again.output
-    assert "indexed 24 images; 24 points in" in again.output and "simtune cars serve" in again.output
+    assert "0 added, 0 changed, 0 removed, 24 unchanged; 24 points in" in again.output
+    assert "simtune cars serve" in again.output
 
 
 def test_search_prints_json_with_the_photo_itself_first(indexed):
@@ -221,7 +224,8 @@ def test_index_reuses_the_runs_encoder_cache(labels_csv_root, tmp_path, monkeypa
         patch.setattr(SimilarityModel, "encode", no_encoding)
         indexed = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run)])
     assert indexed.exit_code == 0, indexed.output
-    assert "indexed 24 images; 24 points" in indexed.output and f"simtune cars serve --run {run}" in indexed.output
+    assert "24 added, 0 changed, 0 removed, 0 unchanged; 24 points" in indexed.output
+    assert f"simtune cars serve --run {run}" in indexed.output
     assert {p: p.stat().st_mtime_ns for p in (run / "cache").rglob("*") if p.is_file()} == cache_files
 
     model = SimilarityModel.load(run / "model")
@@ -245,7 +249,6 @@ def test_index_and_search_through_the_server_backend(labels_csv_root, tmp_path, 
     monkeypatch.setattr("simtune.search.qdrant_server_index.QdrantClient", local_client)
     server = ["--qdrant-url", "http://qdrant.test:6333", "--api-key", "secret", "--collection", "cars-test"]
     run = tmp_path / "run"
-    run.mkdir()
     for _ in range(2):  # idempotent
         indexed = runner.invoke(app, ["cars", "index", "--data", str(labels_csv_root), "--run", str(run), *server])
         assert indexed.exit_code == 0, indexed.output
@@ -298,7 +301,6 @@ def test_a_damaged_model_is_one_line_naming_the_file_in_search_and_serve(
 
 def test_an_unreachable_qdrant_server_is_one_line_naming_the_url(labels_csv_root, tmp_path, thumbnail_model):
     run, url = tmp_path / "run", "http://127.0.0.1:1"
-    run.mkdir()
     photo = str(labels_csv_root / "images/001/img_1_0.jpg")
     for args in (
         ["search", photo, "--run", str(run), "--qdrant-url", url],
