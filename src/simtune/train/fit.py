@@ -17,6 +17,7 @@ from simtune.train.cache.cached_loader import CachedCollate
 from simtune.train.cache.config import CacheType
 from simtune.train.cache.encoder_cache import EncoderCache
 from simtune.train.indexed_loaders import IndexedCollate, IndexedItems, rebuild_dataloader, uses_own_batch_sampler
+from simtune.train.restore_best import RestoreBestWeights
 from simtune.train.trainable_model import TrainableModel
 from simtune.train.trainer_checks import check_monitored_keys, check_trainer
 
@@ -31,15 +32,16 @@ def default_trainer(
     **trainer_kwargs: Any,
 ) -> pl.Trainer:
     """Progress bar, finite epochs, a ``last.ckpt`` (trainable parts only) and, with validation data,
-    the best checkpoint and early stopping on ``validation_loss``. ``trainer_kwargs`` (devices,
-    strategy, precision, ...) go to ``pl.Trainer`` over these defaults.
+    the best checkpoint, early stopping on ``validation_loss`` and, when training ends, the best epoch's
+    weights loaded back into the model (``RestoreBestWeights``): what ``fit`` leaves is the best epoch.
+    ``trainer_kwargs`` (devices, strategy, precision, ...) go to ``pl.Trainer`` over these defaults.
 
     A train loader with its own batch sampler (``ClassBalancedBatchSampler``) shards itself under
     DDP: pass ``use_distributed_sampler=False`` (``fit`` does when it builds this trainer)."""
     monitor = "validation_loss" if has_validation else None
     callbacks: list[pl.Callback] = [ModelCheckpoint(monitor=monitor, save_last=True)]
     if has_validation:
-        callbacks.append(EarlyStopping(monitor="validation_loss", patience=DEFAULT_PATIENCE))
+        callbacks += [EarlyStopping(monitor="validation_loss", patience=DEFAULT_PATIENCE), RestoreBestWeights()]
     defaults = dict(
         max_epochs=max_epochs,
         callbacks=callbacks,
@@ -89,9 +91,6 @@ def fit(
     loaders = {"train": train_dataloader} | ({"val": val_dataloader} if val_dataloader is not None else {})
     for split, loader in loaders.items():
         check_dataloader(trainable_model, loader, f"{split}_dataloader")
-    pairwise = not isinstance(trainable_model.loss, GroupLoss)
-    if trainable_model.attached_metrics and val_dataloader is not None and pairwise:
-        raise ValueError("configure_metrics() needs group-labelled validation data; the loss here is pairwise")
     trainer = trainer or default_trainer(
         has_validation=val_dataloader is not None, use_distributed_sampler=not uses_own_batch_sampler(train_dataloader)
     )
