@@ -292,7 +292,8 @@ def main() -> None:
         for candidates in CANDIDATES if name in report else ():
             run = report[name][f"simtune_{candidates}"]
             print(
-                f"{label}, cosine, {len(FULL_METRICS)} metrics, candidates in {candidates}: median {run['seconds']:.3f} s "
+                f"{label}, cosine, {len(FULL_METRICS)} metrics, candidates in {candidates}: median "
+                f"{run['seconds']:.3f} s "
                 f"of {len(run['all_seconds'])}, peak RSS {run['peak_rss_mb']:.0f} MB "
                 f"(load {run['load_average'][0]:.1f} -> {run['load_average'][1]:.1f})"
             )

@@ -17,7 +17,8 @@ after every form. The pooled features are the pretrained network's last convolut
 ReLU6 + average pool over those maps (``EfficientNetLiteTopHead`` at its pretrained initialisation), as
 ``simtune cars evaluate`` computes its base row.
 
-    python benchmarks/quaterion_recipe.py --data ../shared/datasets/stanford-cars-crop224 --cache runs/lite0-last-conv/cache
+    python benchmarks/quaterion_recipe.py --data ../shared/datasets/stanford-cars-crop224 \
+        --cache runs/lite0-last-conv/cache
 """
 
 from __future__ import annotations

@@ -27,18 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from simtune.apps.cars.preset import CARS
-from simtune.apps.images.data.dataset import DATASET_FILE, SPLIT_FILE, ImageDataset, prepare_dataset, with_split
-from simtune.apps.images.run.evaluate import METRICS_FILE, evaluate_run
+from simtune.apps.images.data.dataset import ImageDataset, prepare_dataset, with_split
+from simtune.apps.images.data.run_folder import Run
+from simtune.apps.images.data.split import split_classes
+from simtune.apps.images.run.evaluate import evaluate_run
 from simtune.apps.images.run.features import BackboneFeatures
-from simtune.apps.images.run.split import split_classes
-from simtune.apps.images.run.train import (
-    CACHE_DIR,
-    HISTORY_FILE,
-    TrainSettings,
-    run_features,
-    train_run,
-    training_encoders,
-)
+from simtune.apps.images.run.settings import TrainSettings
+from simtune.apps.images.run.train import run_features, train_run
+from simtune.apps.images.run.trainable import training_encoders
 from simtune.atomic import write_json
 
 RESULTS = Path(__file__).parent / "results" / "robustness.json"
@@ -74,22 +70,22 @@ def run_row(
     settings: TrainSettings,
 ) -> dict:
     seed, per_class = ROWS[name]
-    run = work / name.replace(", ", "-").replace(" ", "-")
-    if (run / METRICS_FILE).is_file():
-        metrics = json.loads((run / METRICS_FILE).read_text())
+    run = Run(work / name.replace(", ", "-").replace(" ", "-"))
+    if run.metrics_file.is_file():
+        metrics = json.loads(run.metrics_file.read_text())
         seconds = None
     else:
         start = time.perf_counter()
         split = split_classes(class_names, seed)
         dataset = with_split(full, split, reduced(full, per_class, seed) if per_class else None)
-        run.mkdir(parents=True, exist_ok=True)
-        dataset.save(run / DATASET_FILE)
-        split.save(run / SPLIT_FILE)
+        run.root.mkdir(parents=True, exist_ok=True)
+        dataset.save(run.dataset_file)
+        split.save(run.split_file)
         train_run(run, dataset, split, settings, features=features)
         metrics = evaluate_run(run, features=features)
         seconds = round(time.perf_counter() - start, 1)
-        shutil.rmtree(run / CACHE_DIR, ignore_errors=True)  # the row's training rows, copied from the shared cache
-    selection = json.loads((run / HISTORY_FILE).read_text())["selection"]
+        shutil.rmtree(run.cache_dir, ignore_errors=True)  # the row's training rows, copied from the shared cache
+    selection = json.loads(run.history_file.read_text())["selection"]
     return {
         "setting": name,
         "split_seed": seed,
@@ -126,8 +122,10 @@ def main() -> None:
     for row in rows:
         base, tuned = row["base"], row["tuned"]
         print(
-            f"{row['setting']:<38} {base['r_precision']:>12.4f} -> {tuned['r_precision']:.4f} {row['ratio_r_precision']:>5.2f} "
-            f"{base['map_at_r']:.3f} -> {tuned['map_at_r']:.3f} {base['precision_at_1']:.3f} -> {tuned['precision_at_1']:.3f} "
+            f"{row['setting']:<38} {base['r_precision']:>12.4f} -> {tuned['r_precision']:.4f} "
+            f"{row['ratio_r_precision']:>5.2f} "
+            f"{base['map_at_r']:.3f} -> {tuned['map_at_r']:.3f} {base['precision_at_1']:.3f} -> "
+            f"{tuned['precision_at_1']:.3f} "
             f"{row['kept_epoch']:>3}/{row['epochs_run']}"
         )
     print(f"wrote {RESULTS}")

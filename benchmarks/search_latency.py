@@ -93,8 +93,8 @@ def serve(index_dir: str, port_holder, run_dir: str | None = None) -> None:
     GET /search/{id} needs no model, only its fingerprint."""
     import uvicorn
 
-    from simtune.apps.images.service.request_head_deadline import RequestHeadDeadline
-    from simtune.apps.images.service.search_commands import MAX_CONNECTIONS
+    from simtune.apps.images.service.connection_guard import server_config
+    from simtune.apps.images.service.search_commands import MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT
     from simtune.apps.images.service.serve import create_app
     from simtune.search import EdgeIndex
 
@@ -110,22 +110,15 @@ def serve(index_dir: str, port_holder, run_dir: str | None = None) -> None:
             raise RuntimeError("this benchmark server only answers GET /search/{id}")
 
     if run_dir is not None:
-        from simtune.apps.images.service.indexing import load_run_model
+        from simtune.apps.images.data.run_folder import Run
 
-        model = load_run_model(run_dir)
+        model = Run(run_dir).model()
     else:
         model = IndexedModelOnly()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port_holder.value = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(index, model),
-        log_level="warning",
-        access_log=False,
-        http=RequestHeadDeadline,
-        timeout_keep_alive=5,
-        limit_concurrency=MAX_CONNECTIONS,
-    )
+    config = server_config(create_app(index, model), MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -234,7 +227,8 @@ class PeakRss:
 
 
 def upload_load(base_url: str, photos: list, pngs: list, clients: int, seconds: float, large_every: int) -> dict:
-    """POST /search from ``clients`` threads for ``seconds``: photos, and every ``large_every``-th upload a large PNG."""
+    """POST /search from ``clients`` threads for ``seconds``: photos, and every ``large_every``-th upload a
+    large PNG."""
     import httpx
 
     latencies: list[list[tuple[str, float]]] = [[] for _ in range(clients)]
@@ -394,22 +388,26 @@ def main() -> None:
         print(f"{name:<28}{stats['p50_ms']:>10.3f}{stats['p99_ms']:>10.3f}")
     print(
         f"edge ({segments} segments) HNSW recall@10 vs faiss: {recall:.3f}; p50 ratio to faiss: exact "
-        f"{report['edge_exact_p50_over_faiss']:.2f}x ({report['edge_exact_1_thread_p50_over_faiss']:.2f}x on 1 thread), "
+        f"{report['edge_exact_p50_over_faiss']:.2f}x "
+        f"({report['edge_exact_1_thread_p50_over_faiss']:.2f}x on 1 thread), "
         f"HNSW {report['edge_hnsw_p50_over_faiss']:.2f}x (target <= 2x)"
     )
     print(
-        f"HTTP GET /search/{{id}}, {http_stats['clients']} clients, {http_stats['seconds']} s: p50 {http_stats['p50_ms']:.1f} ms, "
+        f"HTTP GET /search/{{id}}, {http_stats['clients']} clients, {http_stats['seconds']} s: "
+        f"p50 {http_stats['p50_ms']:.1f} ms, "
         f"p99 {http_stats['p99_ms']:.1f} ms, {http_stats['requests_per_s']} req/s, {http_stats['errors']} errors"
     )
     if upload_stats is not None:
         print(
             f"HTTP POST /search uploads, {upload_stats['clients']} clients, {upload_stats['seconds']} s: p50 "
-            f"{upload_stats['p50_ms']:.0f} ms, p99 {upload_stats['p99_ms']:.0f} ms, {upload_stats['requests_per_s']} req/s, "
+            f"{upload_stats['p50_ms']:.0f} ms, p99 {upload_stats['p99_ms']:.0f} ms, "
+            f"{upload_stats['requests_per_s']} req/s, "
             f"{upload_stats['errors']} errors; by kind: "
             + ", ".join(f"{k} n={v['n']} p50 {v['p50_ms']:.0f} ms" for k, v in upload_stats["by_kind"].items())
         )
     print(
-        f"server RSS: {memory['start_bytes'] / 2**30:.2f} GiB at start, peak {memory['peak_gib']:.2f} GiB (target < 3 GiB)"
+        f"server RSS: {memory['start_bytes'] / 2**30:.2f} GiB at start, "
+        f"peak {memory['peak_gib']:.2f} GiB (target < 3 GiB)"
     )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS, report)

@@ -219,7 +219,8 @@ def main() -> None:
         f"ratio {fill_ratio:.2f} (target >= 0.9)   [{len(samples)} cars images, best of {args.rounds}]"
     )
     print(
-        f"epoch       : cached {cached:.2f} s   (plain loop over the same tensors: {floor:.2f} s)   uncached {uncached:.1f} s"
+        f"epoch       : cached {cached:.2f} s   (plain loop over the same tensors: {floor:.2f} s)   uncached "
+        f"{uncached:.1f} s"
         f" (timed on {len(uncached_samples)} images, scaled to {EPOCH_ITEMS})   speedup {uncached / cached:.0f}x"
     )
     print(

@@ -33,7 +33,9 @@ def test_small_classes_give_all_their_samples_then_repeats():
 
 
 def test_deterministic_per_seed_and_epoch():
-    make = lambda seed: ClassBalancedBatchSampler(LABELS[:-2], 3, 2, batches_per_epoch=20, seed=seed)
+    def make(seed):
+        return ClassBalancedBatchSampler(LABELS[:-2], 3, 2, batches_per_epoch=20, seed=seed)
+
     first, again, other_seed = make(0), make(0), make(1)
     epoch0, epoch1 = list(first), list(first)  # each pass moves to the next epoch
     assert epoch0 != epoch1
@@ -74,7 +76,9 @@ def test_bad_arguments_are_named(kwargs, message):
 
 
 def test_processes_draw_disjoint_shares_of_one_global_batch():
-    make = lambda **kwargs: ClassBalancedBatchSampler(LABELS[:-2], samples_per_class=2, seed=5, **kwargs)
+    def make(**kwargs):
+        return ClassBalancedBatchSampler(LABELS[:-2], samples_per_class=2, seed=5, **kwargs)
+
     ranks = [make(classes_per_batch=2, num_replicas=3, rank=rank) for rank in range(3)]
     single = make(classes_per_batch=6)
     assert [len(sampler) for sampler in ranks] == [len(LABELS[:-2]) // 12] * 3  # about one pass, all processes

@@ -81,7 +81,8 @@ def test_a_constructor_taking_a_module_fails_at_save_naming_the_argument_and_the
     with pytest.raises(
         UnrebuildableModuleError,
         match=r"cannot save encoder 'default' \(.*ModuleTakingEncoder\): its constructor requires encoder_model, "
-        r"which get_config\(\) \(returning \[\]\) does not provide.*Fix: build every submodule inside __init__ from plain "
+        r"which get_config\(\) \(returning \[\]\) does not provide.*Fix: build every submodule inside __init__ "
+        r"from plain "
         r"arguments.*overrides save\(\)/load\(\), which SimilarityModel.save and SimilarityModel.load never call",
     ):
         model.save(tmp_path / "model")

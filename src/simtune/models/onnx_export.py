@@ -85,7 +85,8 @@ def export_onnx(model: SimilarityModel, path: str | Path, image_size: int | None
                     ) from error
                 if actual.shape != expected.shape:
                     raise OnnxExportError(
-                        f"ONNX export of {path} outputs shape {actual.shape} at batch size {batch}, eager {expected.shape}"
+                        f"ONNX export of {path} outputs shape {actual.shape} at batch size {batch}, eager "
+                        f"{expected.shape}"
                     )
                 max_abs_diff = max(max_abs_diff, float(np.abs(actual - expected).max()))
                 if not max_abs_diff <= atol:

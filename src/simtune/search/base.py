@@ -84,6 +84,11 @@ class VectorIndex(ABC):
             raise InvalidQueryError("query vector contains NaN or infinite values")
         return vector
 
+    def verify_files(self) -> None:
+        """``IndexUnavailableError`` if the index's storage was damaged since it was opened; cheap enough for
+        every health check. Backends without local files have nothing to check."""
+        return None
+
     @abstractmethod
     def count(self) -> int: ...
 

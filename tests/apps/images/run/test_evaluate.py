@@ -2,7 +2,8 @@ import torch
 from tests.apps.conftest import write_image
 
 from simtune.apps.images.run.evaluate import base_embeddings
-from simtune.apps.images.run.train import ImagesTrainable, TrainSettings
+from simtune.apps.images.run.settings import TrainSettings
+from simtune.apps.images.run.trainable import ImagesTrainable
 from simtune.models.encoders import EfficientNetLiteEncoder
 
 

@@ -8,7 +8,8 @@ import torch
 from simtune.apps.images.data.dataset import ImageRecord
 from simtune.apps.images.run.evaluate import base_embeddings, head_embeddings
 from simtune.apps.images.run.features import BackboneFeatures
-from simtune.apps.images.run.train import ImagesTrainable, TrainSettings, servable_model
+from simtune.apps.images.run.settings import TrainSettings
+from simtune.apps.images.run.trainable import ImagesTrainable, servable_model
 from simtune.models import SimilarityModel
 from simtune.models.encoders import EfficientNetLiteEncoder
 from simtune.search.query_image import decode_query_image

@@ -8,15 +8,11 @@ import pytest
 from tests.apps.conftest import write_shapes_collection
 
 from simtune.apps.images.data.dataset import ImageRecord, prepare_dataset
+from simtune.apps.images.data.run_folder import Run
+from simtune.apps.images.run.epoch_history import SELECTION
+from simtune.apps.images.run.settings import TrainSettings
 from simtune.apps.images.run.snapshots import load_snapshot
-from simtune.apps.images.run.train import (
-    HISTORY_FILE,
-    SELECTION,
-    TrainSettings,
-    batch_classes,
-    check_validation,
-    train_run,
-)
+from simtune.apps.images.run.train import batch_classes, check_validation, train_run
 from simtune.models import SimilarityModel
 
 CURVE = [0.30, 0.55, 0.50, 0.52, 0.40, 0.70]  # best at epoch 2; patience 2 stops after epoch 4
@@ -48,7 +44,7 @@ def test_training_stops_after_patience_and_keeps_the_best_validation_epoch(tmp_p
     # every image encoded once (and its mirror, for flip-averaged serving); training read its rows from there
     assert filled == ["images_original", "images_mirror"]
 
-    history = json.loads((tmp_path / "run" / HISTORY_FILE).read_text())
+    history = json.loads(Run(tmp_path / "run").history_file.read_text())
     assert [value for _, value in history["validation_r_precision"]] == pytest.approx(CURVE[:4])
     assert len(history["train_loss"]) == 4 and not any(name.startswith("unseen") for name in history)
     selection = history[SELECTION]

@@ -1,7 +1,8 @@
 import pytest
 
 from simtune.apps.images.run.backbones import build_backbone
-from simtune.apps.images.run.train import HEADS, TrainSettings
+from simtune.apps.images.run.heads import HEADS
+from simtune.apps.images.run.settings import TrainSettings
 
 
 def test_default_fine_tunes_lite0s_last_convolution_at_its_own_learning_rate():
@@ -27,7 +28,7 @@ def test_only_efficientnet_lite_gives_feature_maps():
 
 @pytest.mark.parametrize("tuned_blocks", [0, 2])
 def test_last_conv_tunes_the_pretrained_layers_ten_times_slower(tmp_path, tuned_blocks):
-    from simtune.apps.images.run.train import ImagesTrainable
+    from simtune.apps.images.run.trainable import ImagesTrainable
 
     settings = TrainSettings(tuned_blocks=tuned_blocks)
     trainable = ImagesTrainable(settings, num_train_classes=4, steps_per_epoch=3, cache_dir=tmp_path)
@@ -51,11 +52,12 @@ def test_settings_saved_before_blocks_could_be_tuned_load_as_untuned(tmp_path):
     import json
     from dataclasses import asdict
 
-    from simtune.apps.images.run.train import SETTINGS_FILE, load_settings
+    from simtune.apps.images.data.run_folder import Run
+    from simtune.apps.images.run.settings import load_settings
 
     saved = asdict(TrainSettings(tuned_blocks=1))
     del saved["tuned_blocks"]
-    (tmp_path / SETTINGS_FILE).write_text(json.dumps(saved))
+    Run(tmp_path).settings_file.write_text(json.dumps(saved))
     assert load_settings(tmp_path).tuned_blocks == 0
 
 

@@ -27,7 +27,7 @@ runner = CliRunner()
 @pytest.fixture
 def thumbnail_model(monkeypatch: pytest.MonkeyPatch) -> ThumbnailEmbedder:
     model = ThumbnailEmbedder()
-    monkeypatch.setattr("simtune.apps.images.service.indexing.load_run_model", lambda run_dir: model)
+    monkeypatch.setattr("simtune.apps.images.data.run_folder.Run.model", lambda run: model)
     return model
 
 
@@ -186,12 +186,9 @@ def test_index_and_search_with_a_real_saved_model(labels_csv_root, tmp_path):
 
 @pytest.mark.slow
 def test_index_reuses_the_runs_encoder_cache(labels_csv_root, tmp_path, monkeypatch):
-    from simtune.apps.images.run.train import MODEL_DIR
-    from simtune.apps.images.service.indexing import MODEL_DIR_NAME
     from simtune.models import SimilarityModel
     from simtune.search import EdgeIndex
 
-    assert MODEL_DIR_NAME == MODEL_DIR  # serve/search look where training saves
     run = tmp_path / "run"
     trained = runner.invoke(
         app,

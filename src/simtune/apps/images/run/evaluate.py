@@ -20,14 +20,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from simtune.apps.images.data.dataset import DATASET_FILE, SPLIT_FILE, TRAIN, UNSEEN, VALIDATION, ImageDataset
+from simtune.apps.images.data.dataset import TRAIN, UNSEEN, VALIDATION, ImageDataset
+from simtune.apps.images.data.run_folder import Run
 from simtune.apps.images.data.samples import ImageSamples
+from simtune.apps.images.run.epoch_history import SELECTION
 from simtune.apps.images.run.features import BackboneFeatures, mirrors_images
 from simtune.apps.images.run.figures import metrics_bar_chart, retrieval_grid, training_curves
 from simtune.apps.images.run.report import write_report
+from simtune.apps.images.run.settings import load_settings
 from simtune.apps.images.run.snapshots import load_snapshot, saved_epochs
-from simtune.apps.images.run.split import ClassSplit
-from simtune.apps.images.run.train import CACHE_DIR, HISTORY_FILE, MODEL_DIR, SELECTION, SNAPSHOT_DIR, load_settings
 from simtune.apps.images.run.validation import head_outputs, retrieval_scores
 from simtune.atomic import write_json
 from simtune.eval import (
@@ -43,7 +44,6 @@ from simtune.functional.ranking import ranked_blocks
 from simtune.models import SimilarityModel
 from simtune.models.heads import EfficientNetLiteTopHead
 
-METRICS_FILE, REPORT_FILE, FIGURES_DIR = "metrics.json", "report.html", "figures"
 HEADLINE = ("r_precision", "map_at_r", "precision_at_1", "recall_at_10", "mrr")
 EVALUATOR_METRICS = (
     RetrievalRPrecision(),
@@ -105,42 +105,42 @@ def pick_queries(groups: list[int], count: int, seed: int) -> list[int]:
 
 
 def evaluate_run(
-    run_dir: Path,
+    run: Run | str | Path,
     grid_queries: int = 6,
     neighbours: int = 8,
     progress: bool = True,
     features: BackboneFeatures | None = None,
     unseen_curve: bool = False,
 ) -> dict[str, Any]:
-    """Writes ``metrics.json``, the figures and ``report.html`` into ``run_dir``; returns the metrics.
+    """Writes ``metrics.json``, the figures and ``report.html`` into the run folder; returns the metrics.
 
     ``features``: backbone outputs already loaded for the run's images (as ``train_run`` takes them).
     ``unseen_curve``: also score every epoch's head snapshot on the unseen images, for the report only
     (one head pass over them per epoch: minutes on a CPU for thousands of images, so off by default;
     the report then shows the kept model's unseen scores beside the validation curve)."""
-    run_dir = Path(run_dir)
-    dataset = ImageDataset.load(run_dir / DATASET_FILE)
-    split = ClassSplit.load(run_dir / SPLIT_FILE)
-    settings = load_settings(run_dir)
-    model = SimilarityModel.load(run_dir / MODEL_DIR)
+    run = Run.of(run)
+    dataset = ImageDataset.load(run.dataset_file)
+    split = run.split()
+    settings = load_settings(run)
+    model = run.model()
     unseen_records = dataset.subset(UNSEEN)
     samples = ImageSamples(unseen_records)
     if features is None:
         features = BackboneFeatures(
-            dict(model.encoders.items()), dataset.records, run_dir / CACHE_DIR, workers=settings.workers
+            dict(model.encoders.items()), dataset.records, run.cache_dir, workers=settings.workers
         ).prepare()
     backbone_outputs = features.backbone_outputs(unseen_records, mirrored=mirrors_images(model.encoders))
     if backbone_outputs.shape[1] != model.head.input_embedding_size:
         raise ValueError(
-            f"the features given are {backbone_outputs.shape[1]} wide, but the model in {run_dir / MODEL_DIR} reads "
+            f"the features given are {backbone_outputs.shape[1]} wide, but the model in {run.model_dir} reads "
             f"{model.head.input_embedding_size}: they come from other backbones"
         )
     base, tuned = base_embeddings(model, backbone_outputs), head_embeddings(model, backbone_outputs)
-    history_path = run_dir / HISTORY_FILE
+    history_path = run.history_file
     history = json.loads(history_path.read_text()) if history_path.is_file() else {}
     if history and unseen_curve:
         groups = torch.tensor([r.class_index for r in unseen_records])
-        history |= unseen_curves(model, run_dir / SNAPSHOT_DIR, backbone_outputs, groups)
+        history |= unseen_curves(model, run.snapshots_dir, backbone_outputs, groups)
         write_json(history_path, history)
     del backbone_outputs
     evaluator = Evaluator(list(EVALUATOR_METRICS))
@@ -162,14 +162,17 @@ def evaluate_run(
         "single_image_classes": dataset.single_image_classes(UNSEEN),
         "skipped": [f"{path}: {reason}" for path, reason in dataset.skipped.items()],
         "missing": dataset.missing,
+        "duplicates": [f"{copy} = {kept}" for copy, kept in dataset.duplicates.items()],
+        "label_conflicts": [f"{path} is {conflict}" for path, conflict in dataset.label_conflicts.items()],
+        "unread_folders": dataset.unread_folders,
         "split_seed": split.seed,
     }
     metrics["training"] = {**vars(settings), "embedding_size": model.embedding_size}
     if SELECTION in history:
         metrics["selection"] = history[SELECTION]
-    write_json(run_dir / METRICS_FILE, metrics)
+    write_json(run.metrics_file, metrics)
 
-    figures_dir = run_dir / FIGURES_DIR
+    figures_dir = run.figures_dir
     figures = {
         "Base vs tuned": metrics_bar_chart(metrics["base"], metrics["tuned"], HEADLINE, figures_dir / "metrics.png")
     }
@@ -195,7 +198,7 @@ def evaluate_run(
             figures_dir / f"retrieval_{name}.png",
         )
     write_report(
-        run_dir / REPORT_FILE,
+        run.report_file,
         metrics,
         figures,
         {

@@ -1,7 +1,7 @@
 """Images into a vector index: payload (class, the dataset's metadata fields, split, path), stable ids,
 and where the index lives.
 
-``index_run(run_dir, dataset)`` is what ``simtune images index`` and ``simtune images demo`` call: it embeds
+``index_run(run, dataset)`` is what ``simtune images index`` and ``simtune images demo`` call: it embeds
 with the run's tuned model, taking backbone outputs from the run's cache where training left them, and
 writes ``RUN/index`` (embedded Qdrant Edge) or a collection on a Qdrant server. The filterable fields
 are the class name, the split, the subset and the dataset's own metadata fields (make and year for cars).
@@ -19,13 +19,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from simtune.apps.images.data.dataset import ImageDataset, ImageRecord
+from simtune.apps.images.data.run_folder import Run
 from simtune.search import EdgeIndex, Embedder, IndexSchema, QdrantServerIndex, VectorIndex, point_id
 from simtune.search.edge_index import read_schema
 from simtune.search.qdrant_server_index import client_for
 
-INDEX_DIR_NAME = "index"
 DEFAULT_COLLECTION = "images"
-MODEL_DIR_NAME = "model"
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class IndexLocation:
     @classmethod
     def for_run(
         cls,
-        run_dir: str | Path,
+        run: Run | str | Path,
         index_dir: str | Path | None = None,
         qdrant_url: str | None = None,
         api_key: str | None = None,
@@ -51,7 +50,7 @@ class IndexLocation:
             raise ValueError("give either --index DIR or --qdrant-url URL, not both")
         if qdrant_url is not None:
             return cls(qdrant_url=qdrant_url, api_key=api_key, collection=collection)
-        return cls(index_dir=Path(index_dir) if index_dir is not None else Path(run_dir) / INDEX_DIR_NAME)
+        return cls(index_dir=Path(index_dir) if index_dir is not None else Run.of(run).index_dir)
 
     def __str__(self) -> str:
         return (
@@ -92,18 +91,6 @@ def record_point_id(record: ImageRecord) -> str:
     return point_id(Path(record.path).as_posix())
 
 
-def load_run_model(run_dir: str | Path) -> Any:
-    """The run's tuned, servable ``SimilarityModel`` (``RUN/model``)."""
-    from simtune.models import SimilarityModel
-
-    model_dir = Path(run_dir) / MODEL_DIR_NAME
-    if not model_dir.is_dir():
-        raise FileNotFoundError(
-            f"{model_dir} not found: train a model first with `simtune images train --data PATH --run {run_dir}`"
-        )
-    return SimilarityModel.load(model_dir)
-
-
 def open_index(location: IndexLocation, model: Embedder) -> VectorIndex:
     """Opens an existing index for searching with ``model`` (another model is a ``ModelMismatchError``,
     raised before the index is opened); its filterable fields are whatever it was built with."""
@@ -121,13 +108,14 @@ def open_index(location: IndexLocation, model: Embedder) -> VectorIndex:
 
 
 def index_run(
-    run_dir: str | Path, dataset: ImageDataset, location: IndexLocation | None = None, progress: bool = True
+    run: Run | str | Path, dataset: ImageDataset, location: IndexLocation | None = None, progress: bool = True
 ) -> tuple[IndexLocation, int]:
     """Indexes every record of ``dataset`` with the run's tuned model; returns (where, points in the index)."""
-    model = load_run_model(run_dir)
-    vectors = tuned_vectors_from_cache(run_dir, model, dataset)
+    run = Run.of(run)
+    model = run.model()
+    vectors = tuned_vectors_from_cache(run, model, dataset)
     return build_index(
-        run_dir,
+        run,
         dataset.records,
         model=model,
         location=location,
@@ -137,40 +125,33 @@ def index_run(
     )
 
 
-def serve_hint(run_dir: str | Path, location: IndexLocation, app: str = "images") -> str:
+def serve_hint(run: Run | str | Path, location: IndexLocation, app: str = "images") -> str:
     """The command that serves what ``index_run`` built."""
     if location.qdrant_url is not None:
-        return (
-            f"simtune {app} serve --run {run_dir} --qdrant-url {location.qdrant_url} --collection {location.collection}"
-        )
-    default = Path(run_dir) / INDEX_DIR_NAME
-    return f"simtune {app} serve --run {run_dir}" + (
-        "" if location.index_dir == default else f" --index {location.index_dir}"
+        return f"simtune {app} serve --run {run} --qdrant-url {location.qdrant_url} --collection {location.collection}"
+    return f"simtune {app} serve --run {run}" + (
+        "" if location.index_dir == Run.of(run).index_dir else f" --index {location.index_dir}"
     )
 
 
-def tuned_vectors_from_cache(run_dir: str | Path, model: Any, dataset: ImageDataset) -> np.ndarray | None:
+def tuned_vectors_from_cache(run: Run, model: Any, dataset: ImageDataset) -> np.ndarray | None:
     """Tuned embeddings of ``dataset.records``: the head applied to the backbone outputs cached in
     ``RUN/cache`` (anything missing is encoded once and cached). None for a run without training
     settings (e.g. a model saved by hand)."""
-    from simtune.apps.images.run.train import CACHE_DIR, SETTINGS_FILE, load_settings
-
-    run_dir = Path(run_dir)
-    if not (run_dir / SETTINGS_FILE).is_file():
+    if not run.settings_file.is_file():
         return None
     from simtune.apps.images.run.features import BackboneFeatures, mirrors_images
+    from simtune.apps.images.run.settings import load_settings
     from simtune.apps.images.run.validation import head_outputs
 
-    settings = load_settings(run_dir)
-    features = BackboneFeatures(
-        dict(model.encoders.items()), dataset.records, run_dir / CACHE_DIR, workers=settings.workers
-    )
+    settings = load_settings(run)
+    features = BackboneFeatures(dict(model.encoders.items()), dataset.records, run.cache_dir, workers=settings.workers)
     outputs = features.prepare().backbone_outputs(dataset.records, mirrored=mirrors_images(model.encoders))
     return head_outputs(model.head, outputs).numpy()
 
 
 def build_index(
-    run_dir: str | Path,
+    run: Run | str | Path,
     records: Sequence[ImageRecord],
     model: Embedder | None = None,
     location: IndexLocation | None = None,
@@ -187,13 +168,13 @@ def build_index(
     re-running replaces points. The embedded index is written to a staged copy and swapped in only
     on success (see ``EdgeIndex.write`` and ``QdrantServerIndex.write``).
     """
-    model = model if model is not None else load_run_model(run_dir)
-    location = location or IndexLocation.for_run(run_dir)
+    model = model if model is not None else Run.of(run).model()
+    location = location or IndexLocation.for_run(run)
     if vectors is not None and len(vectors) != len(records):
         raise ValueError(f"got {len(vectors)} vectors for {len(records)} records")
     schema = index_schema(model, metadata_fields or {}, common_root(records) if records else None)
     if location.index_dir is not None:
-        with EdgeIndex.write(location.index_dir, schema) as index:
+        with EdgeIndex.write(location.index_dir, schema, expected_points=len(records)) as index:
             _upsert_all(index, model, records, vectors, batch_size, progress)
             if progress:
                 tqdm.write(f"building the HNSW search graph over {index.count()} points (minutes for ~16k)")

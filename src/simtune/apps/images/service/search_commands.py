@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from simtune.apps.images.preset import Preset
+from simtune.apps.images.data.preset import Preset
 
 RUN_HELP = "Run folder holding the tuned model (RUN/model); the embedded index defaults to RUN/index."
 INDEX_HELP = "Embedded index folder (default RUN/index)."
@@ -28,6 +28,8 @@ FILTER_HELP = (
 
 # Connections beyond this get an immediate 503 instead of queueing without bound.
 MAX_CONNECTIONS = 512
+# One client address may hold this many, so a single client cannot take all of them.
+MAX_CONNECTIONS_PER_CLIENT = 64
 
 # Where the index lives: the same five options on index, search and serve.
 _RUN = typer.Option(Path("runs/images"), "--run", help=RUN_HELP)
@@ -44,10 +46,10 @@ def _fail(message: str) -> NoReturn:
 
 def _load_model(run: Path) -> Any:
     """The run's model, or one line naming the damaged or missing file (never a traceback)."""
-    from simtune.apps.images.service.indexing import load_run_model
+    from simtune.apps.images.data.run_folder import Run
 
     try:
-        return load_run_model(run)
+        return Run(run).model()
     except (ValueError, OSError) as error:
         _fail(f"cannot load the model of {run}: {error}")
 
@@ -136,16 +138,42 @@ def serve_command(
     collection: str = _COLLECTION,
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", min=0.01, help="Largest accepted upload."),
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest accepted image (width x height)."),
+    auth_token: str | None = typer.Option(
+        None,
+        "--auth-token",
+        envvar="SIMTUNE_AUTH_TOKEN",
+        help="Require this token on every route but /health (Authorization: Bearer TOKEN, or a browser's "
+        "password prompt). Set it whenever --host reaches beyond this machine.",
+    ),
+    allow_host: list[str] | None = typer.Option(
+        None,
+        "--allow-host",
+        help="Another Host header to accept (a DNS name the server is reached by), repeatable; '*' accepts any. "
+        "Always accepted: localhost, 127.0.0.1, ::1 and --host (for 0.0.0.0: this machine's name and addresses).",
+    ),
+    max_connections_per_client: int = typer.Option(
+        MAX_CONNECTIONS_PER_CLIENT,
+        "--max-connections-per-client",
+        min=0,
+        help="Connections one client address may hold at once (0: no cap; behind a reverse proxy every client "
+        "shares its address: cap them in the proxy instead).",
+    ),
 ) -> None:
     """Serve the web page (/), the HTTP API (/search, /search/{id}, /images/{id}, /health) and its docs (/docs)."""
     import uvicorn
 
+    from simtune.apps.images.service.connection_guard import server_config
     from simtune.apps.images.service.indexing import open_index
-    from simtune.apps.images.service.request_head_deadline import RequestHeadDeadline
     from simtune.apps.images.service.serve import create_app
     from simtune.search import SearchError
 
     location = _location(run, index, qdrant_url, api_key, collection)
+    if not auth_token and not _is_loopback(host):
+        typer.echo(
+            f"warning: serving on {host} without --auth-token: anyone who reaches port {port} can search the index "
+            "and read its images; set --auth-token (or SIMTUNE_AUTH_TOKEN)",
+            err=True,
+        )
     model = _load_model(run)
     try:
         vector_index = open_index(location, model)
@@ -163,10 +191,10 @@ def serve_command(
         max_pixels=max_pixels,
         title=preset.title,
         noun=preset.noun,
+        auth_token=auth_token,
+        allowed_hosts=_allowed_hosts(host, allow_host or []),
     )
-    config = uvicorn.Config(
-        web_app, log_level="warning", http=RequestHeadDeadline, timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS
-    )
+    config = server_config(web_app, MAX_CONNECTIONS, max_connections_per_client)
     typer.echo(
         f"serving {vector_index.count()} {preset.noun} from {location} at http://{host}:{port}/ (API docs: /docs)"
     )
@@ -175,6 +203,34 @@ def serve_command(
     finally:
         listening.close()
         vector_index.close()
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _allowed_hosts(host: str, extra: list[str]) -> list[str] | None:
+    """The Host headers the server answers (None: any); anything else is refused, so a web page whose DNS name
+    was rebound to this machine's address cannot make a browser talk to it."""
+    import socket
+
+    if "*" in extra:
+        return None
+    names = {"localhost", "127.0.0.1", "::1", host, *extra}
+    if host in ("0.0.0.0", "::", ""):  # every interface: the names and addresses this machine is reached by
+        names |= {socket.gethostname(), socket.getfqdn()}
+        try:
+            names |= {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)}
+        except OSError:
+            pass
+    return sorted(names)
 
 
 def _listen(host: str, port: int) -> Any:

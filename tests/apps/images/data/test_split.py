@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from simtune.apps.images.run.split import ClassSplit, load_or_create_split, split_classes
+from simtune.apps.images.data.split import ClassSplit, load_or_create_split, split_classes
 
 NAMES = [f"Make{i} Model {2000 + i}" for i in range(196)]
 
