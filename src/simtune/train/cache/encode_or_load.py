@@ -19,9 +19,10 @@ from torch.utils.data import Dataset
 from simtune.models.encoders.base import Encoder
 from simtune.models.similarity_model import DEFAULT_ENCODER, SimilarityModel
 from simtune.train.cache.config import CacheConfig
-from simtune.train.cache.fill import fill_cache
+from simtune.train.cache.fill import cache_layout, fill_cache
 from simtune.train.cache.fingerprint import cache_fingerprint, has_item_keys
-from simtune.train.cache.storage import CachedEmbeddings, load_cache, save_cache
+from simtune.train.cache.memory_entry import MemoryEntry
+from simtune.train.cache.storage import CachedEmbeddings, CacheEntry, load_cache
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,14 @@ def load_encoded(
     device: str | torch.device | None = None,
 ) -> CachedEmbeddings | None:
     """What ``encode_or_load`` would read from ``cache`` for these encoders and items, or None when it
-    holds no such entry; never encodes and never writes (e.g. reading another run's cache folder)."""
+    holds no complete, intact such entry; never encodes and never writes (e.g. reading another run's
+    cache folder)."""
     config = as_cache_config(cache, needs_folder="load_encoded")
     check_name(name)
     target = torch.device(device) if device is not None else _default_device()
     encoders = as_encoder_dict(encoders)
     fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
-    found = load_cache(config.save_dir, name, fingerprint, len(dataset))
+    found = load_cache(config.save_dir, name, fingerprint, len(dataset), repair=False)
     return None if found is None else found.embeddings_to(config.storage_device(target))
 
 
@@ -84,11 +86,15 @@ def load_or_fill(
     progress: bool = True,
 ) -> CachedEmbeddings:
     """``encode_or_load`` on resolved arguments; ``save=False`` for processes that must not write
-    (all but one under DDP), which still read a saved entry."""
+    (all but one under DDP), which still read a saved entry.
+
+    With a folder, the entry is read (verified) when complete; otherwise what it lacks is encoded and
+    written chunk by chunk, so an interrupted fill resumes, and damaged chunks are encoded again."""
     check_name(name)
     storage = config.storage_device(device)
+    if len(dataset) == 0:
+        raise ValueError(f"the {name} dataset is empty; nothing to cache")
     fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
-    found = None
     if config.save_dir is not None:
         if not has_item_keys(dataset) and save:
             log.warning(
@@ -97,12 +103,20 @@ def load_or_fill(
                 name,
                 type(dataset).__name__,
             )
-        found = load_cache(config.save_dir, name, fingerprint, len(dataset))
-    if found is None:
-        found = fill_cache(dataset, encoders, config, device, storage, fingerprint, name, progress=progress)
-        if config.save_dir is not None and save:
-            save_cache(config.save_dir, name, found)
-    return found.embeddings_to(storage)
+        found = load_cache(config.save_dir, name, fingerprint, len(dataset), repair=save)
+        if found is not None:
+            return found.embeddings_to(storage)
+    layout = cache_layout(dataset, encoders, config, name, fingerprint)
+    if config.save_dir is not None and save:
+        entry = CacheEntry.create(Path(config.save_dir), layout)
+    else:
+        entry = MemoryEntry(layout, storage)
+    try:
+        filled = fill_cache(dataset, encoders, config, device, entry, progress=progress)
+    finally:
+        if isinstance(entry, CacheEntry):
+            entry.close()
+    return filled.embeddings_to(storage)
 
 
 def check_name(name: str) -> None:
