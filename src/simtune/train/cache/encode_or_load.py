@@ -16,13 +16,16 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from simtune.devices import select_device
 from simtune.models.encoders.base import Encoder
 from simtune.models.similarity_model import DEFAULT_ENCODER, SimilarityModel
 from simtune.train.cache.config import CacheConfig
 from simtune.train.cache.fill import cache_layout, fill_cache
 from simtune.train.cache.fingerprint import cache_fingerprint, has_item_keys
 from simtune.train.cache.memory_entry import MemoryEntry
-from simtune.train.cache.storage import CachedEmbeddings, CacheEntry, load_cache
+from simtune.train.cache.sharded import agree, fill_sharded
+from simtune.train.cache.storage import CachedEmbeddings, CacheEntry, load_cache, save_cache
+from simtune.train.distributed import rank, world_size
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +53,13 @@ def encode_or_load(
     only groups versions: a new entry removes older ones of its name (e.g. after the data changed).
     Returns ``CachedEmbeddings``; row ``i`` belongs to item ``i`` and ``.features()`` concatenates the
     encoders' outputs as ``SimilarityModel.encoder_outputs`` does.
+
+    ``device``: where the encoders run, ``auto`` (None: the GPU when there is one), ``cpu``, ``cuda`` or
+    ``cuda:N`` (:func:`simtune.devices.select_device`). Called by every process of a ``torch.distributed``
+    group, the processes encode a shard each and all return the whole table.
     """
     config = as_cache_config(cache)
-    target = torch.device(device) if device is not None else _default_device()
+    target = select_device(device)
     return load_or_fill(as_encoder_dict(encoders), dataset, config, name, target, progress=progress)
 
 
@@ -69,7 +76,7 @@ def load_encoded(
     cache folder)."""
     config = as_cache_config(cache, needs_folder="load_encoded")
     check_name(name)
-    target = torch.device(device) if device is not None else _default_device()
+    target = select_device(device)
     encoders = as_encoder_dict(encoders)
     fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
     found = load_cache(config.save_dir, name, fingerprint, len(dataset), repair=False)
@@ -85,38 +92,45 @@ def load_or_fill(
     save: bool = True,
     progress: bool = True,
 ) -> CachedEmbeddings:
-    """``encode_or_load`` on resolved arguments; ``save=False`` for processes that must not write
-    (all but one under DDP), which still read a saved entry.
+    """``encode_or_load`` on resolved arguments; ``save=False`` for a caller that must not write.
 
-    With a folder, the entry is read (verified) when complete; otherwise what it lacks is encoded and
-    written chunk by chunk, so an interrupted fill resumes, and damaged chunks are encoded again."""
+    In one process, with a folder, the entry is read (verified) when complete; otherwise what it lacks is
+    encoded and written chunk by chunk, so an interrupted fill resumes, and damaged chunks are encoded
+    again. Under ``torch.distributed`` (several processes, e.g. DDP) every rank must call this together:
+    the ranks encode a shard each and all receive the whole table (:mod:`simtune.train.cache.sharded`);
+    rank 0 alone saves."""
     check_name(name)
     storage = config.storage_device(device)
     if len(dataset) == 0:
         raise ValueError(f"the {name} dataset is empty; nothing to cache")
     fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
+    found = None
     if config.save_dir is not None:
-        if not has_item_keys(dataset) and save:
+        if not has_item_keys(dataset) and save and rank() == 0:
             log.warning(
                 "simtune cache: %s dataset %s has no cache_key(i); its saved cache is matched by length "
                 "only, so edits that keep the length go unnoticed",
                 name,
                 type(dataset).__name__,
             )
-        found = load_cache(config.save_dir, name, fingerprint, len(dataset), repair=save)
-        if found is not None:
-            return found.embeddings_to(storage)
-    layout = cache_layout(dataset, encoders, config, name, fingerprint)
-    if config.save_dir is not None and save:
-        entry = CacheEntry.create(Path(config.save_dir), layout)
-    else:
-        entry = MemoryEntry(layout, storage)
-    try:
-        filled = fill_cache(dataset, encoders, config, device, entry, progress=progress)
-    finally:
-        if isinstance(entry, CacheEntry):
+        found = load_cache(config.save_dir, name, fingerprint, len(dataset), repair=save and rank() == 0)
+    if agree(found is not None, device):
+        return found.embeddings_to(storage)
+    if world_size() == 1 and config.save_dir is not None and save:
+        entry = CacheEntry.create(Path(config.save_dir), cache_layout(dataset, encoders, config, name, fingerprint))
+        try:
+            return fill_cache(dataset, encoders, config, device, entry, progress=progress).embeddings_to(storage)
+        finally:
             entry.close()
-    return filled.embeddings_to(storage)
+
+    def fill_in_memory(items: Dataset, shown: bool) -> CachedEmbeddings:
+        entry = MemoryEntry(cache_layout(items, encoders, config, name, fingerprint), storage)
+        return fill_cache(items, encoders, config, device, entry, progress=progress and shown)
+
+    found = fill_sharded(dataset, config.batch_size, device, storage, fill_in_memory)
+    if config.save_dir is not None and save and rank() == 0:
+        save_cache(config.save_dir, name, found)
+    return found.embeddings_to(storage)
 
 
 def check_name(name: str) -> None:
@@ -147,7 +161,3 @@ def as_encoder_dict(encoders: Any) -> dict[str, Encoder]:
         f"encoders must be an Encoder, a non-empty {{name: Encoder}} mapping or a SimilarityModel; "
         f"got {type(encoders).__name__}"
     )
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

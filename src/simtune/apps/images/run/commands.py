@@ -10,6 +10,7 @@ import typer
 
 from simtune.apps.images.command_errors import clean_errors
 from simtune.apps.images.data.preset import Preset
+from simtune.folder_lock import locked_folder
 
 BACKBONE_OPTION = typer.Option(
     ["lite0"], "--backbone", help="lite0|lite1|lite2|torchvision:NAME; repeat to concatenate several."
@@ -40,9 +41,16 @@ def prepare_data(data: Path, run: Path, split_seed: int, crop: bool, workers: in
         f"({len(dataset.subset(VALIDATION))} images), {len(split.unseen_classes)} unseen classes "
         f"({len(dataset.subset(UNSEEN))} images)"
     )
+    duplicates = [f"{copy} = {kept}" for copy, kept in dataset.duplicates.items()]
     for label, items in (
         ("unreadable images skipped", list(dataset.skipped)),
         ("listed files missing", dataset.missing),
+        ("duplicates dropped (listed twice, or byte-identical to a kept image), kept once", duplicates),
+        (
+            "images dropped: byte-identical copies labelled with different classes",
+            [f"{path} is {conflict}" for path, conflict in dataset.label_conflicts.items()],
+        ),
+        ("folders of images nested one level deeper than the layout reads, not read", dataset.unread_folders),
     ):
         if items:
             typer.secho(f"{len(items)} {label}, e.g. " + ", ".join(items[:3]), fg=typer.colors.YELLOW)
@@ -130,7 +138,7 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
         workers: int = typer.Option(2, min=0, help="Processes decoding images while the encoder runs."),
     ) -> None:
         """Train a head on frozen backbones over the training classes, stopping on the validation classes."""
-        with clean_errors(preset):
+        with clean_errors(preset, writes_to=run), locked_folder(run):
             settings = train_settings(
                 backbone,
                 head=head,
@@ -161,5 +169,10 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
         ),
     ) -> None:
         """Base vs tuned on the unseen classes: metrics.json, figures and a self-contained report.html."""
-        with clean_errors(preset):
-            evaluate_model(run, grid_queries, unseen_curve)
+        with clean_errors(preset, writes_to=run):
+            if not run.is_dir():
+                raise FileNotFoundError(
+                    f"{run} not found: train first (`simtune images train --data PATH --run {run}`)"
+                )
+            with locked_folder(run, create=False):
+                evaluate_model(run, grid_queries, unseen_curve)
