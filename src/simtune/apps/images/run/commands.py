@@ -15,6 +15,9 @@ from simtune.folder_lock import locked_folder
 BACKBONE_OPTION = typer.Option(
     ["lite0"], "--backbone", help="lite0|lite1|lite2|torchvision:NAME|hf:FOLDER_OR_ID; repeat to concatenate several."
 )
+DEVICE_OPTION = typer.Option(
+    "auto", "--device", help="auto|cpu|cuda|cuda:N: where images are encoded and the head trained (auto: a GPU if any)."
+)
 EPOCHS_OPTION = typer.Option(10, min=1, help="Most epochs; training stops earlier once validation R-Precision stalls.")
 PATIENCE_OPTION = typer.Option(3, min=1, help="Epochs without a better validation R-Precision before stopping.")
 
@@ -63,14 +66,14 @@ def prepare_data(data: Path, run: Path, split_seed: int, crop: bool, workers: in
     return dataset, split
 
 
-def train_model(run: Path, dataset, split, settings) -> None:
+def train_model(run: Path, dataset, split, settings, device: str = "auto") -> None:
     import json
 
     from simtune.apps.images.data.run_folder import Run
     from simtune.apps.images.run.epoch_history import SELECTION
     from simtune.apps.images.run.train import train_run
 
-    model_dir = train_run(run, dataset, split, settings)
+    model_dir = train_run(run, dataset, split, settings, device=device)
     selection = json.loads(Run(run).history_file.read_text()).get(SELECTION)
     if selection:
         typer.echo(f"kept epoch {selection['kept_epoch']}: {selection['reason']}")
@@ -136,9 +139,13 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
         split_seed: int = typer.Option(42, help="Seed of the class split; 42 is the tutorial's split."),
         crop: bool = typer.Option(False, help="Crop to the bounding boxes (layouts that have them)."),
         workers: int = typer.Option(2, min=0, help="Processes decoding images while the encoder runs."),
+        device: str = DEVICE_OPTION,
     ) -> None:
         """Train a head on frozen backbones over the training classes, stopping on the validation classes."""
         with clean_errors(preset, writes_to=run), locked_folder(run):
+            from simtune.devices import select_device
+
+            select_device(device)  # absent hardware is refused before any work
             settings = train_settings(
                 backbone,
                 head=head,
@@ -156,7 +163,7 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
                 workers=workers,
             )
             dataset, split = prepare_data(data, run, split_seed, crop, workers, preset)
-            train_model(run, dataset, split, settings)
+            train_model(run, dataset, split, settings, device)
 
     @app.command("evaluate")
     def evaluate_command(

@@ -55,6 +55,7 @@ class BackboneFeatures:
         cache_dir: str | Path,
         views: Sequence[str] = (ORIGINAL,),
         workers: int = 2,
+        device: str | torch.device = "auto",
     ):
         mirroring = mirrors_images(encoders)
         self.encoders = {name: single_view(encoders[name]) for name in sorted(encoders)}
@@ -62,13 +63,19 @@ class BackboneFeatures:
         self.config = cache_config(Path(cache_dir), workers)
         self.views = tuple(views) + ((MIRROR,) if mirroring and MIRROR not in views else ())
         self.rows = {record.path: row for row, record in enumerate(self.records)}
+        self.device = device
         self._tables: dict[str, dict[str, Tensor]] = {}
 
     def prepare(self) -> BackboneFeatures:
+        """Encodes on ``device`` (``auto``: a GPU when there is one) what the cache lacks; the encoders are
+        handed back on the device they came on, the tables stay on the CPU."""
+        homes = {name: next(encoder.parameters(), torch.empty(0)).device for name, encoder in self.encoders.items()}
         for view in self.views:
             samples = ImageSamples(self.records, views=(view,))
-            cached = encode_or_load(self.encoders, samples, self.config, name=STORE_PREFIX + view, device="cpu")
+            cached = encode_or_load(self.encoders, samples, self.config, name=STORE_PREFIX + view, device=self.device)
             self._tables[view] = {name: cached.embeddings[name][0] for name in self.encoders}
+        for name, encoder in self.encoders.items():
+            encoder.to(homes[name])
         return self
 
     def _row_indices(self, records: Sequence[ImageRecord]) -> Tensor:

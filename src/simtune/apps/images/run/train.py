@@ -40,6 +40,7 @@ from simtune.apps.images.run.trainable import ImagesTrainable, servable_model
 from simtune.apps.images.run.validation import MONITOR, ValidationRetrieval, head_scorer
 from simtune.atomic import write_json
 from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader
+from simtune.devices import trainer_options
 from simtune.models.encoders import Encoder
 
 
@@ -83,13 +84,14 @@ def run_features(
     dataset: ImageDataset,
     settings: TrainSettings,
     cache_dir: Path | None = None,
+    device: str | torch.device = "auto",
 ) -> BackboneFeatures:
     """The run's cached backbone outputs for every image (``cache_dir``, by default ``RUN/cache``), encoded on
     first use, in every view training, evaluation and indexing read (mirror images too when serving
-    flip-averaged)."""
+    flip-averaged). ``device``: where images are encoded (``auto|cpu|cuda|cuda:N``)."""
     views = settings.views + ((MIRROR,) if settings.flip_average and MIRROR not in settings.views else ())
     cache_dir = Path(cache_dir) if cache_dir else Run.of(run).cache_dir
-    return BackboneFeatures(encoders, dataset.records, cache_dir, views, settings.workers).prepare()
+    return BackboneFeatures(encoders, dataset.records, cache_dir, views, settings.workers, device).prepare()
 
 
 def keep_best_epoch(trainable: ImagesTrainable, checkpoint: ModelCheckpoint) -> tuple[int, float]:
@@ -148,8 +150,12 @@ def train_run(
     settings: TrainSettings,
     progress: bool = True,
     features: BackboneFeatures | None = None,
+    device: str | torch.device = "auto",
 ) -> Path:
     """Train (or resume, or skip when already trained with these settings); returns the servable model folder.
+
+    ``device`` (``auto|cpu|cuda|cuda:N``) encodes the images and trains the head, mixed precision on a GPU;
+    it is not a setting: a run trained on a GPU resumes on a CPU.
 
     ``features``: backbone outputs already loaded for (a superset of) ``dataset``'s images, e.g. shared by
     several runs on the same collection; by default the run's own cache."""
@@ -167,7 +173,7 @@ def train_run(
     sampler = training_batches(train.groups, settings)
     train_loader = GroupSimilarityDataLoader(train, batch_sampler=sampler)
     trainable = ImagesTrainable(settings, len(class_map), len(sampler), run.cache_dir)
-    features = features or run_features(run, dict(trainable.model.encoders.items()), dataset, settings)
+    features = features or run_features(run, dict(trainable.model.encoders.items()), dataset, settings, device=device)
     features.write_split_cache("train", train, run.cache_dir)
     validation = dataset.subset(VALIDATION)
     check_validation(validation)
@@ -185,8 +191,7 @@ def train_run(
     )
     trainer = pl.Trainer(
         max_epochs=settings.epochs,
-        accelerator="auto",
-        devices=1,
+        **trainer_options(device),
         logger=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
