@@ -127,11 +127,11 @@ def test_train_evaluate_report_on_a_slice(tmp_path):
 
 def test_train_on_an_empty_folder_fails_with_one_clear_line(tmp_path):
     result = CliRunner().invoke(app, ["cars", "train", "--data", str(tmp_path), "--run", str(tmp_path / "run")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no recognised layout" in result.output and "Traceback" not in result.output
 
 
 def test_evaluate_before_train_says_what_to_run(tmp_path):
     result = CliRunner().invoke(app, ["cars", "evaluate", "--run", str(tmp_path / "run")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "simtune cars train --data PATH" in result.output
