@@ -93,8 +93,8 @@ def serve(index_dir: str, port_holder, run_dir: str | None = None) -> None:
     GET /search/{id} needs no model, only its fingerprint."""
     import uvicorn
 
-    from simtune.apps.images.service.request_head_deadline import RequestHeadDeadline
-    from simtune.apps.images.service.search_commands import MAX_CONNECTIONS
+    from simtune.apps.images.service.connection_guard import server_config
+    from simtune.apps.images.service.search_commands import MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT
     from simtune.apps.images.service.serve import create_app
     from simtune.search import EdgeIndex
 
@@ -118,14 +118,7 @@ def serve(index_dir: str, port_holder, run_dir: str | None = None) -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port_holder.value = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(index, model),
-        log_level="warning",
-        access_log=False,
-        http=RequestHeadDeadline,
-        timeout_keep_alive=5,
-        limit_concurrency=MAX_CONNECTIONS,
-    )
+    config = server_config(create_app(index, model), MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
 
 

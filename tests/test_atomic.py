@@ -1,6 +1,7 @@
 """One way to write atomically: whenever a writer dies, the target holds the old or the new content, and
 the next write into the same folder removes what the dead writer left."""
 
+import errno
 import json
 import os
 import signal
@@ -159,3 +160,59 @@ def test_a_retired_folder_is_deleted_once_its_target_exists(tmp_path):
     (retired / "old").write_text("old")
     assert clean_leftovers(tmp_path) == [retired]
     assert [p.name for p in tmp_path.iterdir()] == ["index"] and not any((tmp_path / "index").iterdir())
+
+
+def test_files_get_the_umask_mode_even_from_writers_that_create_them_private(tmp_path):
+    """safetensors creates its files 0o600: a shared model or cache would be unreadable to its group."""
+    import torch
+    from safetensors.torch import save_file
+
+    old = os.umask(0o002)
+    try:
+        with staged_file(tmp_path / "weights.safetensors") as staging:
+            save_file({"x": torch.zeros(2)}, staging)
+        with replace_directory(tmp_path / "model") as staging:
+            save_file({"x": torch.zeros(2)}, staging / "model.safetensors")
+            (staging / "sub").mkdir()
+            save_file({"x": torch.zeros(2)}, staging / "sub" / "part.safetensors")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "weights.safetensors", tmp_path / "model" / "model.safetensors"):
+        assert path.stat().st_mode & 0o777 == 0o664, path
+    assert (tmp_path / "model" / "sub" / "part.safetensors").stat().st_mode & 0o777 == 0o664
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("how", ["file", "folder", "writer without errno"])
+def test_a_full_disk_is_one_line_naming_the_folder_and_the_old_content_stays(tmp_path, monkeypatch, how):
+    write_text(tmp_path / "f.txt", "old")
+    with replace_directory(tmp_path / "model") as staging:
+        (staging / "w").write_text("old")
+    with pytest.raises(atomic.NoSpaceError) as full:
+        if how == "file":
+            monkeypatch.setattr(os, "replace", _disk_full)
+            write_text(tmp_path / "f.txt", "new")
+        elif how == "folder":
+            with replace_directory(tmp_path / "model") as staging:
+                _disk_full()
+        else:  # torch.save reports a full disk as RuntimeError("... unexpected pos ..."): the device says why
+            monkeypatch.setattr(atomic, "_nearly_full", lambda folder: folder == tmp_path)
+            with staged_file(tmp_path / "f.txt") as staging:
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    assert str(full.value) == (
+        f"no space left on the device holding {tmp_path}: free some space there and run again "
+        "(what was there before is unchanged)"
+    )
+    assert full.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert (tmp_path / "f.txt").read_text() == "old" and (tmp_path / "model" / "w").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt", "model"]
+
+
+def test_other_failures_pass_through_unchanged(tmp_path):
+    with pytest.raises(RuntimeError, match="^writer failed$"):
+        with staged_file(tmp_path / "f.txt"):
+            raise RuntimeError("writer failed")

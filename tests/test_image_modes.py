@@ -71,3 +71,33 @@ def test_ordinary_modes_convert_as_pillow_does(mode, colour):
 def test_rgb_is_returned_as_is():
     image = Image.new("RGB", (2, 2), (1, 2, 3))
     assert to_rgb(image) is image
+
+
+def _phone_photo(upright: Image.Image, orientation: int) -> Image.Image:
+    """``upright`` stored as a camera would, turned, with the EXIF tag saying how to turn it back."""
+    stored = {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270, 3: Image.Transpose.ROTATE_180}[orientation]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    photo = upright.transpose(stored)
+    photo.info["exif"] = exif.tobytes()
+    return photo
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_exif_orientation_is_honoured_as_a_browser_shows_the_photo(tmp_path, orientation, suffix):
+    upright = Image.fromarray(np.kron(np.arange(6, dtype=np.uint8).reshape(2, 3) * 40, np.ones((16, 16), np.uint8)))
+    upright = upright.convert("RGB")
+    path = tmp_path / f"phone{suffix}"
+    photo = _phone_photo(upright, orientation)
+    photo.save(path, exif=photo.info["exif"], quality=100)
+    with Image.open(path) as opened:
+        assert opened.size != upright.size or orientation == 3
+        shown = to_rgb(opened)
+    assert shown.size == upright.size
+    assert np.abs(np.asarray(shown, dtype=int) - np.asarray(upright, dtype=int)).max() <= 8
+
+
+def test_an_image_without_orientation_is_not_copied():
+    image = Image.new("RGB", (3, 2), (1, 2, 3))
+    assert to_rgb(image) is image

@@ -8,6 +8,13 @@ the target. A file uses ``os.replace``. A folder is swapped with the target in o
 call is missing, the old folder is first renamed to ``.<name>.retired-<pid>-<random>``: a crash between the
 two renames leaves the target missing until the clean-up below renames it back.
 
+Permissions: what ``open`` would give under the process's umask (``0o666 & ~umask`` for files), whatever
+the writer chose: some (safetensors) create files ``0o600``, which another user of a shared model or cache
+could not read.
+
+A full disk (``ENOSPC``, ``EDQUOT``; some writers report it only as an I/O failure while the device has
+no space left) is a ``NoSpaceError`` naming the folder; the target keeps its old content.
+
 Leftovers of killed writers, one rule: a staging or retired entry is stale when its process (``<pid>``)
 no longer runs on this machine, or when it is older than ``STALE_AFTER_S`` (its pid may have been
 reused). Stale entries are removed, or a retired folder whose target is missing is put back, by the next
@@ -35,6 +42,62 @@ from typing import Any
 STALE_AFTER_S = 24 * 3600  # longer than any single write takes
 _LEFTOVER = re.compile(r"^\.(?P<target>.+)\.(?P<kind>staging|retired)-(?P<pid>\d+)-[0-9a-f]{8}$")
 _scanned_folders: set[Path] = set()
+_NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+NEARLY_FULL_BYTES = 64 * 1024  # a failed write with less than this left on the device is taken for a full disk
+
+
+class NoSpaceError(OSError):
+    """The device holding a folder ran out of space; the message is one line naming the folder."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+def no_space_error(folder: str | Path, error: BaseException | None = None) -> NoSpaceError | None:
+    """A ``NoSpaceError`` for ``folder`` when ``error`` (or any error it was raised from) is a full-disk
+    error, or, whatever ``error`` is, when ``folder``'s device has (almost) no space left; else None."""
+    chain, seen = error, set()
+    while chain is not None and id(chain) not in seen:
+        seen.add(id(chain))
+        if isinstance(chain, NoSpaceError):
+            return chain
+        if isinstance(chain, OSError) and chain.errno in _NO_SPACE_ERRNOS or "No space left on device" in str(chain):
+            break
+        chain = chain.__cause__ or chain.__context__
+    else:
+        if not _nearly_full(Path(folder)):
+            return None
+    return NoSpaceError(
+        errno.ENOSPC,
+        f"no space left on the device holding {folder}: free some space there and run again "
+        "(what was there before is unchanged)",
+        str(folder),
+    )
+
+
+def _nearly_full(folder: Path) -> bool:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    free = stats.f_bfree if os.geteuid() == 0 else stats.f_bavail  # root may use the reserved blocks
+    return free * stats.f_frsize < NEARLY_FULL_BYTES
+
+
+def file_mode() -> int:
+    """``0o666`` less the process's umask: the mode ``open`` gives a new file."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it, briefly
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_bytes(path: str | Path, data: bytes, durable: bool = True) -> None:
@@ -67,11 +130,17 @@ def staged_file(path: str | Path, durable: bool = True) -> Iterator[Path]:
     staging = _staging_name(path, "staging")
     try:
         yield staging
+        _set_mode(staging, file_mode())
         if durable:
             _fsync(staging)
         os.replace(staging, path)
         if durable:
             _fsync(path.parent)
+    except Exception as error:
+        full = no_space_error(path.parent, error)  # asked before the staging file frees its space
+        if full is None:
+            raise
+        raise full from error
     finally:
         staging.unlink(missing_ok=True)
 
@@ -87,14 +156,30 @@ def replace_directory(path: str | Path) -> Iterator[Path]:
     staging.mkdir()
     try:
         yield staging
-        for entry in sorted(staging.rglob("*"), reverse=True):  # files before the folders holding them
-            if not entry.is_symlink():
-                _fsync(entry)
-        _fsync(staging)
-        _swap_in(staging, path)
-        _fsync(path.parent)
+        swap_in_directory(staging, path)
+    except Exception as error:
+        full = no_space_error(path.parent, error)
+        if full is None:
+            raise
+        raise full from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # after a swap this is the old folder
+
+
+def swap_in_directory(staging: str | Path, path: str | Path) -> None:
+    """Syncs the finished folder ``staging`` (beside ``path``, on the same filesystem) and swaps it in for
+    ``path`` in one step; ``staging`` then holds the old folder (or nothing), for the caller to delete.
+    For writers whose staging folder must outlive their process (a resumable write names its own)."""
+    staging, path = Path(staging), Path(path)
+    mode = file_mode()
+    for entry in sorted(staging.rglob("*"), reverse=True):  # files before the folders holding them
+        if not entry.is_symlink():
+            if entry.is_file():
+                _set_mode(entry, mode)
+            _fsync(entry)
+    _fsync(staging)
+    _swap_in(staging, path)
+    _fsync(path.parent)
 
 
 def clean_leftovers(folder: str | Path) -> list[Path]:
@@ -180,6 +265,11 @@ def _renameat2() -> Callable[..., int] | None:
         function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
         function.restype = ctypes.c_int
     return function
+
+
+def _set_mode(path: Path, mode: int) -> None:
+    if path.stat().st_mode & 0o777 != mode:
+        os.chmod(path, mode)
 
 
 def _fsync(path: Path) -> None:

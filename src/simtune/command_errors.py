@@ -2,16 +2,21 @@
 
 Exit code 2 is what the command line already returns for a bad option, so a script tells bad input (2) from a
 crash (1, with its traceback). Bad input is what simtune raises as ``ValueError`` (its model, search and
-data errors all are) or what the system says as ``OSError`` (a missing file, a busy port, a full disk).
+data errors all are), what the system says as ``OSError`` (a missing file, a busy port), a folder another
+process is writing (``FolderInUseError``), or a full disk, whichever library hit it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 
 import typer
+
+from simtune.atomic import no_space_error
+from simtune.folder_lock import FolderInUseError
 
 BAD_INPUT = 2
 
@@ -23,9 +28,16 @@ def fail(message: str) -> NoReturn:
 
 
 @contextmanager
-def one_line_errors(reword: Callable[[str], str] = str) -> Iterator[None]:
-    """Bad input raised inside becomes ``fail(reword(message))``; anything else keeps its traceback."""
+def one_line_errors(reword: Callable[[str], str] = str, writes_to: str | Path | None = None) -> Iterator[None]:
+    """Bad input raised inside becomes ``fail(reword(message))``; anything else keeps its traceback, unless
+    the disk filled up: then the line names ``writes_to`` (the folder the command writes), or the folder of
+    the file the system names."""
     try:
         yield
-    except (ValueError, OSError) as error:
-        fail(reword(str(error)))
+    except Exception as error:
+        full = no_space_error(writes_to or Path.cwd(), error) if writes_to or isinstance(error, OSError) else None
+        if full is not None:
+            fail(reword(str(full)))
+        if isinstance(error, (ValueError, OSError, FolderInUseError)):
+            fail(reword(str(error)))
+        raise

@@ -1,5 +1,9 @@
-"""Every Pillow image mode to 8-bit RGB, or a ``ValueError`` naming the mode: the one conversion that
-search, serving, indexing and encoding share.
+"""Every Pillow image mode to upright 8-bit RGB, or a ``ValueError`` naming the mode: the one conversion that
+search, serving, indexing, encoding and training share.
+
+Upright: a phone stores a photo as the sensor saw it and says in its EXIF ``Orientation`` tag how to turn
+it; browsers and viewers honour the tag, so the image a person sees (and would search with) is the turned
+one, and so is the one embedded here.
 
 ``Image.convert("RGB")`` alone clips 16-bit and 32-bit greyscale at 255 (a 16-bit photo turns white)
 and keeps whatever colour hides under transparent pixels, so those modes are converted here first.
@@ -8,7 +12,7 @@ and keeps whatever colour hides under transparent pixels, so those modes are con
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _ALPHA = ("RGBA", "RGBa", "LA", "PA")
@@ -18,9 +22,12 @@ BACKGROUND = (255, 255, 255)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """``image`` as mode ``RGB``: 16-bit greyscale scaled by 1/257, float greyscale in [0, 1] scaled by 255
-    (in [0, 255] kept), transparent pixels composited onto white. ``ValueError`` for what has no
-    faithful 8-bit reading (e.g. negative or out-of-range integers, NaN, unknown modes)."""
+    """``image`` as mode ``RGB``, turned upright as its EXIF orientation says: 16-bit greyscale scaled by
+    1/257, float greyscale in [0, 1] scaled by 255 (in [0, 255] kept), transparent pixels composited onto
+    white. ``ValueError`` for what has no faithful 8-bit reading (e.g. negative or out-of-range integers,
+    NaN, unknown modes)."""
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode in _SIXTEEN_BIT or mode == "I":
         return _scaled_grey(np.asarray(image).astype(np.float32), mode, 65535, 255 / 65535)

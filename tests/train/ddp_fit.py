@@ -1,13 +1,15 @@
 """Run as a script: ``python ddp_fit.py SCENARIO DEVICES OUT_JSON ROOT``. Trains the tiny model on
 ``DEVICES`` CPU processes (``strategy="ddp"``, gloo) at the same global batch and writes the final
-validation metrics plus what the loss and the metric saw. Lightning re-runs this script for rank 1.
+validation metrics plus what the loss and the metric saw, and the trained head's weights beside it
+(``OUT_JSON`` with the suffix ``.safetensors``). Lightning re-runs this script for rank 1.
 
 Scenarios:
 - ``cached``: frozen encoder from the cache, shuffled batches (Lightning's DistributedSampler).
 - ``uncached``: trainable encoder, no cache: Lightning re-creates the loaders with a DistributedSampler,
   which pads the 35-sample validation set with a repeated sample.
-- ``balanced``: cached frozen encoder, ClassBalancedBatchSampler (sharding itself, so
-  ``use_distributed_sampler=False`` and validation unsharded on every process) and cross-batch memory.
+- ``balanced``: cached frozen encoder (under DDP each rank encodes half the items), ClassBalancedBatchSampler
+  (sharding itself, so ``use_distributed_sampler=False`` and validation unsharded on every process) and
+  cross-batch memory.
 """
 
 import json
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -103,6 +106,8 @@ def main(scenario: str, devices: int, out: Path, root: Path) -> None:
             "world_size": trainer.world_size,
         }
         out.write_text(json.dumps(metrics))
+        head = {key: value.detach().contiguous() for key, value in model.model.head.state_dict().items()}
+        save_file(head, str(out.with_suffix(".safetensors")))
 
 
 if __name__ == "__main__":

@@ -136,3 +136,18 @@ def test_fit_shows_no_deprecation_or_future_warnings(tmp_path, recwarn):
     simtune.fit(TinyTrainable(), _trainer(tmp_path, epochs=1), *_loaders())
     deprecations = [str(w.message) for w in recwarn if issubclass(w.category, (DeprecationWarning, FutureWarning))]
     assert not any("LeafSpec" in message for message in deprecations), deprecations
+
+
+def test_default_trainer_takes_its_hardware_from_the_device_choice(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    trainer = default_trainer(has_validation=False, device="auto")
+    assert trainer.accelerator.__class__.__name__ == "CPUAccelerator" and trainer.num_devices == 1
+    assert trainer.precision == "32-true"
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        default_trainer(has_validation=False, device="cuda")
+
+
+def test_fit_takes_a_device_or_a_trainer_not_both(tmp_path):
+    train, _ = _loaders()
+    with pytest.raises(ValueError, match="not both"):
+        simtune.fit(TinyTrainable(), _trainer(tmp_path), train, device="cpu")

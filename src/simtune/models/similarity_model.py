@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 import simtune
 from simtune.models.collate import ModelCollate
@@ -92,7 +91,6 @@ class SimilarityModel(nn.Module):
     def forward(self, features: Mapping[str, Any]) -> Tensor:
         return self.head(self.encoder_outputs(features))
 
-    @torch.inference_mode()
     def encode(
         self,
         objects: Sequence[Any],
@@ -100,23 +98,28 @@ class SimilarityModel(nn.Module):
         to_numpy: bool = True,
         progress: bool = False,
         num_workers: int = 0,
+        precision: str = "float32",
     ) -> np.ndarray | Tensor:
-        """Embeds raw objects in eval mode; returns ``(len(objects), embedding_size)`` on the CPU."""
+        """Embeds raw objects in eval mode on the model's device; returns ``(len(objects), embedding_size)``
+        float32 on the CPU. ``precision``: ``"auto"`` runs in mixed precision where the device computes it
+        natively (see :mod:`simtune.encoding.precision`), ``"float32"`` (default) exactly. To embed a
+        collection too large to hold, stream it with :func:`simtune.encoding.encode_batches` instead."""
+        from simtune.encoding import encode_batches
+
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        loader = DataLoader(
-            list(objects), batch_size=batch_size, collate_fn=self.get_collate_fn(), num_workers=num_workers
+        objects = list(objects)
+        batches = encode_batches(
+            self,
+            objects,
+            self.get_collate_fn(),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=self.device,
+            precision=precision,
+            progress=progress,
         )
-        if progress:
-            from tqdm.auto import tqdm
-
-            loader = tqdm(loader, desc="encoding", unit="batch")
-        was_training, device = self.training, self.device
-        self.eval()
-        try:
-            outputs = [self(_to_device(batch, device)).cpu() for batch in loader]
-        finally:
-            self.train(was_training)
+        outputs = [batch.outputs for batch in batches]
         embeddings = torch.cat(outputs) if outputs else torch.empty(0, self.embedding_size)
         return embeddings.numpy() if to_numpy else embeddings
 
@@ -210,13 +213,3 @@ class SimilarityModel(nn.Module):
             digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
             digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
         return digest.hexdigest()
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {key: _to_device(value, device) for key, value in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(value, device) for value in batch)
-    return batch

@@ -15,6 +15,24 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def rank() -> int:
+    return dist.get_rank() if world_size() > 1 else 0
+
+
+def shard(num_items: int, batch_size: int, rank: int, world: int) -> range:
+    """Rank ``rank``'s contiguous share of ``num_items`` in whole batches of ``batch_size``: the shards
+    cover every item once, in order, and cut the items into exactly the batches one process would encode,
+    so a sharded encode computes the same numbers as a single one."""
+    num_batches = -(-num_items // batch_size)
+    first, last = (num_batches * rank) // world, (num_batches * (rank + 1)) // world
+    return range(min(first * batch_size, num_items), min(last * batch_size, num_items))
+
+
+def communication_device(device: torch.device) -> torch.device:
+    """Where collectives take their tensors: the GPU under NCCL, the CPU under gloo."""
+    return device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def gather_rows(tensor: Tensor) -> tuple[Tensor, Tensor]:
     """Concatenate ``tensor`` (rows first) across processes, the local part differentiable.
 

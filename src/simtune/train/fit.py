@@ -8,15 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from simtune.data import GroupSimilarityDataLoader, PairsSimilarityDataLoader
+from simtune.devices import AUTO, trainer_options
 from simtune.losses.base import GroupLoss
 from simtune.train.cache.cached_loader import CachedCollate
 from simtune.train.cache.config import CacheType
 from simtune.train.cache.encoder_cache import EncoderCache
 from simtune.train.indexed_loaders import IndexedCollate, IndexedItems, rebuild_dataloader, uses_own_batch_sampler
+from simtune.train.restore_best import RestoreBestWeights
 from simtune.train.trainable_model import TrainableModel
 from simtune.train.trainer_checks import check_monitored_keys, check_trainer
 
@@ -28,19 +31,27 @@ def default_trainer(
     has_validation: bool,
     max_epochs: int = DEFAULT_MAX_EPOCHS,
     root_dir: str | Path | None = None,
+    device: str | torch.device | None = AUTO,
+    devices: int = 1,
+    num_nodes: int = 1,
     **trainer_kwargs: Any,
 ) -> pl.Trainer:
     """Progress bar, finite epochs, a ``last.ckpt`` (trainable parts only) and, with validation data,
-    the best checkpoint and early stopping on ``validation_loss``. ``trainer_kwargs`` (devices,
-    strategy, precision, ...) go to ``pl.Trainer`` over these defaults.
+    the best checkpoint, early stopping on ``validation_loss`` and, when training ends, the best epoch's
+    weights loaded back into the model (``RestoreBestWeights``): what ``fit`` leaves is the best epoch.
+
+    ``device`` (``auto|cpu|cuda|cuda:N``), ``devices`` (processes per machine) and ``num_nodes``
+    (machines) choose the hardware through :func:`simtune.devices.trainer_options`: mixed precision on a
+    GPU, DDP with more than one process. ``trainer_kwargs`` (strategy, precision, ...) go to
+    ``pl.Trainer`` over all of these.
 
     A train loader with its own batch sampler (``ClassBalancedBatchSampler``) shards itself under
     DDP: pass ``use_distributed_sampler=False`` (``fit`` does when it builds this trainer)."""
     monitor = "validation_loss" if has_validation else None
     callbacks: list[pl.Callback] = [ModelCheckpoint(monitor=monitor, save_last=True)]
     if has_validation:
-        callbacks.append(EarlyStopping(monitor="validation_loss", patience=DEFAULT_PATIENCE))
-    defaults = dict(
+        callbacks += [EarlyStopping(monitor="validation_loss", patience=DEFAULT_PATIENCE), RestoreBestWeights()]
+    defaults = trainer_options(device, devices, num_nodes) | dict(
         max_epochs=max_epochs,
         callbacks=callbacks,
         enable_progress_bar=True,
@@ -69,6 +80,10 @@ def fit(
     train_dataloader: DataLoader | None = None,
     val_dataloader: DataLoader | None = None,
     ckpt_path: str | Path | None = None,
+    *,
+    device: str | torch.device | None = AUTO,
+    devices: int = 1,
+    num_nodes: int = 1,
 ) -> pl.Trainer:
     """Train ``trainable_model``; returns the trainer (``trainer.callback_metrics`` holds the last logs).
 
@@ -76,6 +91,9 @@ def fit(
     the train and validation data and training reads their cached embeddings. Lightning gets loaders
     rebuilt with the same samplers whose targets also carry each sample's dataset index; the
     dataloaders passed in are left as they were, ready for another fit or an evaluation.
+
+    Without a ``trainer``, ``device``, ``devices`` and ``num_nodes`` pick the hardware of the default one
+    (see ``default_trainer``); with one, they must be left alone (the trainer already chose).
 
     Under DDP a ``ClassBalancedBatchSampler`` shards itself, so the trainer needs
     ``use_distributed_sampler=False`` (the default trainer has it); validation then runs unsharded on
@@ -89,11 +107,14 @@ def fit(
     loaders = {"train": train_dataloader} | ({"val": val_dataloader} if val_dataloader is not None else {})
     for split, loader in loaders.items():
         check_dataloader(trainable_model, loader, f"{split}_dataloader")
-    pairwise = not isinstance(trainable_model.loss, GroupLoss)
-    if trainable_model.attached_metrics and val_dataloader is not None and pairwise:
-        raise ValueError("configure_metrics() needs group-labelled validation data; the loss here is pairwise")
+    if trainer is not None and (device != AUTO or devices != 1 or num_nodes != 1):
+        raise ValueError("fit(): pass device/devices/num_nodes or a trainer, not both (the trainer chose its hardware)")
     trainer = trainer or default_trainer(
-        has_validation=val_dataloader is not None, use_distributed_sampler=not uses_own_batch_sampler(train_dataloader)
+        has_validation=val_dataloader is not None,
+        device=device,
+        devices=devices,
+        num_nodes=num_nodes,
+        use_distributed_sampler=not uses_own_batch_sampler(train_dataloader),
     )
     check_monitored_keys(trainable_model, trainer)
 

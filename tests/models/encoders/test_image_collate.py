@@ -61,3 +61,14 @@ def test_transformed_tensors_are_refused_saying_the_encoder_preprocesses():
         r"preprocessing.*drop the transforms.*get_collate_fn\(\) stacks them",
     ):
         LITE([transformed])
+
+
+def test_a_phone_photo_turned_by_its_exif_tag_encodes_as_the_upright_photo(car_images, tmp_path):
+    with Image.open(car_images[0]) as opened:
+        upright = opened.convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to show"
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    upright.save(tmp_path / "upright.jpg", quality=95)
+    rotated, straight = LITE([tmp_path / "phone.jpg", tmp_path / "upright.jpg"])
+    assert (rotated - straight).abs().mean() < 0.02

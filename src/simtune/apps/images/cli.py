@@ -42,8 +42,8 @@ def build_app(preset: Preset) -> typer.Typer:
 def bind_preset(command: Callable[..., None], preset: Preset) -> Callable[..., None]:
     """``command`` with ``preset`` bound, as typer reads its signature: the run folder defaults to
     ``runs/<preset>``, the Qdrant collection to the preset's name, ``{noun}`` and ``{layouts}`` in option help
-    name the preset's photos and layouts, and bad input (a ValueError or OSError) ends it with one line whose
-    suggested commands are this app's."""
+    name the preset's photos and layouts, and bad input ends it with one line (``one_line_errors``; a full disk
+    names the run folder) whose suggested commands are this app's."""
     defaults = {"run": Path("runs") / preset.name, "collection": preset.name}
     layouts = ", ".join([r.layout for r in preset.readers] + ["labels.csv", "one folder per class"])
     signature = inspect.signature(command)
@@ -61,7 +61,7 @@ def bind_preset(command: Callable[..., None], preset: Preset) -> Callable[..., N
 
     @functools.wraps(command)
     def bound(*args: Any, **kwargs: Any) -> None:
-        with one_line_errors(reword):
+        with one_line_errors(reword, writes_to=kwargs.get("run")):
             return command(preset, *args, **kwargs)
 
     bound.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]

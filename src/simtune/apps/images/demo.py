@@ -22,6 +22,7 @@ from simtune.apps.images.run.commands import (
     train_model,
     train_settings,
 )
+from simtune.folder_lock import locked_folder
 
 
 @contextmanager
@@ -48,14 +49,15 @@ def demo_command(
 
     head = TrainSettings().head if supports_last_conv(list(backbone)) else "skip"
     settings = train_settings(backbone, head=head, epochs=epochs, patience=patience, workers=workers)
-    with _stage("prepare"):
-        dataset, split = prepare_data(data, run, 42, False, workers, preset)
-    with _stage("train (encodes every image once, then trains the head from the cache)"):
-        train_model(run, dataset, split, settings)
-    with _stage("evaluate base vs tuned, report"):
-        evaluate_model(run, 6)
-    with _stage(f"index all {preset.noun} for search"):
-        location, count = index_for_demo(run, dataset)
+    with locked_folder(run):  # one writer of the run folder at a time
+        with _stage("prepare"):
+            dataset, split = prepare_data(data, run, 42, False, workers, preset)
+        with _stage("train (encodes every image once, then trains the head from the cache)"):
+            train_model(run, dataset, split, settings)
+        with _stage("evaluate base vs tuned, report"):
+            evaluate_model(run, 6)
+        with _stage(f"index all {preset.noun} for search"):
+            location, count = index_for_demo(run, dataset)
     typer.echo(f"{count} {dataset.noun} indexed in {location}\nserve it: {serve_hint(run, location, preset.name)}")
 
 

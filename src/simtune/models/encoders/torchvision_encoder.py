@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from simtune.models.dependencies import import_installed
 from simtune.models.encoders.base import Encoder
 from simtune.models.encoders.image_collate import ImageCollate
 
@@ -30,7 +31,7 @@ class TorchvisionEncoder(Encoder):
         self, name: str, weights: str | Path | None = None, trainable: bool = False, image_size: int = 224
     ) -> None:
         super().__init__()
-        import torchvision
+        torchvision = _torchvision()
 
         if name not in torchvision.models.list_models():
             raise ValueError(f"unknown torchvision model {name!r}; see torchvision.models.list_models()")
@@ -86,7 +87,7 @@ def _remove_classifier(network: nn.Module, name: str) -> int:
 def _read_weights(name: str, weights: str | Path) -> dict[str, Tensor]:
     path = Path(weights)
     if path.suffix not in (".pth", ".pt", ".safetensors"):
-        import torchvision
+        torchvision = _torchvision()
 
         try:
             url = torchvision.models.get_model_weights(name).verify(str(weights)).url
@@ -108,3 +109,7 @@ def _read_weights(name: str, weights: str | Path) -> dict[str, Tensor]:
 
         return load_file(path)
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _torchvision() -> Any:
+    return import_installed("torchvision", "pip install torchvision (or pip install 'simtune[train]')")

@@ -48,8 +48,7 @@ class EfficientNetLiteTopHead(EncoderHead):
             raise ValueError(f"views must be an int >= 1, got {views!r}")
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
-        from efficientnet_lite_pytorch import EfficientNet
-
+        from simtune.models.dependencies import efficientnet_lite
         from simtune.models.encoders.efficientnet_lite import VARIANTS, _pretrained_state_dict, tuned_block_keys
 
         if variant not in VARIANTS:
@@ -57,7 +56,7 @@ class EfficientNetLiteTopHead(EncoderHead):
         if not isinstance(tuned_blocks, int) or tuned_blocks < 0:
             raise ValueError(f"tuned_blocks must be an int >= 0, got {tuned_blocks!r}")
         block_keys = tuned_block_keys(variant, tuned_blocks)
-        network = EfficientNet.from_name(f"efficientnet-{variant}")
+        network = efficientnet_lite().EfficientNet.from_name(f"efficientnet-{variant}")
         conv, norm = network._conv_head, network._bn1
         blocks = list(network._blocks)[len(network._blocks) - tuned_blocks :]
         channels = blocks[0]._block_args.input_filters if blocks else conv.in_channels

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 import torch
+
+from simtune.encoding import default_workers
+from simtune.encoding.precision import check_precision
 
 
 class CacheType(str, Enum):
@@ -19,7 +21,6 @@ class CacheType(str, Enum):
     NONE = "none"
 
 
-MAX_AUTO_WORKERS = 4
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
@@ -33,6 +34,9 @@ class CacheConfig:
     previous batch; ``None`` picks as many as the CPU allows (up to 4), 0 decodes in the main process.
     ``batch_size`` is small by default because on a CPU large batches' activations fall out of the
     allocator's reuse and encode slower (about half the rate at 64 as at 16); raise it on a GPU.
+    ``precision``: the arithmetic of the encoding pass (:mod:`simtune.encoding.precision`): ``"auto"``
+    is mixed precision where the device computes it natively, else float32; stored values are float32
+    rounded to ``dtype`` whichever.
     """
 
     cache_type: CacheType | str = CacheType.AUTO
@@ -41,6 +45,7 @@ class CacheConfig:
     num_workers: int | None = None
     dtype: str = "float32"
     views: int = 1
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         try:
@@ -56,6 +61,7 @@ class CacheConfig:
                 raise ValueError(f"CacheConfig.{name}={getattr(self, name)!r}; expected an int >= 1")
         if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):
             raise ValueError(f"CacheConfig.num_workers={self.num_workers!r}; expected None (automatic) or an int >= 0")
+        check_precision(self.precision)
         if self.save_dir is not None:
             self.save_dir = Path(self.save_dir)
 
@@ -65,10 +71,7 @@ class CacheConfig:
 
     def workers_for(self, num_batches: int) -> int:
         """Decoding overlaps the forward pass only with worker processes; one batch has nothing to overlap."""
-        if self.num_workers is not None:
-            return self.num_workers
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(0, min(MAX_AUTO_WORKERS, cpus, num_batches - 1))
+        return default_workers(num_batches, self.num_workers)
 
     def storage_device(self, training_device: torch.device) -> torch.device:
         """AUTO keeps embeddings next to the model; GPU without a GPU is an error, not a silent CPU cache."""

@@ -16,12 +16,15 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from simtune.devices import select_device
 from simtune.models.encoders.base import Encoder
 from simtune.models.similarity_model import DEFAULT_ENCODER, SimilarityModel
 from simtune.train.cache.config import CacheConfig
 from simtune.train.cache.fill import fill_cache
 from simtune.train.cache.fingerprint import cache_fingerprint, has_item_keys
+from simtune.train.cache.sharded import agree, fill_sharded
 from simtune.train.cache.storage import CachedEmbeddings, load_cache, save_cache
+from simtune.train.distributed import rank
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +52,13 @@ def encode_or_load(
     only groups versions: a new entry removes older ones of its name (e.g. after the data changed).
     Returns ``CachedEmbeddings``; row ``i`` belongs to item ``i`` and ``.features()`` concatenates the
     encoders' outputs as ``SimilarityModel.encoder_outputs`` does.
+
+    ``device``: where the encoders run, ``auto`` (None: the GPU when there is one), ``cpu``, ``cuda`` or
+    ``cuda:N`` (:func:`simtune.devices.select_device`). Called by every process of a ``torch.distributed``
+    group, the processes encode a shard each and all return the whole table.
     """
     config = as_cache_config(cache)
-    target = torch.device(device) if device is not None else _default_device()
+    target = select_device(device)
     return load_or_fill(as_encoder_dict(encoders), dataset, config, name, target, progress=progress)
 
 
@@ -67,7 +74,7 @@ def load_encoded(
     holds no such entry; never encodes and never writes (e.g. reading another run's cache folder)."""
     config = as_cache_config(cache, needs_folder="load_encoded")
     check_name(name)
-    target = torch.device(device) if device is not None else _default_device()
+    target = select_device(device)
     encoders = as_encoder_dict(encoders)
     fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
     found = load_cache(config.save_dir, name, fingerprint, len(dataset))
@@ -83,14 +90,17 @@ def load_or_fill(
     save: bool = True,
     progress: bool = True,
 ) -> CachedEmbeddings:
-    """``encode_or_load`` on resolved arguments; ``save=False`` for processes that must not write
-    (all but one under DDP), which still read a saved entry."""
+    """``encode_or_load`` on resolved arguments; ``save=False`` for a caller that must not write.
+
+    Under ``torch.distributed`` (several processes, e.g. DDP) every rank must call this together: the
+    ranks encode a shard each and all receive the whole table (:mod:`simtune.train.cache.sharded`);
+    rank 0 alone saves."""
     check_name(name)
     storage = config.storage_device(device)
     fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
     found = None
     if config.save_dir is not None:
-        if not has_item_keys(dataset) and save:
+        if not has_item_keys(dataset) and save and rank() == 0:
             log.warning(
                 "simtune cache: %s dataset %s has no cache_key(i); its saved cache is matched by length "
                 "only, so edits that keep the length go unnoticed",
@@ -98,9 +108,17 @@ def load_or_fill(
                 type(dataset).__name__,
             )
         found = load_cache(config.save_dir, name, fingerprint, len(dataset))
-    if found is None:
-        found = fill_cache(dataset, encoders, config, device, storage, fingerprint, name, progress=progress)
-        if config.save_dir is not None and save:
+    if not agree(found is not None, device):
+        found = fill_sharded(
+            dataset,
+            config.batch_size,
+            device,
+            storage,
+            lambda items, shown: fill_cache(
+                items, encoders, config, device, storage, fingerprint, name, progress=progress and shown
+            ),
+        )
+        if config.save_dir is not None and save and rank() == 0:
             save_cache(config.save_dir, name, found)
     return found.embeddings_to(storage)
 
@@ -112,7 +130,7 @@ def check_name(name: str) -> None:
 
 
 def as_cache_config(cache: str | Path | CacheConfig | None, needs_folder: str | None = None) -> CacheConfig:
-    """A folder or a ``CacheConfig`` -> ``CacheConfig``; ``needs_folder`` names the caller that cannot work in memory."""
+    """A folder or a ``CacheConfig`` -> ``CacheConfig``; ``needs_folder`` names a caller that needs a folder."""
     config = cache if isinstance(cache, CacheConfig) else CacheConfig(save_dir=cache)
     if needs_folder and config.save_dir is None:
         raise ValueError(
@@ -133,7 +151,3 @@ def as_encoder_dict(encoders: Any) -> dict[str, Encoder]:
         f"encoders must be an Encoder, a non-empty {{name: Encoder}} mapping or a SimilarityModel; "
         f"got {type(encoders).__name__}"
     )
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
@@ -16,8 +16,7 @@ from simtune.train.cache.storage import CachedEmbeddings
 
 class EncoderCache:
     """Frozen encoders' embeddings for each split ("train", "val") of one fit, through ``load_or_fill``
-    (what ``encode_or_load`` runs), on the training device. Under DDP with a ``save_dir``, rank 0 fills
-    and saves while the others wait, then load."""
+    (what ``encode_or_load`` runs), on the training device."""
 
     def __init__(self, config: CacheConfig, encoders: Mapping[str, Encoder], datasets: Mapping[str, Dataset]):
         self.config = config
@@ -25,18 +24,13 @@ class EncoderCache:
         self.datasets = dict(datasets)
         self._caches: dict[str, CachedEmbeddings] = {}
 
-    def prepare(
-        self, device: torch.device, is_global_zero: bool = True, barrier: Callable[[], None] | None = None
-    ) -> None:
-        shared = self.config.save_dir is not None and barrier is not None
-        if shared and not is_global_zero:
-            barrier()
+    def prepare(self, device: torch.device, is_global_zero: bool = True) -> None:
+        """Every process calls this together: under DDP the ranks encode a shard each, all receive the
+        whole table, and only the global-zero process writes it and shows progress."""
         for split, dataset in self.datasets.items():
             self._caches[split] = load_or_fill(
                 self.encoders, dataset, self.config, split, device, save=is_global_zero, progress=is_global_zero
             )
-        if shared and is_global_zero:
-            barrier()
 
     def get(self, split: str) -> CachedEmbeddings:
         try:

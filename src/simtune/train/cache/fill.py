@@ -1,9 +1,7 @@
-"""One pass (or ``views`` passes) of the frozen encoders over a dataset, in eval + inference mode.
+"""One pass (or ``views`` passes) of the frozen encoders over a dataset, through the streaming encoder
+(:func:`simtune.encoding.encode_batches`: decoding in worker processes while the encoders run).
 
-Items are read and decoded by loader worker processes (``CacheConfig.workers_for``) while the encoder
-runs on the previous batch, and batches are pinned when encoding on a GPU, so the encoder rarely waits
-for the decoder. Embeddings go to the storage device; targets always stay on the CPU (loader workers
-read them)."""
+Embeddings go to the storage device; targets always stay on the CPU (loader workers read them)."""
 
 from __future__ import annotations
 
@@ -11,12 +9,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities import move_data_to_device
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
 
 from simtune.data.samples import SimilarityGroupSample, SimilarityPairSample
+from simtune.encoding import encode_batches
 from simtune.models.encoders.base import Encoder
 from simtune.train.cache.config import CacheConfig
 from simtune.train.cache.storage import CachedEmbeddings
@@ -43,15 +40,31 @@ def split_samples(samples: Sequence[Any]) -> tuple[str, list[Any], dict[str, Ten
     )
 
 
-class _EncoderInputs:
-    """Fill collate: samples -> ({encoder: its batch input}, targets). A class, so workers can pickle it."""
+class EncoderInputs:
+    """Samples -> {encoder: its batch input}. A class, so workers can pickle it."""
 
     def __init__(self, collates: Mapping[str, Callable[[list[Any]], Any]]):
         self.collates = dict(collates)
 
-    def __call__(self, samples: list[Any]) -> tuple[str, dict[str, Any], dict[str, Tensor]]:
-        kind, objects, targets = split_samples(samples)
-        return kind, {name: collate(objects) for name, collate in self.collates.items()}, targets
+    def __call__(self, samples: list[Any]) -> dict[str, Any]:
+        _, objects, _ = split_samples(samples)
+        return {name: collate(objects) for name, collate in self.collates.items()}
+
+
+def sample_targets(samples: list[Any]) -> tuple[str, dict[str, Tensor]]:
+    """Samples -> (kind, per-item targets), computed in the workers beside the encoder inputs."""
+    kind, _, targets = split_samples(samples)
+    return kind, targets
+
+
+class EncodersForward:
+    """{encoder: input} -> {encoder: output}: every encoder on its own input."""
+
+    def __init__(self, encoders: Mapping[str, Encoder]):
+        self.encoders = dict(encoders)
+
+    def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Tensor]:
+        return {name: encoder(inputs[name]) for name, encoder in self.encoders.items()}
 
 
 def fill_cache(
@@ -68,39 +81,38 @@ def fill_cache(
     num_items = len(dataset)
     if num_items == 0:
         raise ValueError(f"the {cache_name} dataset is empty; nothing to cache")
-    num_batches = -(-num_items // config.batch_size)
-    workers = config.workers_for(num_batches)
-    loader = DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        num_workers=workers,
-        collate_fn=_EncoderInputs({name: enc.get_collate_fn() for name, enc in encoders.items()}),
-        pin_memory=device.type == "cuda",
-    )
     for encoder in encoders.values():
         encoder.eval().to(device)
     embeddings: dict[str, Tensor] = {}
     targets: dict[str, list[Tensor]] = {}
     kind = ""
     desc = f"Caching {num_items} items" + (f" x {config.views} views" if config.views > 1 else "") + f" ({cache_name})"
-    with tqdm(total=num_items * config.views, desc=desc, unit="item", disable=not progress) as bar:
-        for view in range(config.views):
-            row = 0
-            for kind, inputs, batch_targets in loader:
-                inputs = move_data_to_device(inputs, device)
-                with torch.inference_mode():
-                    outputs = {name: encoder(inputs[name]) for name, encoder in encoders.items()}
-                rows = num_items * (2 if kind == "pair" else 1)
-                for name, out in outputs.items():
-                    if name not in embeddings:
-                        shape = (config.views, rows, out.shape[1])
-                        embeddings[name] = torch.empty(shape, dtype=config.torch_dtype, device=storage_device)
-                    embeddings[name][view, row : row + len(out)].copy_(out, non_blocking=True)
-                row += len(out)
-                if view == 0:
-                    for key, value in batch_targets.items():
-                        targets.setdefault(key, []).append(value)
-                bar.update(len(out) // (2 if kind == "pair" else 1))
+    for view in range(config.views):
+        batches = encode_batches(
+            EncodersForward(encoders),
+            dataset,
+            EncoderInputs({name: encoder.get_collate_fn() for name, encoder in encoders.items()}),
+            extras=sample_targets,
+            batch_size=config.batch_size,
+            num_workers=config.num_workers,
+            device=device,
+            precision=config.precision,
+            progress=progress,
+            desc=desc + (f" view {view + 1}/{config.views}" if config.views > 1 else ""),
+        )
+        row = 0
+        for batch in batches:
+            kind, batch_targets = batch.extras
+            rows = num_items * (2 if kind == "pair" else 1)
+            for name, out in batch.outputs.items():
+                if name not in embeddings:
+                    shape = (config.views, rows, out.shape[1])
+                    embeddings[name] = torch.empty(shape, dtype=config.torch_dtype, device=storage_device)
+                embeddings[name][view, row : row + len(out)].copy_(out, non_blocking=True)
+            row += len(batch.indices) * (2 if kind == "pair" else 1)
+            if view == 0:
+                for key, value in batch_targets.items():
+                    targets.setdefault(key, []).append(value)
     if storage_device.type == "cuda":
         torch.cuda.synchronize(storage_device)
     return CachedEmbeddings(

@@ -101,7 +101,7 @@ def _paired(encoders: dict[str, Encoder], outputs: Tensor | Mapping[str, Tensor]
 
 
 def checked_output(name: str, encoder: Encoder, output: Any, config: CacheConfig, rows: int, kind: str) -> Tensor:
-    """``output`` as a (views, rows, dim) tensor of the config's dtype on the CPU, or a ValueError naming what is off."""
+    """``output`` as a (views, rows, dim) CPU tensor of the config's dtype, or a ValueError naming what is off."""
     label = f"store_encoded: outputs[{name!r}]"
     if not isinstance(output, Tensor) or not output.is_floating_point():
         raise TypeError(f"{label} must be a float tensor, got {getattr(output, 'dtype', type(output).__name__)}")

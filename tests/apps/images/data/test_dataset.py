@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -40,9 +41,9 @@ def test_prepare_reuses_the_run_folder_and_refuses_other_data(labels_csv_root: P
 def test_single_image_classes_are_kept_and_named(tmp_path: Path):
     data = tmp_path / "folder"
     counts = {f"class {i}": 1 if i % 3 == 0 else 2 for i in range(10)}
-    for name, n in counts.items():
+    for c, (name, n) in enumerate(counts.items()):
         for i in range(n):
-            write_image(data / name / f"{i}.jpg", seed=i)
+            write_image(data / name / f"{i}.jpg", seed=10 * c + i)  # distinct images: copies would be dropped
     dataset, split = prepare_dataset(data, tmp_path / "run", seed=0, progress=False)
     assert len(dataset.records) == sum(counts.values())
     singles = {name for name, n in counts.items() if n == 1}
@@ -65,3 +66,100 @@ def test_no_readable_image_fails_clearly(tmp_path: Path):
         write_truncated_image(tmp_path / "data" / f"class {c}" / "a.jpg", c)
     with pytest.raises(ValueError, match="none of its 8 images could be read"):
         prepare_dataset(tmp_path / "data", tmp_path / "run", progress=False)
+
+
+def _precision_at_1(dataset: ImageDataset) -> float:
+    """Leave-one-out Precision@1 with each image's downscaled pixels as its embedding: a copy of an image
+    embeds exactly as the image does."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from simtune.apps.images.data.samples import ImageSamples
+    from simtune.eval import Evaluator, GroupSampler, PrecisionAtK
+
+    records = dataset.records
+    pixels = [np.asarray(Image.open(r.path).convert("RGB").resize((6, 6)), dtype=np.float32) for r in records]
+    embeddings = torch.tensor(np.stack([p.ravel() - p.mean() for p in pixels]))
+    task = GroupSampler().sample(ImageSamples(records))
+    return float(Evaluator([PrecisionAtK(1)]).score(task, embeddings).metrics["precision_at_1"])
+
+
+def test_duplicates_never_inflate_metrics_they_are_dropped_and_named(labels_csv_root: Path, tmp_path: Path):
+    clean, _ = prepare_dataset(labels_csv_root, tmp_path / "clean", progress=False)
+    labels = labels_csv_root / "labels.csv"
+    rows = labels.read_text().splitlines()
+    copies = labels_csv_root / "copies"
+    copies.mkdir()
+    for row in rows[1:]:  # every image also under another name, byte for byte
+        filename = row.split(",")[0]
+        (copies / filename.replace("/", "_")).write_bytes((labels_csv_root / filename).read_bytes())
+    extra = [",".join([f"copies/{row.split(',')[0].replace('/', '_')}", *row.split(",")[1:]]) for row in rows[1:]]
+    labels.write_text("\n".join(rows + rows[1:4] + extra) + "\n")  # three rows repeated, then the copies
+    dataset, _ = prepare_dataset(labels_csv_root, tmp_path / "run", progress=False)
+    assert [(r.path, r.class_index, r.subset) for r in dataset.records] == [
+        (r.path, r.class_index, r.subset) for r in clean.records
+    ]
+    assert _precision_at_1(dataset) == _precision_at_1(clean) < 0.5  # with the copies kept it would be 1.0
+    assert len(dataset.duplicates) == 3 + 24
+    assert dataset.duplicates["labels.csv line 26"] == str(labels_csv_root / "images/001/img_1_0.jpg")
+    assert dataset.duplicates[str(copies / "images_001_img_1_0.jpg")] == str(labels_csv_root / "images/001/img_1_0.jpg")
+    assert ImageDataset.load(Run(tmp_path / "run").dataset_file) == dataset
+
+
+def test_byte_identical_images_in_class_folders_are_kept_once_and_counted(tmp_path: Path, capsys):
+    from simtune.apps.images.data.preset import IMAGES
+    from simtune.apps.images.run.commands import prepare_data
+
+    for c in range(8):
+        for i in range(2):
+            write_image(tmp_path / "data" / f"class {c}" / f"{i}.jpg", seed=10 * c + i)
+    twin = tmp_path / "data" / "class 3" / "copy of 0.jpg"
+    twin.write_bytes((tmp_path / "data" / "class 3" / "0.jpg").read_bytes())
+    same_size = tmp_path / "data" / "class 4" / "same size.jpg"  # as large as a copy, other bytes: kept
+    data = bytearray((tmp_path / "data" / "class 4" / "0.jpg").read_bytes())
+    data[-3] ^= 0xFF
+    same_size.write_bytes(bytes(data))
+    dataset, _ = prepare_data(tmp_path / "data", tmp_path / "run", 42, False, 1, IMAGES)
+    assert dataset.duplicates == {str(twin): str(tmp_path / "data" / "class 3" / "0.jpg")}
+    assert str(same_size) in [r.path for r in dataset.records] and len(dataset.records) == 17
+    printed = capsys.readouterr().out
+    said = "1 duplicates dropped (listed twice, or byte-identical to a kept image), kept once, e.g."
+    assert f"{said} {twin} = {tmp_path / 'data' / 'class 3' / '0.jpg'}\n" in printed
+
+
+@pytest.mark.parametrize(
+    "edit", ["a record lost a key", "a record gained a key", "the file is cut short", "an image listed twice"]
+)
+def test_a_damaged_or_hand_edited_dataset_file_is_one_line_naming_it(labels_csv_root: Path, tmp_path: Path, edit):
+    import json
+
+    prepare_dataset(labels_csv_root, tmp_path / "run", progress=False)
+    path = Run(tmp_path / "run").dataset_file
+    raw = json.loads(path.read_text())
+    if edit == "a record lost a key":
+        del raw["records"][3]["class_index"]
+    elif edit == "a record gained a key":
+        raw["records"][3]["colour"] = "red"
+    elif edit == "an image listed twice":
+        raw["records"].append(dict(raw["records"][0], id=len(raw["records"])))
+    text = json.dumps(raw)
+    path.write_text(text[: len(text) // 2] if edit == "the file is cut short" else text)
+    with pytest.raises(ValueError, match="^" + re.escape(str(path))) as refused:
+        ImageDataset.load(path)
+    assert "\n" not in str(refused.value) and "new --run folder" in str(refused.value)
+
+
+def test_byte_identical_copies_labelled_with_different_classes_are_all_dropped_and_named(tmp_path: Path):
+    for c in range(8):
+        for i in range(2):
+            write_image(tmp_path / "data" / f"class {c}" / f"{i}.jpg", seed=10 * c + i)
+    original = tmp_path / "data" / "class 1" / "0.jpg"
+    misfiled = tmp_path / "data" / "class 2" / "from class 1.jpg"
+    misfiled.write_bytes(original.read_bytes())
+    dataset, _ = prepare_dataset(tmp_path / "data", tmp_path / "run", progress=False)
+    assert dataset.label_conflicts == {
+        str(original): f"'class 1', but byte-identical to {misfiled} ('class 2')",
+        str(misfiled): f"'class 2', but byte-identical to {original} ('class 1')",
+    }
+    assert len(dataset.records) == 15 and dataset.duplicates == {}

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,74 @@ def test_unrecognised_folder_fails_clearly(tmp_path: Path):
 def test_missing_data_folder_fails_clearly(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_collection(tmp_path / "nowhere")
+
+
+def test_labels_csv_saved_by_excel_with_a_byte_order_mark_is_read(labels_csv_root: Path):
+    labels = labels_csv_root / "labels.csv"
+    labels.write_bytes(b"\xef\xbb\xbf" + labels.read_bytes())
+    collection = read_collection(labels_csv_root)
+    assert collection.class_names == CLASS_NAMES and len(collection.images) == 24
+
+
+def test_labels_csv_that_is_not_utf8_names_the_file_and_the_line(tmp_path: Path):
+    write_image(tmp_path / "a.jpg", 1)
+    (tmp_path / "labels.csv").write_bytes(
+        b"filename,class_id,class_name\na.jpg,1,Audi\n" + b"a.jpg,2,Citro\xebn\n" * 3000  # past the first read chunk
+    )
+    with pytest.raises(ValueError) as refused:
+        read_collection(tmp_path)
+    assert str(refused.value) == (
+        f"{tmp_path / 'labels.csv'}, line 3: not UTF-8 text (byte 0xeb); save it as UTF-8 (in Excel: CSV UTF-8)"
+    )
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("a.jpg,1", "line 3: 2 field(s), expected 3 (filename, class_id, class_name)"),
+        ("a.jpg", "line 3: 1 field(s), expected 3"),
+        ("a.jpg,1,Audi A4, Sedan", "line 3: 4 field(s), expected 3 (filename, class_id, class_name); a value holding"),
+        ("b.jpg,2,", "line 3: class_name is empty (class_id 2)"),
+        ("b.jpg,2,  ", "line 3: class_name is empty"),
+    ],
+)
+def test_a_row_with_missing_extra_or_empty_fields_is_refused_naming_the_line(tmp_path: Path, row: str, message: str):
+    write_image(tmp_path / "a.jpg", 1)
+    write_image(tmp_path / "b.jpg", 2)
+    (tmp_path / "labels.csv").write_text(f"filename,class_id,class_name\na.jpg,1,Audi\n{row}\n")
+    with pytest.raises(ValueError, match="^" + re.escape(f"{tmp_path / 'labels.csv'}, {message}")):
+        read_collection(tmp_path)
+
+
+def test_a_file_listed_twice_is_kept_once_and_the_repeat_named(tmp_path: Path):
+    write_image(tmp_path / "images" / "a.jpg", 1)
+    write_image(tmp_path / "images" / "b.jpg", 2)
+    rows = [("images/a.jpg", 1, "Audi", "train"), ("images/b.jpg", 2, "BMW", "train")]
+    rows += [("images/a.jpg", 1, "Audi", "test"), ("./images//b.jpg", 2, "BMW", "train")]
+    write_labels_csv(tmp_path, rows)
+    collection = read_collection(tmp_path)
+    assert [(i.path.name, i.class_index) for i in collection.images] == [("a.jpg", 0), ("b.jpg", 1)]
+    assert collection.repeated == {
+        "labels.csv line 4": tmp_path / "images" / "a.jpg",
+        "labels.csv line 5": tmp_path / "images" / "b.jpg",
+    }
+
+
+def test_a_file_listed_under_two_classes_is_refused_naming_both_lines(tmp_path: Path):
+    write_image(tmp_path / "a.jpg", 1)
+    write_labels_csv(tmp_path, [("a.jpg", 1, "Audi", "train"), ("a.jpg", 2, "BMW", "train")])
+    with pytest.raises(ValueError, match=r"line 3: a.jpg is listed as class 2 here and as class 1 on line 2"):
+        read_collection(tmp_path)
+
+
+def test_class_folders_nested_one_level_deeper_are_reported_not_silently_left_out(tmp_path: Path):
+    write_image(tmp_path / "Audi" / "0.jpg", 1)
+    write_image(tmp_path / "Audi" / "2012" / "1.jpg", 2)
+    write_image(tmp_path / "BMW" / "2014" / "0.jpg", 3)
+    collection = read_collection(tmp_path)
+    assert collection.class_names == ["Audi"]
+    assert collection.unread_folders == [tmp_path / "Audi" / "2012", tmp_path / "BMW" / "2014"]
+    nested_only = tmp_path / "split"
+    write_image(nested_only / "train" / "Audi" / "0.jpg", 1)
+    with pytest.raises(ValueError, match=re.escape(f"e.g. in {nested_only / 'train' / 'Audi'}: point at ")):
+        read_collection(nested_only)

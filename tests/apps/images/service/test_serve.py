@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 from dataclasses import replace
@@ -300,29 +301,42 @@ def test_head_answers_every_get_route_without_a_body(client, indexed_run):
     assert client.head("/search").status_code == 405
 
 
-def test_a_client_that_never_finishes_its_request_head_is_disconnected(indexed_run, monkeypatch):
+@contextlib.contextmanager
+def _guarded_server(index, model, max_per_client: int = 64):
+    """The app under uvicorn as ``serve`` configures it, on a free 127.0.0.1 port; yields (host, port)."""
     import threading
     import time
 
     import uvicorn
 
-    from simtune.apps.images.service import request_head_deadline
-    from simtune.apps.images.service.request_head_deadline import RequestHeadDeadline
+    from simtune.apps.images.service.connection_guard import server_config
 
-    monkeypatch.setattr(request_head_deadline, "HEAD_TIMEOUT_S", 0.5)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(server_config(create_app(index, model), 512, max_per_client))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        yield sock.getsockname()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def test_a_client_that_never_finishes_its_request_head_is_disconnected(indexed_run, monkeypatch):
+    import time
+
+    from simtune.apps.images.service.connection_guard import GuardedH11Protocol
+
+    monkeypatch.setattr(GuardedH11Protocol, "head_timeout_s", 0.5)
     run, _ = indexed_run
     model = ThumbnailEmbedder()
     build_index(run.parent / "deadline-run", indexed_run[1][:2], model=model, progress=False)
     with open_index(IndexLocation.for_run(run.parent / "deadline-run"), model) as index:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(uvicorn.Config(create_app(index, model), log_level="warning", http=RequestHeadDeadline))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        try:
-            while not server.started:
-                time.sleep(0.05)
-            address = sock.getsockname()
+        with _guarded_server(index, model) as address:
             with (
                 socket.create_connection(address, timeout=10) as silent,
                 socket.create_connection(address, timeout=10) as trickle,
@@ -332,10 +346,23 @@ def test_a_client_that_never_finishes_its_request_head_is_disconnected(indexed_r
                 assert silent.recv(100) == b"" and trickle.recv(100) == b""  # closed by the server
                 assert time.monotonic() - started < 5
             assert httpx.get(f"http://{address[0]}:{address[1]}/health", timeout=10).status_code == 200
+
+
+def test_one_client_cannot_hold_every_connection(indexed_run):
+    """Loopback answers on all of 127.0.0.0/8, so three addresses stand for three clients."""
+    model = ThumbnailEmbedder()
+    with open_index(IndexLocation.for_run(indexed_run[0]), model) as index, _guarded_server(index, model, 3) as address:
+        held = [socket.create_connection(address, timeout=10, source_address=("127.0.0.2", 0)) for _ in range(3)]
+        try:
+            with socket.create_connection(address, timeout=10, source_address=("127.0.0.2", 0)) as fourth:
+                reply = fourth.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 503") and b"already holds 3 connections" in reply
+            other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.3"))
+            with other:
+                assert other.get(f"http://{address[0]}:{address[1]}/health", timeout=10).status_code == 200
         finally:
-            server.should_exit = True
-            thread.join(timeout=10)
-            sock.close()
+            for connection in held:
+                connection.close()
 
 
 def test_a_collection_without_metadata_offers_the_class_name_filter_only(tmp_path, indexed_run):

@@ -1,11 +1,14 @@
 """The prepared dataset of a run: every usable image with its class, metadata and subset.
 
-``prepare_dataset`` reads the data folder (any layout of ``readers`` or of the preset), decodes every
-image once (skipping and listing the unreadable ones), optionally crops to the bounding boxes, splits
-the classes and writes ``dataset.json`` + ``split.json`` to the run folder. A later command loads them
-with ``ImageDataset.load`` instead of touching the data folder again, so a resumed run sees exactly the
-same images and split. The dataset also records its title, its noun and its metadata fields (from the
-preset), so the index, the web page and the report describe the data whichever command built them.
+``prepare_dataset`` reads the data folder (any layout of ``readers`` or of the preset), keeps one of each
+set of identical files (a file listed twice, or byte-identical images under different names: a copy finds
+its twin and inflates every metric; copies labelled with different classes are all dropped, since which
+label is right is unknown, e.g. 36 such pairs in Stanford Cars), decodes every image once (skipping and
+listing the unreadable ones), optionally crops to the bounding boxes, splits the classes and writes
+``dataset.json`` + ``split.json`` to the run folder. A later command loads them with ``ImageDataset.load``
+instead of touching the data folder again, so a resumed run sees exactly the same images and split. The
+dataset also records its title, its noun and its metadata fields (from the preset), so the index, the web
+page and the report describe the data whichever command built them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from simtune.apps.images.data.duplicates import identical_files
 from simtune.apps.images.data.image_check import check_images
 from simtune.apps.images.data.preset import IMAGES, Preset
 from simtune.apps.images.data.readers import READERS, read_collection
@@ -43,7 +47,10 @@ class ImageRecord:
 @dataclass
 class ImageDataset:
     """Records plus what was left out: ``skipped`` maps unreadable image paths to the reason,
-    ``missing`` lists files the labels named but the folder lacks. ``metadata_fields`` maps each
+    ``missing`` lists files the labels named but the folder lacks, ``duplicates`` maps each dropped copy
+    (a file, or the labels line that listed a file again) to the file kept, ``label_conflicts`` maps each
+    image dropped because a byte-identical copy has another class to that copy, ``unread_folders`` lists
+    folders of images the layout does not read (nested too deep). ``metadata_fields`` maps each
     metadata field to its payload type (keyword or integer)."""
 
     data_root: str
@@ -55,6 +62,9 @@ class ImageDataset:
     title: str = IMAGES.title
     noun: str = IMAGES.noun
     metadata_fields: dict[str, str] = field(default_factory=dict)
+    duplicates: dict[str, str] = field(default_factory=dict)
+    label_conflicts: dict[str, str] = field(default_factory=dict)
+    unread_folders: list[str] = field(default_factory=list)
 
     def subset(self, *names: str) -> list[ImageRecord]:
         return [r for r in self.records if r.subset in names]
@@ -74,9 +84,23 @@ class ImageDataset:
             raise FileNotFoundError(
                 f"{path} not found: run `simtune images train --data PATH --run {path.parent}` first"
             )
-        raw = json.loads(path.read_text())
-        raw["records"] = [ImageRecord(**r) for r in raw["records"]]
-        return cls(**raw)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw["records"] = [ImageRecord(**r) for r in raw["records"]]
+            dataset = cls(**raw)
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise ValueError(
+                f"{path} is damaged or was edited by hand ({type(error).__name__}: {error}): "
+                "use a new --run folder, or delete the file to prepare the run again"
+            ) from None
+        paths = Counter(record.path for record in dataset.records)
+        repeated = [p for p, count in paths.items() if count > 1]
+        if repeated:
+            raise ValueError(
+                f"{path} lists {len(repeated)} image(s) more than once (e.g. {repeated[0]}), which would inflate "
+                "every metric: it was prepared before duplicates were dropped; use a new --run folder"
+            )
+        return dataset
 
 
 def _subset(class_index: int, split: ClassSplit) -> str:
@@ -115,6 +139,30 @@ def prepare_dataset(
         return dataset, run.split()
     collection = read_collection(data_root, preset.readers + READERS)
     split = load_or_create_split(run.split_file, collection.class_names, seed)
+    duplicates = {line: str(path) for line, path in collection.repeated.items()}
+    copies = identical_files(
+        [image.path for image in collection.images],
+        [image.bbox if crop else None for image in collection.images],
+        workers=workers,
+        progress=progress,
+    )
+    groups: dict[int, list[int]] = {}
+    for copy, original in copies.items():
+        groups.setdefault(original, [original]).append(copy)
+    label_conflicts, dropped = {}, set()
+    for members in groups.values():
+        images = [collection.images[index] for index in members]
+        if len({image.class_index for image in images}) == 1:
+            duplicates |= {str(image.path): str(images[0].path) for image in images[1:]}
+            dropped.update(members[1:])
+        else:
+            for image, twin in zip(images, images[1:] + images[:1]):
+                label_conflicts[str(image.path)] = (
+                    f"{collection.class_names[image.class_index]!r}, but byte-identical to {twin.path} "
+                    f"({collection.class_names[twin.class_index]!r})"
+                )
+            dropped.update(members)
+    collection.images = [image for index, image in enumerate(collection.images) if index not in dropped]
     jobs = [
         (
             image.path,
@@ -143,9 +191,8 @@ def prepare_dataset(
             )
         )
     if not records:
-        raise ValueError(
-            f"{data_root}: none of its {len(collection.images)} images could be read, e.g. {next(iter(skipped.items()))}"
-        )
+        example = next(iter(skipped.items()))
+        raise ValueError(f"{data_root}: none of its {len(collection.images)} images could be read, e.g. {example}")
     dataset = ImageDataset(
         data_root,
         collection.layout,
@@ -156,6 +203,9 @@ def prepare_dataset(
         title=preset.title,
         noun=preset.noun,
         metadata_fields=dict(preset.fields),
+        duplicates=duplicates,
+        label_conflicts=label_conflicts,
+        unread_folders=[str(p) for p in collection.unread_folders],
     )
     dataset.save(run.dataset_file)
     return dataset, split

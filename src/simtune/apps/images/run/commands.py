@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from simtune.apps.images.data.preset import Preset
+from simtune.folder_lock import locked_folder
 
 RUN_OPTION = typer.Option(
     Path("runs/images"), "--run", help="Run folder (created): split, caches, model, metrics and report go here."
@@ -40,9 +41,16 @@ def prepare_data(data: Path, run: Path, split_seed: int, crop: bool, workers: in
         f"({len(dataset.subset(VALIDATION))} images), {len(split.unseen_classes)} unseen classes "
         f"({len(dataset.subset(UNSEEN))} images)"
     )
+    duplicates = [f"{copy} = {kept}" for copy, kept in dataset.duplicates.items()]
     for label, items in (
         ("unreadable images skipped", list(dataset.skipped)),
         ("listed files missing", dataset.missing),
+        ("duplicates dropped (listed twice, or byte-identical to a kept image), kept once", duplicates),
+        (
+            "images dropped: byte-identical copies labelled with different classes",
+            [f"{path} is {conflict}" for path, conflict in dataset.label_conflicts.items()],
+        ),
+        ("folders of images nested one level deeper than the layout reads, not read", dataset.unread_folders),
     ):
         if items:
             typer.secho(f"{len(items)} {label}, e.g. " + ", ".join(items[:3]), fg=typer.colors.YELLOW)
@@ -138,8 +146,9 @@ def train_command(
         seed=seed,
         workers=workers,
     )
-    dataset, split = prepare_data(data, run, split_seed, crop, workers, preset)
-    train_model(run, dataset, split, settings)
+    with locked_folder(run):  # one writer of the run folder at a time
+        dataset, split = prepare_data(data, run, split_seed, crop, workers, preset)
+        train_model(run, dataset, split, settings)
 
 
 def evaluate_command(
@@ -153,4 +162,7 @@ def evaluate_command(
     ),
 ) -> None:
     """Base vs tuned on the unseen classes: metrics.json, figures and a self-contained report.html."""
-    evaluate_model(run, grid_queries, unseen_curve)
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run} not found: train first (`simtune images train --data PATH --run {run}`)")
+    with locked_folder(run, create=False):
+        evaluate_model(run, grid_queries, unseen_curve)

@@ -162,6 +162,9 @@ def evaluate_run(
         "single_image_classes": dataset.single_image_classes(UNSEEN),
         "skipped": [f"{path}: {reason}" for path, reason in dataset.skipped.items()],
         "missing": dataset.missing,
+        "duplicates": [f"{copy} = {kept}" for copy, kept in dataset.duplicates.items()],
+        "label_conflicts": [f"{path} is {conflict}" for path, conflict in dataset.label_conflicts.items()],
+        "unread_folders": dataset.unread_folders,
         "split_seed": split.seed,
     }
     metrics["training"] = {**vars(settings), "embedding_size": model.embedding_size}

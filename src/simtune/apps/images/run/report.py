@@ -67,6 +67,21 @@ def write_report(path: Path, metrics: dict[str, Any], figures: dict[str, Path], 
         )
     if data["missing"]:
         parts.append(f"<p class='note'>{len(data['missing'])} listed file(s) missing:</p>" + _list(data["missing"]))
+    if data.get("duplicates"):
+        parts.append(
+            f"<p class='note'>{len(data['duplicates'])} duplicate(s) dropped (listed twice, or byte-identical to a "
+            "kept image), so no image finds its own copy:</p>" + _list(data["duplicates"])
+        )
+    if data.get("label_conflicts"):
+        parts.append(
+            f"<p class='note'>{len(data['label_conflicts'])} image(s) dropped: byte-identical copies labelled with "
+            "different classes (which label is right is unknown):</p>" + _list(data["label_conflicts"])
+        )
+    if data.get("unread_folders"):
+        parts.append(
+            f"<p class='note'>{len(data['unread_folders'])} folder(s) of images nested deeper than the layout "
+            "reads were not read:</p>" + _list(data["unread_folders"])
+        )
     parts.append(
         "<h2>Training</h2><table>"
         + "".join(

@@ -24,6 +24,8 @@ FILTER_HELP = (
 
 # Connections beyond this get an immediate 503 instead of queueing without bound.
 MAX_CONNECTIONS = 512
+# One client address may hold this many, so a single client cannot take all of them.
+MAX_CONNECTIONS_PER_CLIENT = 64
 
 # Where the index lives: the same five options on index, search and serve.
 _RUN = typer.Option(Path("runs/images"), "--run", help=RUN_HELP)
@@ -51,22 +53,66 @@ def _location(run: Path, index: Path | None, qdrant_url: str | None, api_key: st
 
 def index_command(
     preset: Preset,
-    data: Path = typer.Option(..., "--data", help="The photos (any layout `train` reads)."),
+    data: Path = typer.Option(
+        ..., "--data", help="A folder of photos: searched recursively, or class folders, or a labels.csv."
+    ),
     run: Path = _RUN,
+    metadata: Path | None = typer.Option(
+        None, "--metadata", help="CSV: a 'path' column (relative to --data) and any columns, each a filter field."
+    ),
+    backbone: str | None = typer.Option(
+        None, "--backbone", help="For a run without a model: the pretrained backbone to index with (default lite0)."
+    ),
+    plain: bool = typer.Option(False, "--plain", help="Index every image under --data; ignore class folders."),
+    quantization: str = typer.Option(
+        "none", "--quantization", help="A new index's vectors: none (float32) or int8 (scalar, with rescoring)."
+    ),
+    on_disk: bool = typer.Option(False, "--on-disk", help="A new index keeps vectors, graph and payloads on disk."),
+    rebuild: bool = typer.Option(
+        False, "--rebuild", help="Embed every image again into a new index (e.g. after training a new model)."
+    ),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per model batch."),
+    workers: int = typer.Option(2, "--workers", min=0, help="Decoding processes (0: decode in this one)."),
     index: Path | None = _INDEX,
     qdrant_url: str | None = _QDRANT_URL,
     api_key: str | None = _API_KEY,
     collection: str = _COLLECTION,
 ) -> None:
-    """Embed every photo with the run's tuned model and upsert it into the index (idempotent)."""
-    from simtune.apps.images.data.dataset import prepare_dataset
-    from simtune.apps.images.service.indexing import index_run, serve_hint
+    """Keep the index in sync with a folder: embed new and changed photos, drop deleted ones (resumable)."""
+    from simtune.apps.images.data.run_folder import Run
+    from simtune.apps.images.service import indexing
+    from simtune.apps.images.service.catalog.sync import sync_catalog
+    from simtune.folder_lock import locked_folder
+    from simtune.search.storage import StorageOptions
 
     location = _location(run, index, qdrant_url, api_key, collection)
-    dataset, _ = prepare_dataset(data, run, preset=preset)
-    where, count = index_run(run, dataset, location=location)
-    typer.echo(f"indexed {len(dataset.records)} images; {count} points in {where}")
-    typer.echo(f"serve it:  {serve_hint(run, where, preset.name)}")
+    storage = StorageOptions(quantization, on_disk) if (quantization != "none" or on_disk) else None
+    with locked_folder(run):  # one writer of the run folder at a time
+        model, created = indexing.model_for_index(run, backbone)
+        if created:
+            typer.echo(
+                f"{run} holds no tuned model: indexing with the pretrained {backbone or 'lite0'} backbone "
+                f"(flip-averaged), saved to {Run(run).model_dir} for search and serve"
+            )
+        result = sync_catalog(
+            data,
+            location,
+            model,
+            preset=preset,
+            run_dir=run,
+            metadata=metadata,
+            plain=plain,
+            storage=storage,
+            batch_size=batch_size,
+            workers=workers,
+            rebuild=rebuild,
+            known_vectors=None if created else lambda: indexing.training_vectors(run, model, data) or {},
+        )
+    for line in result.problems.lines():
+        typer.echo(f"skipped: {line}")
+    resumed = " (continued an interrupted run)" if result.resumed else ""
+    typer.echo(f"indexed {result.layout} folder{resumed}: {result.summary()}; {result.points} points in {location}")
+    typer.echo(f"serve it:  {indexing.serve_hint(run, location, preset.name)}")
 
 
 def search_command(
@@ -100,9 +146,11 @@ def search_command(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("rank", "score", "class", "path", title=f"{preset.noun} similar to {image}")
+    classes = any("class_name" in hit.payload for hit in hits)  # a plain folder's images have none
+    table = Table("rank", "score", *(["class"] if classes else []), "path", title=f"{preset.noun} similar to {image}")
     for rank, hit in enumerate(hits, start=1):
-        table.add_row(str(rank), f"{hit.score:.4f}", hit.payload.get("class_name", ""), hit.payload.get("path", ""))
+        cells = [str(rank), f"{hit.score:.4f}"] + ([hit.payload.get("class_name", "")] if classes else [])
+        table.add_row(*cells, hit.payload.get("path", ""))
     Console().print(table)
 
 
@@ -117,15 +165,41 @@ def serve_command(
     collection: str = _COLLECTION,
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", min=0.01, help="Largest accepted upload."),
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest accepted image (width x height)."),
+    auth_token: str | None = typer.Option(
+        None,
+        "--auth-token",
+        envvar="SIMTUNE_AUTH_TOKEN",
+        help="Require this token on every route but /health (Authorization: Bearer TOKEN, or a browser's "
+        "password prompt). Set it whenever --host reaches beyond this machine.",
+    ),
+    allow_host: list[str] | None = typer.Option(
+        None,
+        "--allow-host",
+        help="Another Host header to accept (a DNS name the server is reached by), repeatable; '*' accepts any. "
+        "Always accepted: localhost, 127.0.0.1, ::1 and --host (for 0.0.0.0: this machine's name and addresses).",
+    ),
+    max_connections_per_client: int = typer.Option(
+        MAX_CONNECTIONS_PER_CLIENT,
+        "--max-connections-per-client",
+        min=0,
+        help="Connections one client address may hold at once (0: no cap; behind a reverse proxy every client "
+        "shares its address: cap them in the proxy instead).",
+    ),
 ) -> None:
     """Serve the web page (/), the HTTP API (/search, /search/{id}, /images/{id}, /health) and its docs (/docs)."""
     import uvicorn
 
+    from simtune.apps.images.service.connection_guard import server_config
     from simtune.apps.images.service.indexing import open_index
-    from simtune.apps.images.service.request_head_deadline import RequestHeadDeadline
     from simtune.apps.images.service.serve import create_app
 
     location = _location(run, index, qdrant_url, api_key, collection)
+    if not auth_token and not _is_loopback(host):
+        typer.echo(
+            f"warning: serving on {host} without --auth-token: anyone who reaches port {port} can search the index "
+            "and read its images; set --auth-token (or SIMTUNE_AUTH_TOKEN)",
+            err=True,
+        )
     model = _load_model(run)
     vector_index = open_index(location, model)
     try:
@@ -140,10 +214,10 @@ def serve_command(
         max_pixels=max_pixels,
         title=preset.title,
         noun=preset.noun,
+        auth_token=auth_token,
+        allowed_hosts=_allowed_hosts(host, allow_host or []),
     )
-    config = uvicorn.Config(
-        web_app, log_level="warning", http=RequestHeadDeadline, timeout_keep_alive=5, limit_concurrency=MAX_CONNECTIONS
-    )
+    config = server_config(web_app, MAX_CONNECTIONS, max_connections_per_client)
     typer.echo(
         f"serving {vector_index.count()} {preset.noun} from {location} at http://{host}:{port}/ (API docs: /docs)"
     )
@@ -152,6 +226,34 @@ def serve_command(
     finally:
         listening.close()
         vector_index.close()
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _allowed_hosts(host: str, extra: list[str]) -> list[str] | None:
+    """The Host headers the server answers (None: any); anything else is refused, so a web page whose DNS name
+    was rebound to this machine's address cannot make a browser talk to it."""
+    import socket
+
+    if "*" in extra:
+        return None
+    names = {"localhost", "127.0.0.1", "::1", host, *extra}
+    if host in ("0.0.0.0", "::", ""):  # every interface: the names and addresses this machine is reached by
+        names |= {socket.gethostname(), socket.getfqdn()}
+        try:
+            names |= {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)}
+        except OSError:
+            pass
+    return sorted(names)
 
 
 def _listen(host: str, port: int) -> Any:

@@ -6,10 +6,17 @@ index was built with (make and year for cars), so the same page serves any colle
 Every bad input is a 4xx with ``{"detail": message}``: the ``simtune.search`` errors carry the
 message, this module only picks the status. The app holds no state besides the index and model, so
 one process serves many concurrent clients (endpoints run in FastAPI's thread pool).
+
+Exposure: with ``auth_token`` every route but ``/health`` asks for it (``RequireToken``); with
+``allowed_hosts`` a request naming another host (a DNS-rebinding page in a browser) is refused with 400
+(Starlette's ``TrustedHostMiddleware``). ``/docs`` serves its Swagger UI files from the ``fastapi-offline``
+package, so it works without internet. ``/health`` answers 503 when a file of the index went missing
+or changed size since it was opened.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +24,12 @@ from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import simtune
+from simtune.apps.images.service.access_token import RequireToken
 from simtune.apps.images.service.body_limit import BodyLimit
-from simtune.apps.images.service.head_as_get import HeadAsGet
 from simtune.apps.images.service.indexed_image import read_indexed_image
 from simtune.search import (
     MAX_K,
@@ -30,6 +39,7 @@ from simtune.search import (
     InvalidImageError,
     InvalidQueryError,
     ModelMismatchError,
+    SearchError,
     SearchHit,
     UnknownPointError,
     VectorIndex,
@@ -60,32 +70,45 @@ def create_app(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     title: str = "Similar images",
     noun: str = "images",
+    auth_token: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """The API over ``index``; ``model`` embeds uploads and must be the model the index was built with.
-    ``title`` and ``noun`` ("cars") are the words of the page and the API docs."""
+    ``title`` and ``noun`` ("cars") are the words of the page and the API docs; ``auth_token`` and
+    ``allowed_hosts`` (None: any) guard an exposed server (see the module docstring)."""
     index.schema.check_model(model.fingerprint(), model.embedding_size)
-    app = FastAPI(
+    app = FastAPIOffline(
         title=f"simtune: {title.lower()}",
         version=simtune.__version__,
         description=f"Upload a photo, get the most similar indexed {noun}.",
+        redoc_url=None,
     )
     for error_type, status in _STATUS.items():
         app.add_exception_handler(error_type, _json_error(status))
+    app.add_exception_handler(Exception, _engine_failure(index))
 
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes + FORM_OVERHEAD_BYTES, upload_limit=max_upload_bytes)
-    app.add_middleware(HeadAsGet)
+    if auth_token:
+        app.add_middleware(RequireToken, token=auth_token)
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
-    @app.get("/health")
-    def health() -> dict[str, Any]:
+    @_get_and_head(app, "/health", response_model=None)
+    def health() -> dict[str, Any] | JSONResponse:
+        try:
+            index.verify_files()
+            points = index.count()
+        except SearchError as error:
+            return JSONResponse({"status": "unavailable", "detail": str(error)}, status_code=503)
         return {
             "status": "ok",
-            "points": index.count(),
+            "points": points,
             "model": index.schema.fingerprint,
             "embedding_size": index.schema.embedding_size,
             "filter_fields": sorted(index.schema.filter_fields),
         }
 
-    @app.get("/page")
+    @_get_and_head(app, "/page")
     def page_config() -> dict[str, Any]:
         """The page's words and filter boxes: every filterable field but the run's bookkeeping (split, subset)."""
         fields = index.schema.filter_fields
@@ -121,7 +144,7 @@ def create_app(
 
         return {"k": k, "results": [_hit_json(hit) for hit in await run_in_threadpool(run)]}
 
-    @app.get("/search/{point_id}")
+    @_get_and_head(app, "/search/{point_id}")
     def search_indexed(
         point_id: str,
         k: int = Query(10, description=f"How many similar images, 1 to {MAX_K}."),
@@ -133,7 +156,7 @@ def create_app(
         _, payload = index.get(point_id)
         return {"query": _hit_json(SearchHit(point_id, 1.0, payload)), "k": k, "results": [_hit_json(h) for h in hits]}
 
-    @app.get("/random")
+    @_get_and_head(app, "/random")
     def random_image() -> dict[str, Any]:
         """One random indexed image (for the page's "random" button)."""
         hits = index.sample(1)
@@ -141,7 +164,9 @@ def create_app(
             raise UnknownPointError("the index is empty")
         return _hit_json(hits[0])
 
-    @app.get("/images/{image_id:path}", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+    @_get_and_head(
+        app, "/images/{image_id:path}", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}}
+    )
     def image(image_id: str) -> Response:
         """The photo of an indexed point; nothing else on the server's disk is reachable."""
         point_id = parse_point_id(image_id)
@@ -152,12 +177,23 @@ def create_app(
         data, media_type = found
         return Response(data, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
 
-    @app.get("/", include_in_schema=False)
+    @_get_and_head(app, "/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _get_and_head(app: FastAPI, path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``@app.get`` that answers HEAD too (HTTP's GET without the body; FastAPI's GET routes answer 405),
+    with HEAD kept out of the API docs, where it would repeat every GET."""
+
+    def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        app.head(path, **{**options, "include_in_schema": False})(endpoint)
+        return app.get(path, **options)(endpoint)
+
+    return register
 
 
 def _hit_json(hit: SearchHit) -> dict[str, Any]:
@@ -169,5 +205,18 @@ def _hit_json(hit: SearchHit) -> dict[str, Any]:
 def _json_error(status: int) -> Any:
     async def handler(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=status)
+
+    return handler
+
+
+def _engine_failure(index: VectorIndex) -> Any:
+    """An unexpected error: 503 naming the damage when the index's files changed under the server, else 500."""
+
+    async def handler(request: Request, error: Exception) -> JSONResponse:
+        try:
+            index.verify_files()
+        except SearchError as damage:
+            return JSONResponse({"detail": str(damage)}, status_code=503)
+        return JSONResponse({"detail": f"internal error: {type(error).__name__}"}, status_code=500)
 
     return handler

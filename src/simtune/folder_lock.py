@@ -1,0 +1,144 @@
+"""One writer per folder: a second process that would write the same run folder (or index) is refused at
+once with one line naming the holder, instead of both finishing with files that disagree.
+
+How: an exclusive ``flock`` on ``<folder>/.simtune.lock``. The kernel releases it when its holder exits,
+however it exits (``kill -9`` included), so a lock file left behind never blocks anyone: the file is only
+where the lock lives and where its holder writes who it is (pid, host, command, since when), for the
+message a refused process prints. The lock is re-entrant within a process (``demo`` trains, evaluates and
+indexes under one lock), and processes a holder starts (e.g. Lightning's DDP workers, which rerun the
+command) find it held by their parent through ``SIMTUNE_HELD_FOLDERS`` and share it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+LOCK_FILE = ".simtune.lock"
+HELD_ENV = "SIMTUNE_HELD_FOLDERS"  # JSON [[pid, folder], ...]: what a holder's children may share
+_held: dict[Path, int] = {}  # folder -> how many times this process holds it
+_guard = threading.Lock()
+
+
+class FolderInUseError(RuntimeError):
+    """Another process holds the folder's lock; the message names it."""
+
+
+@contextmanager
+def locked_folder(folder: str | Path, create: bool = True) -> Iterator[Path]:
+    """Holds ``folder``'s writer lock for the block (``FolderInUseError`` at once if another process does).
+    ``create=False``: a missing folder is a ``FileNotFoundError`` (and is not created)."""
+    folder = Path(folder)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+    elif not folder.is_dir():
+        raise FileNotFoundError(f"{folder} does not exist or is not a folder")
+    key = folder.resolve()
+    with _guard:
+        if _held.get(key) or _held_by_parent(key):
+            _held[key] = _held.get(key, 0) + 1
+            descriptor = None
+        else:
+            descriptor = _acquire(key)
+            _held[key] = 1
+    try:
+        yield folder
+    finally:
+        with _guard:
+            _held[key] -= 1
+            if not _held[key]:
+                del _held[key]
+                if descriptor is not None:
+                    _release(key, descriptor)
+
+
+def holder(folder: str | Path) -> str | None:
+    """Who holds ``folder``'s lock, as the refusal says it; None when nobody does."""
+    path = Path(folder) / LOCK_FILE
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _describe(path)
+    finally:
+        os.close(descriptor)  # closing also drops the shared lock, if it was granted
+    return None
+
+
+def _acquire(folder: Path) -> int:
+    path = folder / LOCK_FILE
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise FolderInUseError(
+            f"{folder} is in use by {_describe(path)}: wait for it to finish (or stop it), or use another folder"
+        ) from None
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300] if sys.argv else "python",
+        "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    try:
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, json.dumps(me).encode(), 0)
+    except OSError:  # a full disk: the lock holds all the same, only the refusal's details are lost
+        pass
+    _set_env(folder, add=True)
+    return descriptor
+
+
+def _release(folder: Path, descriptor: int) -> None:
+    _set_env(folder, add=False)
+    try:
+        os.ftruncate(descriptor, 0)
+    except OSError:
+        pass
+    os.close(descriptor)  # releases the flock
+
+
+def _describe(path: Path) -> str:
+    try:
+        who = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        who = {}
+    if not who:
+        return "another process"
+    return f"pid {who.get('pid')} on {who.get('host')} (`{who.get('command')}`, since {who.get('since')})"
+
+
+def _entries() -> list[list]:
+    try:
+        entries = json.loads(os.environ.get(HELD_ENV) or "[]")
+    except ValueError:
+        return []
+    return entries if isinstance(entries, list) else []
+
+
+def _set_env(folder: Path, add: bool) -> None:
+    mine = [os.getpid(), str(folder)]
+    entries = [entry for entry in _entries() if entry != mine] + ([mine] if add else [])
+    if entries:
+        os.environ[HELD_ENV] = json.dumps(entries)
+    else:
+        os.environ.pop(HELD_ENV, None)
+
+
+def _held_by_parent(folder: Path) -> bool:
+    """The parent process holds ``folder`` (its lock is taken, and the parent said so in our environment)."""
+    if [os.getppid(), str(folder)] not in _entries():
+        return False
+    return holder(folder) is not None

@@ -1,0 +1,92 @@
+"""A folder has one writer at a time; a killed writer never leaves it locked."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import simtune
+from simtune.folder_lock import LOCK_FILE, FolderInUseError, holder, locked_folder
+
+SOURCE_ROOT = Path(simtune.__file__).resolve().parents[1]
+
+
+def _holding_process(folder: Path, then: str = "time.sleep(120)") -> subprocess.Popen:
+    """A python process that takes ``folder``'s lock, prints HELD, then runs ``then``."""
+    code = (
+        "import sys, time\n"
+        "from simtune.folder_lock import locked_folder\n"
+        f"with locked_folder({str(folder)!r}):\n"
+        "    print('HELD', flush=True)\n"
+        f"    {then}\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(SOURCE_ROOT))
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "train", "--run", str(folder)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert process.stdout.readline().strip() == "HELD"
+    return process
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_killed_holder_releases_it(tmp_path):
+    folder = tmp_path / "run"
+    process = _holding_process(folder)
+    try:
+        with pytest.raises(FolderInUseError) as refused:
+            with locked_folder(folder):
+                pytest.fail("two writers held the folder at once")
+        message = str(refused.value)
+        assert f"{folder} is in use by pid {process.pid} on " in message
+        assert "-c train --run" in message and "since 20" in message and "\n" not in message
+        assert holder(folder).startswith(f"pid {process.pid}")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert (folder / LOCK_FILE).is_file()  # left behind by the killed holder: it must not block
+    assert holder(folder) is None
+    with locked_folder(folder):
+        assert holder(folder).startswith(f"pid {os.getpid()} ")
+    assert holder(folder) is None
+
+
+def test_the_lock_is_reentrant_within_a_process_and_released_after_the_outer_block(tmp_path):
+    with locked_folder(tmp_path):
+        with locked_folder(tmp_path):
+            pass
+        code = f"from simtune.folder_lock import locked_folder\nwith locked_folder({str(tmp_path)!r}): pass\n"
+        env = dict(os.environ, PYTHONPATH=str(SOURCE_ROOT))
+        env.pop("SIMTUNE_HELD_FOLDERS", None)  # an unrelated process, not one this one started
+        outsider = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert "FolderInUseError" in outsider.stderr
+    with locked_folder(tmp_path):
+        pass
+
+
+def test_a_process_the_holder_starts_shares_the_lock(tmp_path):
+    with locked_folder(tmp_path):
+        code = (
+            f"from simtune.folder_lock import locked_folder\nwith locked_folder({str(tmp_path)!r}): print('SHARED')\n"
+        )
+        env = dict(os.environ, PYTHONPATH=str(SOURCE_ROOT))
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert child.stdout.strip() == "SHARED", child.stderr
+    assert "SIMTUNE_HELD_FOLDERS" not in os.environ
+
+
+def test_a_missing_folder_is_not_created_when_asked_not_to(tmp_path):
+    with pytest.raises(FileNotFoundError, match="typo does not exist"):
+        with locked_folder(tmp_path / "typo", create=False):
+            pass
+    assert not (tmp_path / "typo").exists()
+
+
+def test_waiting_is_not_needed_after_the_holder_finishes(tmp_path):
+    process = _holding_process(tmp_path, then="pass")
+    process.wait(timeout=60)
+    started = time.perf_counter()
+    with locked_folder(tmp_path):
+        assert time.perf_counter() - started < 1
