@@ -34,10 +34,12 @@ def one_line_errors(reword: Callable[[str], str] = str, writes_to: str | Path | 
     the file the system names."""
     try:
         yield
+    except (ValueError, FileNotFoundError, FolderInUseError) as error:
+        fail(reword(str(error)))
     except Exception as error:
         full = no_space_error(writes_to or Path.cwd(), error) if writes_to or isinstance(error, OSError) else None
         if full is not None:
             fail(reword(str(full)))
-        if isinstance(error, (ValueError, OSError, FolderInUseError)):
+        if isinstance(error, OSError):
             fail(reword(str(error)))
         raise
