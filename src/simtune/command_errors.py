@@ -3,7 +3,7 @@
 Exit code 2 is what the command line already returns for a bad option, so a script tells bad input (2) from a
 crash (1, with its traceback). Bad input is what simtune raises as ``ValueError`` (its model, search and
 data errors all are), what the system says as ``OSError`` (a missing file, a busy port), a folder another
-process is writing (``FolderInUseError``), or a full disk, whichever library hit it.
+process is writing (``FolderLockError``), or a full disk, whichever library hit it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import NoReturn
 import typer
 
 from simtune.atomic import no_space_error
-from simtune.folder_lock import FolderInUseError
+from simtune.folder_lock import FolderLockError
 
 BAD_INPUT = 2
 
@@ -34,7 +34,7 @@ def one_line_errors(reword: Callable[[str], str] = str, writes_to: str | Path | 
     the file the system names."""
     try:
         yield
-    except (ValueError, FileNotFoundError, FolderInUseError) as error:
+    except (ValueError, FileNotFoundError, FolderLockError) as error:
         fail(reword(str(error)))
     except Exception as error:
         full = no_space_error(writes_to or Path.cwd(), error) if writes_to or isinstance(error, OSError) else None
