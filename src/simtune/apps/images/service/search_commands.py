@@ -94,33 +94,35 @@ def index_command(
     from simtune.apps.images.data.run_folder import Run
     from simtune.apps.images.service import indexing
     from simtune.apps.images.service.catalog.sync import sync_catalog
+    from simtune.folder_lock import FolderLockError, locked_folder
     from simtune.search import SearchError
     from simtune.search.storage import StorageOptions
 
     location = _location(run, index, qdrant_url, api_key, collection)
     try:
         storage = StorageOptions(quantization, on_disk) if (quantization != "none" or on_disk) else None
-        model, created = indexing.model_for_index(run, backbone)
-        if created:
-            typer.echo(
-                f"{run} holds no tuned model: indexing with the pretrained {backbone or 'lite0'} backbone "
-                f"(flip-averaged), saved to {Run(run).model_dir} for search and serve"
+        with locked_folder(run):  # one writer of the run folder at a time
+            model, created = indexing.model_for_index(run, backbone)
+            if created:
+                typer.echo(
+                    f"{run} holds no tuned model: indexing with the pretrained {backbone or 'lite0'} backbone "
+                    f"(flip-averaged), saved to {Run(run).model_dir} for search and serve"
+                )
+            result = sync_catalog(
+                data,
+                location,
+                model,
+                preset=preset,
+                run_dir=run,
+                metadata=metadata,
+                plain=plain,
+                storage=storage,
+                batch_size=batch_size,
+                workers=workers,
+                rebuild=rebuild,
+                known_vectors=None if created else lambda: indexing.training_vectors(run, model, data) or {},
             )
-        result = sync_catalog(
-            data,
-            location,
-            model,
-            preset=preset,
-            run_dir=run,
-            metadata=metadata,
-            plain=plain,
-            storage=storage,
-            batch_size=batch_size,
-            workers=workers,
-            rebuild=rebuild,
-            known_vectors=None if created else lambda: indexing.training_vectors(run, model, data) or {},
-        )
-    except (SearchError, OSError, ValueError) as error:
+    except (SearchError, OSError, ValueError, FolderLockError) as error:
         _fail(str(error))
     for line in result.problems.lines():
         typer.echo(f"skipped: {line}")
