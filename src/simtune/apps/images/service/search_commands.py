@@ -75,13 +75,15 @@ def index_command(
     """Embed every photo with the run's tuned model and upsert it into the index (idempotent)."""
     from simtune.apps.images.data.dataset import prepare_dataset
     from simtune.apps.images.service.indexing import index_run, serve_hint
+    from simtune.folder_lock import FolderInUseError, locked_folder
     from simtune.search import SearchError
 
     location = _location(run, index, qdrant_url, api_key, collection)
     try:
-        dataset, _ = prepare_dataset(data, run, preset=preset)
-        where, count = index_run(run, dataset, location=location)
-    except (SearchError, OSError, ValueError) as error:
+        with locked_folder(run):  # a second `index` (or `train`) of this run is refused at once
+            dataset, _ = prepare_dataset(data, run, preset=preset)
+            where, count = index_run(run, dataset, location=location)
+    except (SearchError, OSError, ValueError, FolderInUseError) as error:
         _fail(str(error))
     typer.echo(f"indexed {len(dataset.records)} images; {count} points in {where}")
     typer.echo(f"serve it:  {serve_hint(run, where, preset.name)}")
