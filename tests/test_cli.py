@@ -1,5 +1,6 @@
 """The ``simtune`` entry point: --version, --help, export-onnx."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -115,3 +116,27 @@ def test_export_onnx_of_a_user_class_needs_trust_naming_its_module(tmp_path, mon
     trusted = runner.invoke(app, [*arguments, "--trust", "my_heads"])
     assert trusted.exit_code == 0, trusted.output
     assert (tmp_path / "out.onnx").is_file()
+
+
+def test_commands_print_their_own_lines_not_lightnings_adverts_or_raw_warnings(tmp_path):
+    """A command that builds a Lightning Trainer and hits a warning: no accelerator summary, no tips about
+    Lightning's cloud products, and the warning as one line without Python's source line."""
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import warnings\n"
+        "from simtune.cli import app\n"
+        "@app.command('probe')\n"
+        "def probe():\n"
+        "    import lightning.pytorch as pl\n"
+        "    pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)\n"
+        "    from lightning.pytorch.utilities import rank_zero_info\n"
+        "    rank_zero_info('Tip: try installing litlogger')\n"
+        "    warnings.warn('the folder holds 3 files\\n  nobody asked for')\n"
+        "app()\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(simtune.__file__).resolve().parents[1]))
+    result = subprocess.run([sys.executable, str(script), "probe"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "GPU available" not in output and "litlogger" not in output and "Tip" not in output
+    assert output.splitlines() == ["warning: the folder holds 3 files nobody asked for"]

@@ -7,7 +7,10 @@ imports Lightning.
 
 from typing import Any
 
+from simtune import quaterion_paths
+
 __version__ = "0.1.0"
+quaterion_paths.install()
 
 _LAZY = {
     "fit": ("simtune.train.fit", "fit"),

@@ -156,15 +156,7 @@ def replace_directory(path: str | Path) -> Iterator[Path]:
     staging.mkdir()
     try:
         yield staging
-        mode = file_mode()
-        for entry in sorted(staging.rglob("*"), reverse=True):  # files before the folders holding them
-            if not entry.is_symlink():
-                if entry.is_file():
-                    _set_mode(entry, mode)
-                _fsync(entry)
-        _fsync(staging)
-        _swap_in(staging, path)
-        _fsync(path.parent)
+        swap_in_directory(staging, path)
     except Exception as error:
         full = no_space_error(path.parent, error)
         if full is None:
@@ -172,6 +164,22 @@ def replace_directory(path: str | Path) -> Iterator[Path]:
         raise full from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # after a swap this is the old folder
+
+
+def swap_in_directory(staging: str | Path, path: str | Path) -> None:
+    """Syncs the finished folder ``staging`` (beside ``path``, on the same filesystem) and swaps it in for
+    ``path`` in one step; ``staging`` then holds the old folder (or nothing), for the caller to delete.
+    For writers whose staging folder must outlive their process (a resumable write names its own)."""
+    staging, path = Path(staging), Path(path)
+    mode = file_mode()
+    for entry in sorted(staging.rglob("*"), reverse=True):  # files before the folders holding them
+        if not entry.is_symlink():
+            if entry.is_file():
+                _set_mode(entry, mode)
+            _fsync(entry)
+    _fsync(staging)
+    _swap_in(staging, path)
+    _fsync(path.parent)
 
 
 def clean_leftovers(folder: str | Path) -> list[Path]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+import warnings
 from pathlib import Path
 
 import typer
@@ -28,6 +31,21 @@ def _root(
     ),
 ) -> None:
     """simtune command line."""
+    _plain_output()
+
+
+def _plain_output() -> None:
+    """What a command prints is its own: Lightning's info lines (the accelerator summary, tips advertising its
+    cloud products) are left out, and a warning that matters is one line, ``warning: ...``, without the
+    source line Python adds."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # Lightning resets its top loggers on import, not these
+    warnings.showwarning = _one_line_warning
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    text = " ".join(str(message).split())
+    print(f"warning: {text}", file=file or sys.stderr)
 
 
 @app.command("export-onnx")

@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from simtune.eval import AttachedMetric, MeanAveragePrecisionAtR, PrecisionAtK, RetrievalRPrecision
+from simtune.eval import (
+    AttachedMetric,
+    MeanAveragePrecisionAtR,
+    PrecisionAtK,
+    RetrievalPrecision,
+    RetrievalReciprocalRank,
+    RetrievalRPrecision,
+)
 from simtune.functional.retrieval import retrieval_metrics
 
 
@@ -84,5 +91,79 @@ def test_quaterion_forms_simtune_cannot_honour_fail_at_the_call():
         AttachedMetric("rrp", metric=RetrievalRPrecision(), on_epoch=False)
     with pytest.raises(TypeError, match="needs metric="):
         AttachedMetric("rrp")
-    with pytest.raises(TypeError, match="RetrievalMetric \\(e.g. RetrievalRPrecision\\(\\)\\)"):
-        AttachedMetric("rrp", metric="r_precision")
+    with pytest.raises(TypeError, match="a metric is a registered name .* or a RetrievalMetric, got 3"):
+        AttachedMetric("rrp", metric=3)
+    with pytest.raises(TypeError, match="pass a metric instance, RetrievalRPrecision\\(\\), not the class"):
+        AttachedMetric("rrp", metric=RetrievalRPrecision)
+
+
+def test_a_metric_is_named_by_its_registered_name_or_given_as_a_retrieval_metric():
+    embeddings, groups = validation_epoch()
+    by_name, by_class = AttachedMetric("rrp", metric="r_precision"), AttachedMetric("rrp", metric=RetrievalRPrecision())
+    alone = AttachedMetric("precision_at_1")
+    for metric in (by_name, by_class, alone):
+        metric.update(embeddings, groups)
+    assert by_name.compute() == by_class.compute()
+    assert alone.compute() == {
+        "validation_precision_at_1": retrieval_metrics(embeddings, groups, metrics=("precision_at_1",)).metrics[
+            "precision_at_1"
+        ]
+    }
+
+
+def pair_epoch(seed=0, pairs=40, dim=8):
+    """Question/answer-like pairs: each answer is its question plus noise, laid out as PairCollate does
+    (all first objects, then all second objects), in two batches."""
+    generator = torch.Generator().manual_seed(seed)
+    first = torch.randn(pairs, dim, generator=generator)
+    second = first + 0.8 * torch.randn(pairs, dim, generator=generator)
+    subgroups = torch.arange(pairs) // 4 + 1  # every 4 pairs share a subgroup: never each other's negatives
+    return first, second, subgroups
+
+
+def pair_retrieval_by_loops(objects, partner, subgroup):
+    """Plain loops: each row ranks every other row not sharing its non-zero subgroup, by cosine."""
+    normed = torch.nn.functional.normalize(objects, dim=1)
+    reciprocal, top1 = [], []
+    for q in range(len(objects)):
+        others = [g for g in range(len(objects)) if g != q and (g == partner[q] or subgroup[g] != subgroup[q])]
+        order = sorted(others, key=lambda g: (-float(normed[q] @ normed[g]), g))
+        rank = order.index(partner[q]) + 1
+        reciprocal.append(1 / rank)
+        top1.append(float(rank == 1))
+    return sum(reciprocal) / len(reciprocal), sum(top1) / len(top1)
+
+
+def test_pair_data_gives_reciprocal_rank_and_precision_over_the_whole_epoch():
+    first, second, subgroups = pair_epoch()
+    metric = AttachedMetric([RetrievalReciprocalRank(), RetrievalPrecision(k=1)])
+    objects, partner, subgroup = [], [], []
+    for start in (0, 20):
+        a, b, s = first[start : start + 20], second[start : start + 20], subgroups[start : start + 20]
+        rows = torch.arange(20)
+        metric.update(
+            torch.cat([a, b]),
+            pairs=torch.stack([rows, rows + 20], 1),
+            labels=torch.ones(20),
+            subgroups=torch.cat([s, s]),
+        )
+        base = len(objects)
+        objects += [*a, *b]
+        partner += [base + 20 + i for i in range(20)] + [base + i for i in range(20)]
+        subgroup += [*s.tolist(), *s.tolist()]
+    mrr, precision = pair_retrieval_by_loops(torch.stack(objects), partner, subgroup)
+    result = metric.compute()
+    assert result["validation_mrr"] == pytest.approx(mrr, abs=1e-12)
+    assert result["validation_precision_at_1"] == pytest.approx(precision, abs=1e-12)
+    assert 0.3 < mrr < 1  # neither trivial nor hopeless, so the comparison means something
+
+
+def test_pair_updates_are_checked():
+    metric = AttachedMetric(["mrr"])
+    with pytest.raises(ValueError, match="groups .* or pairs=.*exactly one"):
+        metric.update(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="row indices below 4"):
+        metric.update(torch.zeros(4, 2), pairs=torch.tensor([[0, 4]]))
+    metric.update(torch.randn(4, 2), pairs=torch.tensor([[0, 2], [1, 3]]))
+    with pytest.raises(ValueError, match="cannot mix"):
+        metric.update(torch.randn(4, 2), torch.zeros(4))

@@ -113,8 +113,19 @@ def test_pair_evaluation_precision_and_reciprocal_rank(lookup_model):
 def test_evaluator_rejects_duplicate_or_foreign_metrics():
     with pytest.raises(ValueError, match="distinct names"):
         Evaluator([PrecisionAtK(1), PrecisionAtK(1)])
-    with pytest.raises(ValueError, match="RetrievalMetric"):
-        Evaluator(["precision_at_1"])
+    with pytest.raises(ValueError, match="distinct names"):
+        Evaluator(["precision_at_1", PrecisionAtK(1)])
+    with pytest.raises(TypeError, match="a registered name .* or a RetrievalMetric"):
+        Evaluator([len])
+    with pytest.raises(ValueError, match="unknown metric 'precision_at_0'"):
+        Evaluator(["precision_at_0"])
+
+
+def test_a_metric_name_and_its_class_give_the_same_result(separable_dataset):
+    dataset, model = separable_dataset()
+    by_name = evaluate(Evaluator(["mrr", "precision_at_1"]), dataset, model)
+    by_class = evaluate(Evaluator([MeanReciprocalRank(), PrecisionAtK(1)]), dataset, model)
+    assert by_name == by_class
 
 
 def test_wrong_sample_type_is_named(lookup_model):

@@ -96,3 +96,20 @@ def test_degenerate_batches_are_finite():
     )
     one_pair.backward()
     assert one_pair.item() == pytest.approx(0.0, abs=1e-6) and not single.grad.any()
+
+
+def test_quaterion_form_equals_quaterions_half_shifted_cosine():
+    """Quaterion: logits = scale * (cos + 1) / 2, cross-entropy both ways when symmetric."""
+    embeddings, pairs, labels, subgroups = pair_batch(3, num_pairs=8)
+    first, second = embeddings[pairs[:, 0]], embeddings[pairs[:, 1]]
+    cos = torch.nn.functional.normalize(first, dim=1) @ torch.nn.functional.normalize(second, dim=1).T
+    logits = 20.0 * (cos + 1) / 2
+    targets = torch.arange(len(pairs))
+    cross_entropy = torch.nn.functional.cross_entropy
+    expected = (cross_entropy(logits, targets) + cross_entropy(logits.T, targets)) / 2
+    ported = MultipleNegativesRankingLoss.quaterion(scale=20, symmetric=True)
+    assert ported.scale == 10.0
+    assert torch.allclose(ported(embeddings, pairs, labels, subgroups), expected, atol=1e-12)
+    assert not torch.allclose(
+        MultipleNegativesRankingLoss(symmetric=True)(embeddings, pairs, labels, subgroups), expected
+    )

@@ -5,6 +5,7 @@ from simtune.data.collate import GroupCollate, PairCollate, pass_through
 from simtune.data.group_dataset import GroupDataset, group_labels
 from simtune.data.loaders import GroupSimilarityDataLoader, PairsSimilarityDataLoader
 from simtune.data.samples import SimilarityGroupSample, SimilarityPairSample
+from simtune.data.text_pairs import read_jsonl, read_text_pairs
 
 __all__ = [
     "ClassBalancedBatchSampler",
@@ -17,4 +18,6 @@ __all__ = [
     "PairsSimilarityDataLoader",
     "SimilarityGroupSample",
     "SimilarityPairSample",
+    "read_jsonl",
+    "read_text_pairs",
 ]

@@ -10,6 +10,8 @@ from simtune.eval.metrics import (
     RecallAtK,
     RegisteredMetric,
     RetrievalMetric,
+    RetrievalPrecision,
+    RetrievalReciprocalRank,
     RetrievalRPrecision,
 )
 from simtune.eval.samplers import GroupSampler, PairSampler, RetrievalTask, Sampler
@@ -26,6 +28,8 @@ __all__ = [
     "RecallAtK",
     "MeanReciprocalRank",
     "NDCGAtK",
+    "RetrievalPrecision",
+    "RetrievalReciprocalRank",
     "Sampler",
     "GroupSampler",
     "PairSampler",

@@ -13,9 +13,14 @@ import torch
 from torch import Tensor
 
 from simtune.distances import Distance
-from simtune.eval.metric_arguments import named_metrics
-from simtune.eval.metrics import RetrievalMetric
-from simtune.functional.retrieval import DEFAULT_MAX_MEMORY_MB, RetrievalResult, retrieval_metrics
+from simtune.eval.metrics import RetrievalMetric, named_metrics
+from simtune.functional.retrieval import (
+    DEFAULT_MAX_MEMORY_MB,
+    RetrievalResult,
+    pair_retrieval_metrics,
+    resolve_metric,
+    retrieval_metrics,
+)
 
 
 class AttachedMetric:
@@ -28,14 +33,24 @@ class AttachedMetric:
     a list or dict of metrics logs ``"validation_<name>_<metric>"``. ``logger`` (None: Lightning's
     default), ``prog_bar`` and further ``log_options`` go to ``LightningModule.log``. Metrics are
     computed once per validation epoch over every validation embedding, so ``on_step=True`` and
-    ``on_epoch=False`` are refused.
-    Every object is both a query and (excluded from its own results) the gallery.
+    ``on_epoch=False`` are refused. A metric is a registered name (``"mrr"``) or a ``RetrievalMetric``;
+    ``AttachedMetric("mrr")`` alone attaches that metric under its own name.
+
+    Every object is both a query and (excluded from its own results) the gallery. Group-labelled
+    validation data: relevant = same group. Pair data (``update(embeddings, pairs=..., labels=...,
+    subgroups=...)``, as ``TrainableModel`` passes a pairwise loss's batches): relevant = the other side
+    of a positive pair, and rows sharing a non-zero subgroup are left out of each other's rankings,
+    as ``PairSampler`` ranks; but each row is its own object (``PairSampler`` merges equal texts).
     """
 
     def __init__(
         self,
-        name: str | Sequence[RetrievalMetric] | RetrievalMetric,
-        metric: RetrievalMetric | Sequence[RetrievalMetric] | Mapping[str, RetrievalMetric] | None = None,
+        name: str | RetrievalMetric | Sequence[str | RetrievalMetric],
+        metric: str
+        | RetrievalMetric
+        | Sequence[str | RetrievalMetric]
+        | Mapping[str, str | RetrievalMetric]
+        | None = None,
         logger: bool | None = None,
         prog_bar: bool = True,
         on_step: bool | None = None,
@@ -47,15 +62,19 @@ class AttachedMetric:
         device: str | torch.device | None = None,
         **log_options: Any,
     ):
+        if isinstance(name, str) and metric is None:
+            if not _registered(name):
+                raise TypeError(
+                    f"AttachedMetric({name!r}) needs metric=, e.g. AttachedMetric({name!r}, "
+                    f"metric=RetrievalRPrecision()), unless {name!r} is a metric's registered name such as 'mrr' "
+                    "or 'precision_at_1'"
+                )
+            name, metric = [name], None
         if isinstance(name, str):
             if not name:
                 raise ValueError("name must be a non-empty string, the metric's key in the logs")
-            if metric is None:
-                raise TypeError(
-                    f"AttachedMetric({name!r}) needs metric=, e.g. AttachedMetric({name!r}, metric=RetrievalRPrecision())"
-                )
             named = named_metrics(metric, "metric")
-            single = isinstance(metric, RetrievalMetric)
+            single = isinstance(metric, (str, RetrievalMetric))
             keys = {inner.name: name if single else f"{name}_{key}" for key, inner in named.items()}
         else:
             if metric is not None:
@@ -89,29 +108,92 @@ class AttachedMetric:
     def reset(self) -> None:
         self._embeddings: list[Tensor] = []
         self._groups: list[Tensor] = []
+        self._pairs: list[Tensor] = []
+        self._subgroups: list[Tensor] = []
+        self._rows = 0
 
-    def update(self, embeddings: Tensor, groups: Tensor) -> None:
-        """Stores a detached CPU copy of one batch (B, D) with its groups (B,)."""
-        if embeddings.ndim != 2 or groups.shape != (len(embeddings),):
-            raise ValueError(
-                f"update expects embeddings (B, D) and groups (B,), got {tuple(embeddings.shape)} "
-                f"and {tuple(groups.shape)}"
-            )
+    def update(
+        self,
+        embeddings: Tensor,
+        groups: Tensor | None = None,
+        *,
+        pairs: Tensor | None = None,
+        labels: Tensor | None = None,
+        subgroups: Tensor | None = None,
+    ) -> None:
+        """Stores a detached CPU copy of one batch (B, D) with its groups (B,), or with its pairs (P, 2)
+        of row indices, their labels (P,) (only pairs with a label > 0 are relevant) and the rows'
+        subgroups (B,). One epoch is all groups or all pairs."""
+        if (groups is None) == (pairs is None):
+            raise ValueError("update takes groups (group-labelled data) or pairs= (pair data), exactly one")
+        if embeddings.ndim != 2:
+            raise ValueError(f"update expects embeddings (B, D), got {tuple(embeddings.shape)}")
+        if self._embeddings and bool(self._pairs) != (pairs is not None):
+            raise ValueError("one validation epoch cannot mix group-labelled and pair batches")
+        rows = len(embeddings)
+        if groups is not None:
+            if groups.shape != (rows,):
+                raise ValueError(
+                    f"update expects embeddings (B, D) and groups (B,), got {tuple(embeddings.shape)} "
+                    f"and {tuple(groups.shape)}"
+                )
+            self._groups.append(groups.detach().long().cpu())
+        else:
+            pairs = pairs.detach().long().cpu()
+            if pairs.ndim != 2 or pairs.shape[1] != 2 or (len(pairs) and not (0 <= pairs.min() <= pairs.max() < rows)):
+                raise ValueError(f"pairs must be (P, 2) row indices below {rows}, got shape {tuple(pairs.shape)}")
+            positive = torch.ones(len(pairs), dtype=torch.bool) if labels is None else labels.detach().cpu() > 0
+            subgroups = torch.zeros(rows, dtype=torch.long) if subgroups is None else subgroups.detach().long().cpu()
+            if subgroups.shape != (rows,):
+                raise ValueError(f"subgroups must be (B,) = ({rows},), got shape {tuple(subgroups.shape)}")
+            self._pairs.append(pairs[positive] + self._rows)
+            self._subgroups.append(subgroups)
         self._embeddings.append(embeddings.detach().float().cpu())
-        self._groups.append(groups.detach().long().cpu())
+        self._rows += rows
 
     def compute_result(self) -> RetrievalResult:
         if not self._embeddings:
             raise RuntimeError("AttachedMetric.compute() called before any update()")
-        return retrieval_metrics(
-            torch.cat(self._embeddings),
-            torch.cat(self._groups),
-            metrics=self.metrics,
-            distance=self.distance,
-            max_memory_mb=self.max_memory_mb,
-            device=self.device,
+        options = dict(
+            metrics=self.metrics, distance=self.distance, max_memory_mb=self.max_memory_mb, device=self.device
+        )
+        embeddings = torch.cat(self._embeddings)
+        if not self._pairs:
+            return retrieval_metrics(embeddings, torch.cat(self._groups), **options)
+        pairs = torch.cat(self._pairs)
+        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+        relevant = torch.unique(torch.cat([pairs, pairs.flip(1)]), dim=0)
+        return pair_retrieval_metrics(
+            embeddings, relevant, excluded_pairs=same_subgroup_pairs(torch.cat(self._subgroups), relevant), **options
         )
 
     def compute(self) -> dict[str, float]:
         head = f"{self.prefix}_" if self.prefix else ""
         return {f"{head}{self.keys[name]}": value for name, value in self.compute_result().metrics.items()}
+
+
+def same_subgroup_pairs(subgroups: Tensor, relevant: Tensor) -> Tensor:
+    """(row, row) pairs of distinct rows sharing a non-zero subgroup, minus the relevant ones: never
+    negatives for each other, so they are left out of the ranking."""
+    members = torch.nonzero(subgroups != 0).flatten()
+    if len(members) == 0:
+        return torch.zeros(0, 2, dtype=torch.long)
+    order = members[torch.argsort(subgroups[members], stable=True)]
+    _, counts = torch.unique_consecutive(subgroups[order], return_counts=True)
+    blocks = [torch.cartesian_prod(block, block) for block in torch.split(order, counts.tolist()) if len(block) > 1]
+    if not blocks:
+        return torch.zeros(0, 2, dtype=torch.long)
+    candidates = torch.cat(blocks)
+    candidates = candidates[candidates[:, 0] != candidates[:, 1]]
+    size = len(subgroups)
+    relevant_keys = torch.unique(relevant[:, 0] * size + relevant[:, 1])
+    keys = candidates[:, 0] * size + candidates[:, 1]
+    return candidates[~torch.isin(keys, relevant_keys)]
+
+
+def _registered(name: str) -> bool:
+    try:
+        resolve_metric(name)
+    except ValueError:
+        return False
+    return True

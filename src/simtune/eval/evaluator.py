@@ -9,8 +9,7 @@ import numpy as np
 import torch
 
 from simtune.distances import Distance
-from simtune.eval.metric_arguments import named_metrics
-from simtune.eval.metrics import RetrievalMetric
+from simtune.eval.metrics import RetrievalMetric, named_metrics
 from simtune.eval.samplers import GroupSampler, RetrievalTask, Sampler
 from simtune.functional.retrieval import (
     DEFAULT_MAX_MEMORY_MB,

@@ -21,6 +21,10 @@ class MultipleNegativesRankingLoss(PairwiseLoss):
     except those sharing ``a_i``'s non-zero subgroup. ``symmetric=True`` also makes each ``b_i`` pick
     its ``a_i`` and averages both directions (CLIP-style). This is NT-Xent with a temperature of
     ``1 / scale`` restricted to a-to-b comparisons.
+
+    Logits use the plain cosine, ``cos`` in [-1, 1] (as sentence-transformers). Quaterion's cosine
+    similarity is ``(cos + 1) / 2``, so its ``scale=20`` is ``scale=10`` here: port Quaterion code with
+    ``MultipleNegativesRankingLoss.quaterion(scale=20, symmetric=...)``, which halves it for you.
     """
 
     def __init__(self, scale: float = 20.0, symmetric: bool = False, distance: str | Distance = "cosine"):
@@ -29,6 +33,12 @@ class MultipleNegativesRankingLoss(PairwiseLoss):
             raise ValueError(f"scale must be > 0, got {scale}")
         self.scale = float(scale)
         self.symmetric = bool(symmetric)
+
+    @classmethod
+    def quaterion(cls, scale: float = 20.0, symmetric: bool = False) -> MultipleNegativesRankingLoss:
+        """The loss Quaterion's ``MultipleNegativesRankingLoss(scale, symmetric)`` computes (cosine):
+        ``scale * (cos + 1) / 2`` differs from ``scale / 2 * cos`` by a constant, which no softmax sees."""
+        return cls(scale=scale / 2, symmetric=symmetric)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "scale": self.scale, "symmetric": self.symmetric}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +84,10 @@ class VectorIndex(ABC):
             raise InvalidQueryError("query vector contains NaN or infinite values")
         return vector
 
+    def flush(self) -> None:
+        """Makes every completed write durable; backends whose writes are durable on return have nothing to do."""
+        return None
+
     def verify_files(self) -> None:
         """``IndexUnavailableError`` if the index's storage was damaged since it was opened; cheap enough for
         every health check. Backends without local files have nothing to check."""
@@ -93,13 +97,19 @@ class VectorIndex(ABC):
     def count(self) -> int: ...
 
     @abstractmethod
+    def iter_payloads(self, batch_size: int = 1024) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """Every point's id and payload, a batch at a time, without vectors (e.g. to compare with a folder)."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     @abstractmethod
     def _upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None: ...
 
     @abstractmethod
-    def _search(self, vector: np.ndarray, k: int, filter: dict[str, str | int], exact: bool) -> list[SearchHit]: ...
+    def _search(
+        self, vector: np.ndarray, k: int, filter: dict[str, str | int | float], exact: bool
+    ) -> list[SearchHit]: ...
 
     @abstractmethod
     def _get(self, point_id: str) -> tuple[np.ndarray, dict[str, Any]]: ...

@@ -27,6 +27,7 @@ from simtune.search import edge_storage
 from simtune.search.base import SearchHit, VectorIndex
 from simtune.search.errors import IndexUnavailableError, UnknownPointError
 from simtune.search.schema import IndexSchema
+from simtune.search.storage import INT8_QUANTILE, RESCORE_OVERSAMPLING, StorageOptions
 
 SCHEMA_FILE = "simtune_index.json"
 POINTS_KEY, CHECKSUM_KEY, FILES_KEY = "points", "point_id_checksum", "files"
@@ -38,7 +39,12 @@ _DISTANCES = {
     "euclidean": qe.Distance.Euclid,
     "manhattan": qe.Distance.Manhattan,
 }
-_FIELD_TYPES = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
+_FIELD_TYPES = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "integer": qe.PayloadSchemaType.Integer,
+    "float": qe.PayloadSchemaType.Float,
+}
+STORAGE_KEY = "storage"
 
 
 class EdgeIndex(VectorIndex):
@@ -56,16 +62,35 @@ class EdgeIndex(VectorIndex):
         self._view: tuple[Path, int] | None = None  # the scratch view a read-only index is opened through
 
     @classmethod
-    def create(cls, path: str | Path, schema: IndexSchema, indexing_threshold_kb: int = 10_000) -> EdgeIndex:
+    def create(
+        cls,
+        path: str | Path,
+        schema: IndexSchema,
+        indexing_threshold_kb: int = 10_000,
+        storage: StorageOptions | None = None,
+    ) -> EdgeIndex:
+        """A new, empty index at ``path``; ``storage``: int8 quantization, on-disk vectors (``StorageOptions``)."""
         path = Path(path)
+        storage = storage or StorageOptions()
+        on_disk = storage.on_disk or None
         if (path / SCHEMA_FILE).exists():
             raise IndexUnavailableError(f"an index already exists at {path}")
         path.mkdir(parents=True, exist_ok=True)
         lock = edge_storage.lock_folder(path, exclusive=True, busy_message=_busy(path, "stop it first"))
         config = qe.EdgeConfig(
-            vectors=qe.EdgeVectorParams(size=schema.embedding_size, distance=_DISTANCES[schema.distance]),
-            hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=128, full_scan_threshold=indexing_threshold_kb),
+            vectors=qe.EdgeVectorParams(
+                size=schema.embedding_size, distance=_DISTANCES[schema.distance], on_disk=on_disk
+            ),
+            hnsw_config=qe.HnswIndexConfig(
+                m=16, ef_construct=128, full_scan_threshold=indexing_threshold_kb, on_disk=on_disk
+            ),
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb),
+            quantization_config=(
+                qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=INT8_QUANTILE, always_ram=True)
+                if storage.quantized
+                else None
+            ),
+            on_disk_payload=on_disk,
             wal_enabled=False,  # writers work on a staged copy and flush before it is swapped in: no log needed
         )
         try:
@@ -77,7 +102,9 @@ class EdgeIndex(VectorIndex):
         for name, kind in schema.filter_fields.items():
             shard.update(qe.UpdateOperation.create_field_index(name, _FIELD_TYPES[kind]))
         shard.flush()
-        (path / SCHEMA_FILE).write_text(schema.to_json())
+        (path / SCHEMA_FILE).write_text(
+            json.dumps({**json.loads(schema.to_json()), STORAGE_KEY: storage.to_dict()}, indent=2, sort_keys=True)
+        )
         return index
 
     @classmethod
@@ -123,9 +150,14 @@ class EdgeIndex(VectorIndex):
     @classmethod
     @contextmanager
     def write(
-        cls, path: str | Path, schema: IndexSchema, indexing_threshold_kb: int = 10_000, expected_points: int = 0
+        cls,
+        path: str | Path,
+        schema: IndexSchema,
+        indexing_threshold_kb: int = 10_000,
+        expected_points: int = 0,
+        storage: StorageOptions | None = None,
     ) -> Iterator[EdgeIndex]:
-        """Yields a writable staged copy of the index at ``path`` (created if missing).
+        """Yields a writable staged copy of the index at ``path`` (created with ``storage`` if missing).
 
         On success the copy is optimized (HNSW built), its files recorded in the manifest, and it
         replaces ``path``; on any exception it is discarded and ``path`` is untouched. The model check,
@@ -150,7 +182,7 @@ class EdgeIndex(VectorIndex):
                 edge_storage.copy_tree_sparse(path, staging)
                 index = cls._open_in_place(staging, schema)
             else:
-                index = cls.create(staging, schema, indexing_threshold_kb)
+                index = cls.create(staging, schema, indexing_threshold_kb, storage)
             try:
                 yield index
                 index.optimize()
@@ -159,6 +191,7 @@ class EdgeIndex(VectorIndex):
                 index.close()
             record = {
                 **json.loads(schema.to_json()),
+                STORAGE_KEY: _read_record(staging).get(STORAGE_KEY, StorageOptions().to_dict()),
                 POINTS_KEY: points,
                 CHECKSUM_KEY: checksum,
                 FILES_KEY: edge_storage.manifest(staging / SHARD_DIR),
@@ -185,6 +218,11 @@ class EdgeIndex(VectorIndex):
             problem = edge_storage.manifest_problem(self.path / SHARD_DIR, recorded[FILES_KEY], contents=False)
             if problem is not None:
                 raise _damaged(self.path, problem)
+
+    def flush(self) -> None:
+        """Makes every completed write durable (the engine keeps no write-ahead log here, see ``create``)."""
+        with self._engine_errors():
+            self._shard.flush()
 
     def optimize(self) -> None:
         """Merges segments and builds HNSW where the indexing threshold is reached."""
@@ -231,6 +269,17 @@ class EdgeIndex(VectorIndex):
             found = f"{count} points" if count != points else f"{count} points, but not the ones"
             raise _damaged(self.path, f"it holds {found} of the {points} written when it was built")
 
+    def iter_payloads(self, batch_size: int = 1024) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """Every point's id and payload, a batch at a time (no vectors are read)."""
+        offset = None
+        while True:
+            records, offset = self._shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=batch_size, with_payload=True, with_vector=False)
+            )
+            yield [(str(record.id), dict(record.payload or {})) for record in records]
+            if offset is None:
+                return
+
     def export_vectors(self, batch_size: int = 1024) -> tuple[list[str], np.ndarray]:
         """Every point's id and stored vector (normalized, for cosine), e.g. to compare against another engine."""
         ids: list[str] = []
@@ -261,13 +310,15 @@ class EdgeIndex(VectorIndex):
         with self._engine_errors():
             self._shard.update(qe.UpdateOperation.upsert_points(points))
 
-    def _search(self, vector: np.ndarray, k: int, filter: dict[str, str | int], exact: bool) -> list[SearchHit]:
+    def _search(self, vector: np.ndarray, k: int, filter: dict[str, str | int | float], exact: bool) -> list[SearchHit]:
         request = qe.QueryRequest(
             limit=k,
             query=qe.Query.Nearest(vector.tolist()),
             filter=_to_filter(filter),
             with_payload=True,
-            params=qe.SearchParams(exact=exact),
+            params=qe.SearchParams(
+                exact=exact, quantization=qe.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING)
+            ),
         )
         return [SearchHit(str(p.id), float(p.score), dict(p.payload or {})) for p in self._shard.query(request)]
 
@@ -283,6 +334,11 @@ class EdgeIndex(VectorIndex):
 
     def _delete(self, ids: list[str]) -> None:
         self._shard.update(qe.UpdateOperation.delete_points(ids))
+
+
+def read_storage(path: Path) -> StorageOptions:
+    """The storage options the index at ``path`` was created with."""
+    return StorageOptions.from_dict(_read_record(path).get(STORAGE_KEY))
 
 
 def read_schema(path: Path) -> IndexSchema:
@@ -309,10 +365,17 @@ def _read_record(path: Path) -> dict[str, Any]:
     return record
 
 
-def _to_filter(conditions: dict[str, str | int]) -> qe.Filter | None:
+def _to_filter(conditions: dict[str, str | int | float]) -> qe.Filter | None:
     if not conditions:
         return None
-    return qe.Filter(must=[qe.FieldCondition(name, match=qe.MatchValue(value)) for name, value in conditions.items()])
+    return qe.Filter(must=[_condition(name, value) for name, value in conditions.items()])
+
+
+def _condition(name: str, value: str | int | float) -> qe.FieldCondition:
+    """Keywords and integers match exactly; a float field matches the one-point range [value, value]."""
+    if isinstance(value, float):
+        return qe.FieldCondition(name, range=qe.RangeFloat(gte=value, lte=value))
+    return qe.FieldCondition(name, match=qe.MatchValue(value))
 
 
 def _check_not_open(path: Path) -> None:

@@ -7,13 +7,14 @@ returning plausible-looking garbage.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from simtune.search.errors import InvalidQueryError, ModelMismatchError
 
-FIELD_TYPES = ("keyword", "integer")
+FIELD_TYPES = ("keyword", "integer", "float")
 MAX_K = 1000
 # Qdrant stores integer payloads as signed 64-bit; a larger value cannot match and overflows its client.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -21,7 +22,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 @dataclass(frozen=True)
 class IndexSchema:
-    """``filter_fields`` maps payload field name -> ``"keyword"`` or ``"integer"``. ``data_root`` is the
+    """``filter_fields`` maps payload field name -> ``"keyword"``, ``"integer"`` or ``"float"``. ``data_root`` is the
     resolved folder the indexed files were read from, so a server can refuse any file outside it."""
 
     fingerprint: str
@@ -73,15 +74,15 @@ class IndexSchema:
             raise InvalidQueryError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
         return k
 
-    def check_filter(self, filter: Mapping[str, Any] | None) -> dict[str, str | int]:
-        """Validates field names and coerces values (``"2012"`` -> 2012 for integer fields)."""
-        checked: dict[str, str | int] = {}
+    def check_filter(self, filter: Mapping[str, Any] | None) -> dict[str, str | int | float]:
+        """Validates field names and coerces values (``"2012"`` -> 2012 for integer fields, ``"2.5"`` -> 2.5
+        for float fields: a float condition is an exact match, as the engines compare float payloads)."""
+        checked: dict[str, str | int | float] = {}
         for name, value in (filter or {}).items():
             kind = self.filter_fields.get(name)
             if kind is None:
-                raise InvalidQueryError(
-                    f"unknown filter field {name!r}; filterable fields: {', '.join(sorted(self.filter_fields)) or 'none'}"
-                )
+                fields = ", ".join(sorted(self.filter_fields)) or "none"
+                raise InvalidQueryError(f"unknown filter field {name!r}; filterable fields: {fields}")
             if kind == "integer":
                 try:
                     number = int(value)
@@ -92,11 +93,23 @@ class IndexSchema:
                         f"filter {name}={value!r}: {name} must be an integer from {INT64_MIN} to {INT64_MAX}"
                     )
                 checked[name] = number
+            elif kind == "float":
+                checked[name] = _float_value(name, value)
             else:
                 if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value) == "":
                     raise InvalidQueryError(f"filter {name}={value!r}: expected a non-empty text value")
                 checked[name] = str(value)
         return checked
+
+
+def _float_value(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise InvalidQueryError(f"filter {name}={value!r}: {name} must be a finite number")
+    return number
 
 
 def parse_filters(expressions: list[str] | None) -> dict[str, str]:

@@ -19,6 +19,7 @@ from simtune.train.cache.cached_loader import CachedCollate
 from simtune.train.cache.config import CacheType
 from simtune.train.cache.encoder_cache import EncoderCache
 from simtune.train.indexed_loaders import IndexedCollate, IndexedItems, rebuild_dataloader, uses_own_batch_sampler
+from simtune.train.restore_best import RestoreBestWeights
 from simtune.train.trainable_model import TrainableModel
 from simtune.train.trainer_checks import check_monitored_keys, check_trainer
 
@@ -36,7 +37,8 @@ def default_trainer(
     **trainer_kwargs: Any,
 ) -> pl.Trainer:
     """Progress bar, finite epochs, a ``last.ckpt`` (trainable parts only) and, with validation data,
-    the best checkpoint and early stopping on ``validation_loss``.
+    the best checkpoint, early stopping on ``validation_loss`` and, when training ends, the best epoch's
+    weights loaded back into the model (``RestoreBestWeights``): what ``fit`` leaves is the best epoch.
 
     ``device`` (``auto|cpu|cuda|cuda:N``), ``devices`` (processes per machine) and ``num_nodes``
     (machines) choose the hardware through :func:`simtune.devices.trainer_options`: mixed precision on a
@@ -48,7 +50,7 @@ def default_trainer(
     monitor = "validation_loss" if has_validation else None
     callbacks: list[pl.Callback] = [ModelCheckpoint(monitor=monitor, save_last=True)]
     if has_validation:
-        callbacks.append(EarlyStopping(monitor="validation_loss", patience=DEFAULT_PATIENCE))
+        callbacks += [EarlyStopping(monitor="validation_loss", patience=DEFAULT_PATIENCE), RestoreBestWeights()]
     defaults = trainer_options(device, devices, num_nodes) | dict(
         max_epochs=max_epochs,
         callbacks=callbacks,
@@ -105,9 +107,6 @@ def fit(
     loaders = {"train": train_dataloader} | ({"val": val_dataloader} if val_dataloader is not None else {})
     for split, loader in loaders.items():
         check_dataloader(trainable_model, loader, f"{split}_dataloader")
-    pairwise = not isinstance(trainable_model.loss, GroupLoss)
-    if trainable_model.attached_metrics and val_dataloader is not None and pairwise:
-        raise ValueError("configure_metrics() needs group-labelled validation data; the loss here is pairwise")
     if trainer is not None and (device != AUTO or devices != 1 or num_nodes != 1):
         raise ValueError("fit(): pass device/devices/num_nodes or a trainer, not both (the trainer chose its hardware)")
     trainer = trainer or default_trainer(

@@ -210,7 +210,11 @@ class TrainableModel(pl.LightningModule):
         loss = self._compute_loss(embeddings, targets)
         self.log("validation_loss", loss, prog_bar=True, on_epoch=True, batch_size=len(embeddings), sync_dist=True)
         for metric in self.attached_metrics:
-            metric.update(embeddings.float(), targets["groups"])
+            if "groups" in targets:
+                metric.update(embeddings.float(), targets["groups"])
+            else:
+                pair_targets = {key: targets[key] for key in ("pairs", "labels", "subgroups")}
+                metric.update(embeddings.float(), **pair_targets)
 
     def _first_validation_rows(self, indices: Tensor) -> Tensor:
         """Rows whose sample this validation epoch has not seen yet. A DistributedSampler pads the
@@ -254,6 +258,18 @@ class TrainableModel(pl.LightningModule):
             del state[key]
         checkpoint[_FROZEN_KEY] = {name: weights_hash(self._model.encoders[name]) for name in prefixes.values()}
         checkpoint[_RNG_KEY] = _rng_states()
+
+    def load_checkpoint_weights(self, path: str | Path) -> None:
+        """Loads the weights of a checkpoint this model's training wrote (e.g. the best epoch's); frozen
+        encoders are not in it, so they are kept, after checking they are the ones it was trained with."""
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        state = dict(checkpoint["state_dict"])
+        saved = checkpoint.get(_FROZEN_KEY, {})
+        for prefix, name in self._frozen_prefixes().items():
+            if saved.get(name) != weights_hash(self._model.encoders[name]):
+                raise ValueError(f"checkpoint {path} was trained on different weights for frozen encoder {name!r}")
+            state |= {prefix + key: value for key, value in self._model.encoders[name].state_dict().items()}
+        self.load_state_dict(state)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get(_FROZEN_KEY, {})

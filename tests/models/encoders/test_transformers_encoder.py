@@ -4,6 +4,7 @@ import re
 import runpy
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -206,3 +207,38 @@ def test_the_text_documentation_example_improves_held_out_pair_retrieval(tmp_pat
     assert after["mrr"] > before["mrr"] + 0.15
     assert after["precision_at_1"] > before["precision_at_1"] + 0.15
     assert (tmp_path / "paraphrase_model" / "config.json").is_file()
+
+
+def test_an_empty_text_is_refused_with_its_position(tiny_bert):
+    collate = TransformersTextEncoder(tiny_bert).get_collate_fn()
+    with pytest.raises(ValueError, match="text 1 of the batch is empty"):
+        collate(["reset my password", "  "])
+
+
+def test_truncation_is_said_once_not_per_text(tiny_bert, monkeypatch):
+    from simtune.models.encoders import transformers_encoder
+
+    monkeypatch.setattr(transformers_encoder, "_TRUNCATION_TOLD", set())
+    long_text = "how do i reset change my password email phone number"
+    with pytest.warns(UserWarning, match="longer than max_length=4 tokens are cut .*said once") as caught:
+        for _ in range(3):  # several batches, and a second collate of the same length
+            TransformersTextEncoder(tiny_bert, max_length=4).get_collate_fn()([long_text, "reset"])
+    assert len([w for w in caught if "max_length=4" in str(w.message)]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TransformersTextEncoder(tiny_bert, max_length=64).get_collate_fn()([long_text])  # fits: nothing said
+
+
+def test_trainable_layers_tunes_only_the_last_layers_and_survives_a_save(tiny_bert):
+    encoder = TransformersTextEncoder(tiny_bert, trainable=True, trainable_layers=1)
+    learning = {name for name, parameter in encoder.named_parameters() if parameter.requires_grad}
+    assert learning and all(name.startswith("network.encoder.layer.1.") for name in learning)
+    encoder.requires_grad_(True)  # as TrainableModel does for a trainable encoder: still only the last layer
+    assert {name for name, parameter in encoder.named_parameters() if parameter.requires_grad} == learning
+    rebuilt = TransformersTextEncoder.from_config(json.loads(json.dumps(encoder.get_config())))
+    assert rebuilt.trainable_layers == 1
+    assert {name for name, parameter in rebuilt.named_parameters() if parameter.requires_grad} == learning
+    with pytest.raises(ValueError, match="needs trainable=True"):
+        TransformersTextEncoder(tiny_bert, trainable_layers=1)
+    with pytest.raises(ValueError, match="trainable_layers=3; .* has 2 layers"):
+        TransformersTextEncoder(tiny_bert, trainable=True, trainable_layers=3)

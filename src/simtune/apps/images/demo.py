@@ -23,6 +23,7 @@ from simtune.apps.images.run.commands import (
     train_model,
     train_settings,
 )
+from simtune.folder_lock import locked_folder
 
 
 @contextmanager
@@ -52,7 +53,7 @@ def add_demo_command(app: typer.Typer, preset: Preset) -> None:
 
         defaults = TrainSettings()
         head = defaults.head if supports_last_conv(list(backbone)) else "skip"
-        with clean_errors(preset):
+        with clean_errors(preset, writes_to=run), locked_folder(run):
             settings = train_settings(backbone, head=head, epochs=epochs, patience=patience, workers=workers)
             with _stage("prepare"):
                 dataset, split = prepare_data(data, run, 42, False, workers, preset)

@@ -1,21 +1,30 @@
-"""Retrieval metrics, one per file; the built-ins name scores registered in ``simtune.functional.retrieval``."""
+"""Retrieval metrics. A metric is named by its registered name (``"mrr"``, ``"precision_at_1"``) or given as a
+``RetrievalMetric``; the built-in classes (``builtin.py``) only bind those names."""
 
-from simtune.eval.metrics.base import RegisteredMetric, RetrievalMetric, RetrievalMetricAtK
-from simtune.eval.metrics.mean_average_precision_at_r import MeanAveragePrecisionAtR
-from simtune.eval.metrics.mean_reciprocal_rank import MeanReciprocalRank
-from simtune.eval.metrics.ndcg_at_k import NDCGAtK
-from simtune.eval.metrics.precision_at_k import PrecisionAtK
-from simtune.eval.metrics.recall_at_k import RecallAtK
-from simtune.eval.metrics.retrieval_r_precision import RetrievalRPrecision
+from simtune.eval.metrics.base import RegisteredMetric, RetrievalMetric, RetrievalMetricAtK, as_metric, named_metrics
+from simtune.eval.metrics.builtin import (
+    MeanAveragePrecisionAtR,
+    MeanReciprocalRank,
+    NDCGAtK,
+    PrecisionAtK,
+    RecallAtK,
+    RetrievalPrecision,
+    RetrievalReciprocalRank,
+    RetrievalRPrecision,
+)
 
 __all__ = [
     "RetrievalMetric",
     "RetrievalMetricAtK",
     "RegisteredMetric",
+    "as_metric",
+    "named_metrics",
     "RetrievalRPrecision",
     "MeanAveragePrecisionAtR",
     "PrecisionAtK",
     "RecallAtK",
     "MeanReciprocalRank",
     "NDCGAtK",
+    "RetrievalPrecision",
+    "RetrievalReciprocalRank",
 ]

@@ -59,3 +59,31 @@ def test_too_few_classes_cannot_be_split(count):
         ValueError, match=f"too few classes to split:.*at least 8 classes are needed; this collection has {count}"
     ):
         split_classes(NAMES[:count])
+
+
+@pytest.mark.parametrize(
+    "edit, says",
+    [
+        (lambda raw: raw.pop("unseen_classes"), "is damaged or was edited by hand (TypeError: "),
+        (lambda raw: raw.update(note="mine"), "is damaged or was edited by hand (TypeError: "),
+        (lambda raw: raw["train_classes"].append(raw["unseen_classes"].pop()), "was edited by hand: its classes are"),
+        (lambda raw: raw.update(class_names=7), "is damaged or was edited by hand (TypeError: "),
+        (None, "is damaged ("),
+    ],
+    ids=["key removed", "key added", "unseen class moved to training", "wrong type", "cut short"],
+)
+def test_a_damaged_or_hand_edited_split_is_one_line_naming_it(tmp_path, edit, says):
+    import json
+
+    path = tmp_path / "split.json"
+    load_or_create_split(path, NAMES)
+    raw = json.loads(path.read_text())
+    if edit is None:
+        path.write_text(path.read_text()[:100])
+    else:
+        edit(raw)
+        path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError) as refused:
+        ClassSplit.load(path)
+    assert str(refused.value).startswith(f"{path} {says}") and "\n" not in str(refused.value)
+    assert "new --run folder" in str(refused.value)

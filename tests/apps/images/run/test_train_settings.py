@@ -100,3 +100,25 @@ def test_an_epoch_draws_each_image_once_but_at_least_the_minimum_batches():
     assert len(small) == len(list(small)) == 15
     with pytest.raises(ValueError, match="min_batches_per_epoch must be >= 0"):
         TrainSettings(min_batches_per_epoch=-1)
+
+
+@pytest.mark.parametrize("edit", ["key added", "bad value", "cut short"])
+def test_hand_edited_or_damaged_settings_are_one_line_naming_the_file(tmp_path, edit):
+    import json
+    from dataclasses import asdict
+
+    from simtune.apps.images.data.run_folder import Run
+    from simtune.apps.images.run.settings import load_settings
+
+    saved = asdict(TrainSettings())
+    if edit == "key added":
+        saved["colour"] = "red"
+    elif edit == "bad value":
+        saved["head"] = "no-such-head"
+    text = json.dumps(saved)
+    Run(tmp_path).settings_file.write_text(text[:40] if edit == "cut short" else text)
+    with pytest.raises(ValueError) as refused:
+        load_settings(tmp_path)
+    message = str(refused.value)
+    assert message.startswith(f"{Run(tmp_path).settings_file} is damaged or was edited by hand (")
+    assert "\n" not in message

@@ -45,6 +45,7 @@ def identical_files(
                 desc="looking for duplicate files",
                 unit="file",
                 disable=not progress or not candidates,
+                delay=2,  # only when it takes a while
             )
         )
     first: dict[tuple[bytes, Hashable], int] = {}

@@ -43,10 +43,28 @@ class ClassSplit:
 
     @classmethod
     def load(cls, path: str | Path) -> ClassSplit:
-        raw = json.loads(Path(path).read_text())
-        if "validation_classes" not in raw:
+        """The split saved at ``path``, verified: it must be the very split its seed draws for its classes, so a
+        damaged or hand-edited file (a class moved from unseen to training) can never judge on trained classes."""
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as error:  # not JSON, or not UTF-8
+            raise ValueError(f"{path} is damaged ({error}): use a new --run folder") from None
+        if isinstance(raw, dict) and "seed" in raw and "validation_classes" not in raw:
             raise ValueError(f"{path} is a split without validation classes (an older run): use a new --run folder")
-        return cls(**raw)
+        try:
+            split = cls(**raw)
+            drawn = split_classes(split.class_names, split.seed)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"{path} is damaged or was edited by hand ({type(error).__name__}: {error}): use a new --run folder"
+            ) from None
+        if split != drawn:
+            raise ValueError(
+                f"{path} was edited by hand: its classes are not the split seed {split.seed} draws for its "
+                f"{len(split.class_names)} classes; use a new --run folder (or --split-seed for another split)"
+            )
+        return split
 
 
 def describe_split_rule(num_classes: int) -> str:

@@ -10,6 +10,7 @@ import typer
 
 from simtune.apps.images.command_errors import clean_errors
 from simtune.apps.images.data.preset import Preset
+from simtune.folder_lock import locked_folder
 
 BACKBONE_OPTION = typer.Option(
     ["lite0"], "--backbone", help="lite0|lite1|lite2|torchvision:NAME; repeat to concatenate several."
@@ -137,7 +138,7 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
         workers: int = typer.Option(2, min=0, help="Processes decoding images while the encoder runs."),
     ) -> None:
         """Train a head on frozen backbones over the training classes, stopping on the validation classes."""
-        with clean_errors(preset):
+        with clean_errors(preset, writes_to=run), locked_folder(run):
             settings = train_settings(
                 backbone,
                 head=head,
@@ -168,5 +169,10 @@ def add_run_commands(app: typer.Typer, preset: Preset) -> None:
         ),
     ) -> None:
         """Base vs tuned on the unseen classes: metrics.json, figures and a self-contained report.html."""
-        with clean_errors(preset):
-            evaluate_model(run, grid_queries, unseen_curve)
+        with clean_errors(preset, writes_to=run):
+            if not run.is_dir():
+                raise FileNotFoundError(
+                    f"{run} not found: train first (`simtune images train --data PATH --run {run}`)"
+                )
+            with locked_folder(run, create=False):
+                evaluate_model(run, grid_queries, unseen_curve)

@@ -86,4 +86,10 @@ def load_settings(run: Run | str | Path) -> TrainSettings:
         raise FileNotFoundError(
             f"{run.settings_file} not found: train the run first (`simtune images train --data PATH --run {run}`)"
         )
-    return TrainSettings(**(BEFORE_THESE_SETTINGS | json.loads(run.settings_file.read_text())))
+    try:
+        return TrainSettings(**(BEFORE_THESE_SETTINGS | json.loads(run.settings_file.read_text(encoding="utf-8"))))
+    except (TypeError, ValueError) as error:  # a key added or removed by hand, a damaged file, a bad value
+        raise ValueError(
+            f"{run.settings_file} is damaged or was edited by hand ({type(error).__name__}: {error}): "
+            f"delete it to train {run} again with the command's settings, or use a new --run folder"
+        ) from None

@@ -8,13 +8,17 @@ reads their cached outputs. After each epoch the head is scored on the validatio
 leave-one-out); training stops once that has not improved for ``patience`` epochs, and the best epoch's
 weights are kept (not retrained on the validation classes: the kept model is the one that was measured).
 The unseen classes are never looked at here. Lightning checkpoints each epoch
-(``<run>/checkpoints/last.ckpt``), so an interrupted run resumes where it stopped.
+(``<run>/checkpoints/last.ckpt``), so an interrupted run resumes where it stopped; a checkpoint that does
+not read back whole (cut short, altered) sets the checkpoints aside, renamed, and training starts over.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 import warnings
+import zipfile
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -108,6 +112,35 @@ def check_validation(records: list[ImageRecord]) -> None:
         )
 
 
+def resumable_checkpoint(run: Run) -> Path | None:
+    """``last.ckpt`` when every checkpoint of the run reads back whole (each zip member's CRC checked), else
+    None; a damaged one sets the whole checkpoints folder aside (renamed ``checkpoints.damaged-<UTC time>``,
+    not deleted) with the epoch snapshots it belongs to, and says so."""
+    checkpoints = run.checkpoints_dir
+    last = checkpoints / "last.ckpt"
+    if not last.is_file():
+        return None
+    for path in sorted(checkpoints.glob("*.ckpt")):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad_member = archive.testzip()
+            problem = f"member {bad_member} fails its checksum" if bad_member else None
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+            problem = f"{type(error).__name__}: {error}"
+        if problem:
+            aside = checkpoints.with_name(
+                f"{checkpoints.name}.damaged-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+            )
+            os.rename(checkpoints, aside)
+            shutil.rmtree(run.snapshots_dir, ignore_errors=True)
+            warnings.warn(
+                f"{path} is damaged ({problem}): the checkpoints are set aside as {aside} and training starts over",
+                stacklevel=2,
+            )
+            return None
+    return last
+
+
 def train_run(
     run: Run | str | Path,
     dataset: ImageDataset,
@@ -168,11 +201,11 @@ def train_run(
         ]
         + ([TQDMProgressBar()] if progress else []),
     )
-    last = checkpoints / "last.ckpt"
+    last = resumable_checkpoint(run)
     with warnings.catch_warnings():
         # Validation runs in ValidationRetrieval, on cached features, not in Lightning's validation loop.
         warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
-        simtune.fit(trainable, trainer, train_loader, ckpt_path=last if last.is_file() else None)
+        simtune.fit(trainable, trainer, train_loader, ckpt_path=last)
     epoch, value = keep_best_epoch(trainable, best)
     stopped = len(history.history.get("train_loss", []))
     history.history[SELECTION] = {

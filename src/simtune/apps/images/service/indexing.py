@@ -1,10 +1,13 @@
 """Images into a vector index: payload (class, the dataset's metadata fields, split, path), stable ids,
 and where the index lives.
 
-``index_run(run, dataset)`` is what ``simtune images index`` and ``simtune images demo`` call: it embeds
+``simtune images index`` keeps an index in sync with any folder (``catalog.sync.sync_catalog``), with the
+run's model, or the pretrained backbone for a run without one (``model_for_index``).
+``index_run(run, dataset)`` is what ``simtune images demo`` calls on its training collection: it embeds
 with the run's tuned model, taking backbone outputs from the run's cache where training left them, and
 writes ``RUN/index`` (embedded Qdrant Edge) or a collection on a Qdrant server. The filterable fields
 are the class name, the split, the subset and the dataset's own metadata fields (make and year for cars).
+Both record each file's size and modification time, so a later sync skips unchanged files.
 """
 
 from __future__ import annotations
@@ -76,14 +79,39 @@ def common_root(records: Sequence[ImageRecord]) -> str:
     return os.path.commonpath([os.path.dirname(os.path.realpath(record.path)) for record in records])
 
 
-def record_payload(record: ImageRecord) -> dict[str, Any]:
-    """Class name, metadata (fields without a value left out), subset, the data set's split and the path."""
+def record_payload(record: ImageRecord, root: str | None = None) -> dict[str, Any]:
+    """Class name, metadata (fields without a value left out), subset, the data set's split, the path (and
+    ``file``, relative to ``root``), and the file's size and modification time (what a sync compares)."""
     payload: dict[str, Any] = {"class_name": record.class_name}
     payload |= {name: value for name, value in record.metadata.items() if value is not None}
     payload |= {"subset": record.subset, "path": record.path}
     if record.original_split:
         payload["split"] = record.original_split
+    stat = os.stat(record.path)
+    payload |= {
+        "file": os.path.relpath(record.path, root) if root else os.path.basename(record.path),
+        "file_size": stat.st_size,
+        "file_mtime_ns": stat.st_mtime_ns,
+    }
     return payload
+
+
+def model_for_index(run: Run | str | Path, backbone: str | None = None) -> tuple[Any, bool]:
+    """``(model, created)``: the run's model, or, for a run without one, the pretrained ``backbone``
+    (default lite0), saved as ``RUN/model`` so ``search`` and ``serve`` embed with the same model."""
+    from simtune.apps.images.service.catalog.pretrained_model import DEFAULT_BACKBONE, pretrained_model
+
+    run = Run.of(run)
+    if run.model_dir.is_dir():
+        if backbone is not None:
+            raise ValueError(
+                f"{run} already holds a model ({run.model_dir}); --backbone chooses the pretrained model of a run "
+                "without one: use another --run"
+            )
+        return run.model(), False
+    model = pretrained_model(backbone or DEFAULT_BACKBONE)
+    model.save(run.model_dir)
+    return model, True
 
 
 def record_point_id(record: ImageRecord) -> str:
@@ -150,6 +178,21 @@ def tuned_vectors_from_cache(run: Run, model: Any, dataset: ImageDataset) -> np.
     return head_outputs(model.head, outputs).numpy()
 
 
+def training_vectors(run: Run | str | Path, model: Any, data_root: str | Path) -> dict[str, np.ndarray] | None:
+    """The tuned embeddings, by path, of the collection the run was trained on, read from its encoder cache
+    (``tuned_vectors_from_cache``), when ``data_root`` is that collection; None otherwise."""
+    run = Run.of(run)
+    if not run.dataset_file.is_file():
+        return None
+    dataset = ImageDataset.load(run.dataset_file)
+    if Path(dataset.data_root) != Path(data_root).expanduser().resolve() or dataset.cropped:
+        return None
+    vectors = tuned_vectors_from_cache(run, model, dataset)
+    if vectors is None:
+        return None
+    return {record.path: vector for record, vector in zip(dataset.records, vectors)}
+
+
 def build_index(
     run: Run | str | Path,
     records: Sequence[ImageRecord],
@@ -197,6 +240,7 @@ def _upsert_all(
     batch_size: int,
     progress: bool,
 ) -> None:
+    root = index.schema.data_root
     with tqdm(total=len(records), desc="indexing images", unit="img", disable=not progress) as bar:
         for start in range(0, len(records), batch_size):
             batch = records[start : start + batch_size]
@@ -204,5 +248,5 @@ def _upsert_all(
                 embedded = vectors[start : start + batch_size]
             else:
                 embedded = model.encode([record.path for record in batch], batch_size=batch_size, to_numpy=True)
-            index.upsert([record_point_id(r) for r in batch], embedded, [record_payload(r) for r in batch])
+            index.upsert([record_point_id(r) for r in batch], embedded, [record_payload(r, root) for r in batch])
             bar.update(len(batch))

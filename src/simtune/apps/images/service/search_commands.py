@@ -65,28 +65,70 @@ def _location(run: Path, index: Path | None, qdrant_url: str | None, api_key: st
 
 def index_command(
     preset: Preset,
-    data: Path = typer.Option(..., "--data", help="The photos (any layout `train` reads)."),
+    data: Path = typer.Option(
+        ..., "--data", help="A folder of photos: searched recursively, or class folders, or a labels.csv."
+    ),
     run: Path = _RUN,
+    metadata: Path | None = typer.Option(
+        None, "--metadata", help="CSV: a 'path' column (relative to --data) and any columns, each a filter field."
+    ),
+    backbone: str | None = typer.Option(
+        None, "--backbone", help="For a run without a model: the pretrained backbone to index with (default lite0)."
+    ),
+    plain: bool = typer.Option(False, "--plain", help="Index every image under --data; ignore class folders."),
+    quantization: str = typer.Option(
+        "none", "--quantization", help="A new index's vectors: none (float32) or int8 (scalar, with rescoring)."
+    ),
+    on_disk: bool = typer.Option(False, "--on-disk", help="A new index keeps vectors, graph and payloads on disk."),
+    rebuild: bool = typer.Option(
+        False, "--rebuild", help="Embed every image again into a new index (e.g. after training a new model)."
+    ),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per model batch."),
+    workers: int = typer.Option(2, "--workers", min=0, help="Decoding processes (0: decode in this one)."),
     index: Path | None = _INDEX,
     qdrant_url: str | None = _QDRANT_URL,
     api_key: str | None = _API_KEY,
     collection: str = _COLLECTION,
 ) -> None:
-    """Embed every photo with the run's tuned model and upsert it into the index (idempotent)."""
-    from simtune.apps.images.data.dataset import prepare_dataset
-    from simtune.apps.images.service.indexing import index_run, serve_hint
+    """Keep the index in sync with a folder: embed new and changed photos, drop deleted ones (resumable)."""
+    from simtune.apps.images.data.run_folder import Run
+    from simtune.apps.images.service import indexing
+    from simtune.apps.images.service.catalog.sync import sync_catalog
     from simtune.folder_lock import FolderInUseError, locked_folder
     from simtune.search import SearchError
+    from simtune.search.storage import StorageOptions
 
     location = _location(run, index, qdrant_url, api_key, collection)
     try:
-        with locked_folder(run):  # a second `index` (or `train`) of this run is refused at once
-            dataset, _ = prepare_dataset(data, run, preset=preset)
-            where, count = index_run(run, dataset, location=location)
+        storage = StorageOptions(quantization, on_disk) if (quantization != "none" or on_disk) else None
+        with locked_folder(run):  # one writer of the run folder at a time
+            model, created = indexing.model_for_index(run, backbone)
+            if created:
+                typer.echo(
+                    f"{run} holds no tuned model: indexing with the pretrained {backbone or 'lite0'} backbone "
+                    f"(flip-averaged), saved to {Run(run).model_dir} for search and serve"
+                )
+            result = sync_catalog(
+                data,
+                location,
+                model,
+                preset=preset,
+                run_dir=run,
+                metadata=metadata,
+                plain=plain,
+                storage=storage,
+                batch_size=batch_size,
+                workers=workers,
+                rebuild=rebuild,
+                known_vectors=None if created else lambda: indexing.training_vectors(run, model, data) or {},
+            )
     except (SearchError, OSError, ValueError, FolderInUseError) as error:
         _fail(str(error))
-    typer.echo(f"indexed {len(dataset.records)} images; {count} points in {where}")
-    typer.echo(f"serve it:  {serve_hint(run, where, preset.name)}")
+    for line in result.problems.lines():
+        typer.echo(f"skipped: {line}")
+    resumed = " (continued an interrupted run)" if result.resumed else ""
+    typer.echo(f"indexed {result.layout} folder{resumed}: {result.summary()}; {result.points} points in {location}")
+    typer.echo(f"serve it:  {indexing.serve_hint(run, location, preset.name)}")
 
 
 def search_command(
@@ -123,9 +165,11 @@ def search_command(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("rank", "score", "class", "path", title=f"{preset.noun} similar to {image}")
+    classes = any("class_name" in hit.payload for hit in hits)  # a plain folder's images have none
+    table = Table("rank", "score", *(["class"] if classes else []), "path", title=f"{preset.noun} similar to {image}")
     for rank, hit in enumerate(hits, start=1):
-        table.add_row(str(rank), f"{hit.score:.4f}", hit.payload.get("class_name", ""), hit.payload.get("path", ""))
+        cells = [str(rank), f"{hit.score:.4f}"] + ([hit.payload.get("class_name", "")] if classes else [])
+        table.add_row(*cells, hit.payload.get("path", ""))
     Console().print(table)
 
 

@@ -1,5 +1,6 @@
 // The similar-images page: talks to GET /page, POST /search, GET /search/{id} and GET /random; no build step.
-// Its title and filter boxes come from /page: the class name and the collection's own metadata fields.
+// Its title and filter boxes come from /page: the class name (labelled collections only) and the collection's
+// own metadata fields; a card shows the class name, or the file name where there are no classes.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -21,7 +22,8 @@ function filterBox(field) {
   const label = document.createElement("label");
   const input = document.createElement("input");
   input.id = `filter-${field.name}`;
-  input.type = field.type === "integer" ? "number" : "text";
+  input.type = field.type === "keyword" ? "text" : "number";
+  if (field.type === "float") input.step = "any";
   input.placeholder = "any";
   label.append(`${field.name.replace("_", " ")} `, input);
   return label;
@@ -41,14 +43,16 @@ function card(item, withScore) {
   figure.dataset.id = item.id;
   const image = document.createElement("img");
   image.src = item.image_url;
-  image.alt = item.class_name || "photo";
+  image.alt = item.class_name || item.file || "photo";
   image.loading = "lazy";
   const name = document.createElement("strong");
   name.className = "class-name";
-  name.textContent = item.class_name || "(unnamed)";
+  name.textContent = item.class_name || item.file || "(unnamed)";
   const details = document.createElement("span");
   const metadata = page.filters.map((field) => field.name).filter((name) => name !== "class_name");
-  details.textContent = [...metadata.map((name) => item[name]), item.split].filter((v) => v !== undefined && v !== null && v !== "").join(" · ");
+  const present = (v) => v !== undefined && v !== null && v !== "";
+  const labelled = metadata.filter((name) => present(item[name])).map((name) => (item.class_name ? item[name] : `${name}: ${item[name]}`));
+  details.textContent = [...labelled, item.split].filter(present).join(" · ");
   const text = document.createElement("figcaption");
   text.append(name, document.createElement("br"), details);
   if (withScore) {
@@ -108,7 +112,7 @@ async function searchById(id) {
   filters().forEach((f) => params.append("filter", f));
   try {
     const body = await call(fetch(`/search/${encodeURIComponent(id)}?${params}`));
-    showQuery(body.query.image_url, body.query.class_name || "");
+    showQuery(body.query.image_url, body.query.class_name || body.query.file || "");
     showResults(body.results);
   } catch (error) {
     setStatus(error.message, true);
