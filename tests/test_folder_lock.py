@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import simtune
-from simtune.folder_lock import LOCK_FILE, FolderInUseError, holder, locked_folder
+from simtune.folder_lock import LOCK_FILE, FolderInUseError, FolderLockError, holder, locked_folder
 
 SOURCE_ROOT = Path(simtune.__file__).resolve().parents[1]
 
@@ -90,3 +90,15 @@ def test_waiting_is_not_needed_after_the_holder_finishes(tmp_path):
     started = time.perf_counter()
     with locked_folder(tmp_path):
         assert time.perf_counter() - started < 1
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+    import errno as errnos
+
+    def read_only(*args, **kwargs):
+        raise OSError(errnos.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(FolderLockError, match=f"^{tmp_path} cannot be written \\(Read-only file system\\): "):
+        with locked_folder(tmp_path):
+            pass

@@ -11,6 +11,7 @@ command) find it held by their parent through ``SIMTUNE_HELD_FOLDERS`` and share
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -28,7 +29,11 @@ _held: dict[Path, int] = {}  # folder -> how many times this process holds it
 _guard = threading.Lock()
 
 
-class FolderInUseError(RuntimeError):
+class FolderLockError(RuntimeError):
+    """The folder's writer lock cannot be taken; the message is one line saying why."""
+
+
+class FolderInUseError(FolderLockError):
     """Another process holds the folder's lock; the message names it."""
 
 
@@ -78,7 +83,12 @@ def holder(folder: str | Path) -> str | None:
 
 def _acquire(folder: Path) -> int:
     path = folder / LOCK_FILE
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise FolderLockError(f"{folder} cannot be written ({error.strerror}): use a folder you can write") from None
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

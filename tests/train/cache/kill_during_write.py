@@ -1,10 +1,11 @@
 """Run as a script: write a cache, and die by SIGKILL at a chosen moment of writing it. Used by test_storage.py.
 
-``argv[1]``: the save folder. ``argv[2]``, the moment: ``before_swap`` (the tensors are written, the folder
-not yet in place), ``after_swap`` (the new folder is in place, the one it replaced not yet deleted) or
-``between_renames`` (where the system cannot swap two folders in one step: the old one moved aside, the new
-one not yet in place). ``argv[3]``: ``fill`` (a whole EncoderCache.prepare) or ``replace`` (``save_cache``
-of ``REPLACEMENT`` over whatever cache of its fingerprint is there).
+``argv[1]``: the save folder. ``argv[2]``, the moment: ``mid_encode`` (a fill, after ``DIE_AFTER`` items
+were encoded: some chunks recorded, one half written), or, replacing a whole entry, ``before_swap`` (the
+entry is written, the folder not yet in place), ``after_swap`` (the new folder is in place, the one it
+replaced not yet deleted) or ``between_renames`` (where the system cannot swap two folders in one step:
+the old one moved aside, the new one not yet in place). ``argv[3]``: ``fill`` (``encode_or_load``) or
+``replace`` (``save_cache`` of ``REPLACEMENT`` over whatever cache of its fingerprint is there).
 """
 
 import os
@@ -20,27 +21,39 @@ from train_fakes import GroupImages, TinyConvEncoder  # noqa: E402
 
 import simtune.atomic as atomic  # noqa: E402
 import simtune.train.cache.storage as storage  # noqa: E402
-from simtune.train.cache import CacheConfig, EncoderCache  # noqa: E402
+from simtune.train.cache import CacheConfig, encode_or_load  # noqa: E402
 
 FINGERPRINT = {"dataset keys": "a", "encoder 'default' weights": "w"}
 REPLACEMENT = storage.CachedEmbeddings(
     "group", {"default": torch.full((1, 4, 3), 2.0)}, {"groups": torch.tensor([0, 0, 1, 1])}, FINGERPRINT
 )
+DIE_AFTER = 50
+FILL_CONFIG = {"batch_size": 8, "chunk_items": 16, "num_workers": 0, "dtype": "float16"}
+
+
+def fill_dataset() -> GroupImages:
+    return GroupImages(num_classes=10, per_class=10)
 
 
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def die_after_enough(forward):
+    """``TinyConvEncoder.forward`` that dies once ``DIE_AFTER`` items were encoded (the same class, so
+    the same cache fingerprint)."""
+
+    def dying(self, batch):
+        if self.items_encoded >= DIE_AFTER:
+            die()
+        return forward(self, batch)
+
+    return dying
+
+
 def main(save_dir: Path, moment: str, what: str) -> None:
     if moment == "before_swap":
-        real_save_file = storage.save_file
-
-        def save_then_die(tensors, path):
-            real_save_file(tensors, path)
-            die()
-
-        storage.save_file = save_then_die
+        storage.CacheEntry.close = die
     elif moment == "after_swap":
         atomic.shutil.rmtree = die
     elif moment == "between_renames":
@@ -55,8 +68,9 @@ def main(save_dir: Path, moment: str, what: str) -> None:
 
         atomic.os.rename = rename_then_die
     if what == "fill":
-        cache = EncoderCache(CacheConfig(save_dir=save_dir), {"default": TinyConvEncoder()}, {"train": GroupImages()})
-        cache.prepare(device=torch.device("cpu"))
+        config = CacheConfig(save_dir=save_dir, **FILL_CONFIG)
+        TinyConvEncoder.forward = die_after_enough(TinyConvEncoder.forward)
+        encode_or_load(TinyConvEncoder(), fill_dataset(), config, name="train", device="cpu", progress=False)
     else:
         storage.save_cache(save_dir, "train", REPLACEMENT)
 

@@ -10,7 +10,7 @@ import typer
 
 from simtune.apps.images.data.preset import Preset
 from simtune.atomic import no_space_error
-from simtune.folder_lock import FolderInUseError
+from simtune.folder_lock import FolderLockError
 
 
 @contextmanager
@@ -20,7 +20,7 @@ def clean_errors(preset: Preset, writes_to: Path | None = None) -> Iterator[None
     ``writes_to``: the folder the command writes, named when its disk fills up (whichever library wrote)."""
     try:
         yield
-    except (ValueError, FileNotFoundError, FolderInUseError) as error:
+    except (ValueError, FileNotFoundError, FolderLockError) as error:
         _fail(str(error), preset)
     except Exception as error:
         full = no_space_error(writes_to or Path.cwd(), error) if writes_to or isinstance(error, OSError) else None

@@ -36,7 +36,8 @@ class CacheConfig:
     allocator's reuse and encode slower (about half the rate at 64 as at 16); raise it on a GPU.
     ``precision``: the arithmetic of the encoding pass (:mod:`simtune.encoding.precision`): ``"auto"``
     is mixed precision where the device computes it natively, else float32; stored values are float32
-    rounded to ``dtype`` whichever.
+    rounded to ``dtype`` whichever. ``chunk_items``: a saved cache is written (and checksummed) in
+    chunks of this many items, so an interrupted fill loses at most one chunk per process.
     """
 
     cache_type: CacheType | str = CacheType.AUTO
@@ -46,6 +47,7 @@ class CacheConfig:
     dtype: str = "float32"
     views: int = 1
     precision: str = "float32"
+    chunk_items: int = 512
 
     def __post_init__(self) -> None:
         try:
@@ -56,7 +58,7 @@ class CacheConfig:
             ) from None
         if self.dtype not in _DTYPES:
             raise ValueError(f"CacheConfig.dtype={self.dtype!r}; expected one of {sorted(_DTYPES)}")
-        for name in ("batch_size", "views"):
+        for name in ("batch_size", "views", "chunk_items"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"CacheConfig.{name}={getattr(self, name)!r}; expected an int >= 1")
         if self.num_workers is not None and (not isinstance(self.num_workers, int) or self.num_workers < 0):

@@ -20,11 +20,12 @@ from simtune.devices import select_device
 from simtune.models.encoders.base import Encoder
 from simtune.models.similarity_model import DEFAULT_ENCODER, SimilarityModel
 from simtune.train.cache.config import CacheConfig
-from simtune.train.cache.fill import fill_cache
+from simtune.train.cache.fill import cache_layout, fill_cache
 from simtune.train.cache.fingerprint import cache_fingerprint, has_item_keys
+from simtune.train.cache.memory_entry import MemoryEntry
 from simtune.train.cache.sharded import agree, fill_sharded
-from simtune.train.cache.storage import CachedEmbeddings, load_cache, save_cache
-from simtune.train.distributed import rank
+from simtune.train.cache.storage import CachedEmbeddings, CacheEntry, load_cache, save_cache
+from simtune.train.distributed import rank, world_size
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +72,14 @@ def load_encoded(
     device: str | torch.device | None = None,
 ) -> CachedEmbeddings | None:
     """What ``encode_or_load`` would read from ``cache`` for these encoders and items, or None when it
-    holds no such entry; never encodes and never writes (e.g. reading another run's cache folder)."""
+    holds no complete, intact such entry; never encodes and never writes (e.g. reading another run's
+    cache folder)."""
     config = as_cache_config(cache, needs_folder="load_encoded")
     check_name(name)
     target = select_device(device)
     encoders = as_encoder_dict(encoders)
     fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
-    found = load_cache(config.save_dir, name, fingerprint, len(dataset))
+    found = load_cache(config.save_dir, name, fingerprint, len(dataset), repair=False)
     return None if found is None else found.embeddings_to(config.storage_device(target))
 
 
@@ -92,11 +94,15 @@ def load_or_fill(
 ) -> CachedEmbeddings:
     """``encode_or_load`` on resolved arguments; ``save=False`` for a caller that must not write.
 
-    Under ``torch.distributed`` (several processes, e.g. DDP) every rank must call this together: the
-    ranks encode a shard each and all receive the whole table (:mod:`simtune.train.cache.sharded`);
+    In one process, with a folder, the entry is read (verified) when complete; otherwise what it lacks is
+    encoded and written chunk by chunk, so an interrupted fill resumes, and damaged chunks are encoded
+    again. Under ``torch.distributed`` (several processes, e.g. DDP) every rank must call this together:
+    the ranks encode a shard each and all receive the whole table (:mod:`simtune.train.cache.sharded`);
     rank 0 alone saves."""
     check_name(name)
     storage = config.storage_device(device)
+    if len(dataset) == 0:
+        raise ValueError(f"the {name} dataset is empty; nothing to cache")
     fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
     found = None
     if config.save_dir is not None:
@@ -107,19 +113,23 @@ def load_or_fill(
                 name,
                 type(dataset).__name__,
             )
-        found = load_cache(config.save_dir, name, fingerprint, len(dataset))
-    if not agree(found is not None, device):
-        found = fill_sharded(
-            dataset,
-            config.batch_size,
-            device,
-            storage,
-            lambda items, shown: fill_cache(
-                items, encoders, config, device, storage, fingerprint, name, progress=progress and shown
-            ),
-        )
-        if config.save_dir is not None and save and rank() == 0:
-            save_cache(config.save_dir, name, found)
+        found = load_cache(config.save_dir, name, fingerprint, len(dataset), repair=save and rank() == 0)
+    if agree(found is not None, device):
+        return found.embeddings_to(storage)
+    if world_size() == 1 and config.save_dir is not None and save:
+        entry = CacheEntry.create(Path(config.save_dir), cache_layout(dataset, encoders, config, name, fingerprint))
+        try:
+            return fill_cache(dataset, encoders, config, device, entry, progress=progress).embeddings_to(storage)
+        finally:
+            entry.close()
+
+    def fill_in_memory(items: Dataset, shown: bool) -> CachedEmbeddings:
+        entry = MemoryEntry(cache_layout(items, encoders, config, name, fingerprint), storage)
+        return fill_cache(items, encoders, config, device, entry, progress=progress and shown)
+
+    found = fill_sharded(dataset, config.batch_size, device, storage, fill_in_memory)
+    if config.save_dir is not None and save and rank() == 0:
+        save_cache(config.save_dir, name, found)
     return found.embeddings_to(storage)
 
 

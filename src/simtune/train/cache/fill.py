@@ -1,7 +1,7 @@
-"""One pass (or ``views`` passes) of the frozen encoders over a dataset, through the streaming encoder
-(:func:`simtune.encoding.encode_batches`: decoding in worker processes while the encoders run).
-
-Embeddings go to the storage device; targets always stay on the CPU (loader workers read them)."""
+"""One pass (or ``views`` passes) of the frozen encoders over what a cache entry lacks, through the
+streaming encoder (:func:`simtune.encoding.encode_batches`: decoding in worker processes while the
+encoders run), each batch written to the entry as it comes: a file entry on disk chunk by chunk, or one
+in memory. Targets always stay on the CPU (loader workers read them)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from simtune.data.samples import SimilarityGroupSample, SimilarityPairSample
-from simtune.encoding import encode_batches
+from simtune.encoding import encode_batches, precision_name
 from simtune.models.encoders.base import Encoder
 from simtune.train.cache.config import CacheConfig
-from simtune.train.cache.storage import CachedEmbeddings
+from simtune.train.cache.memory_entry import MemoryEntry
+from simtune.train.cache.storage import CachedEmbeddings, CacheEntry, Layout
 
 
 def split_samples(samples: Sequence[Any]) -> tuple[str, list[Any], dict[str, Tensor]]:
@@ -67,57 +68,78 @@ class EncodersForward:
         return {name: encoder(inputs[name]) for name, encoder in self.encoders.items()}
 
 
+def dataset_kind(dataset: Dataset | Sequence[Any]) -> str:
+    """ "group", "pair" or "object", from the first item."""
+    return split_samples([dataset[0]])[0]
+
+
+def cache_layout(
+    dataset: Dataset | Sequence[Any], encoders: Mapping[str, Encoder], config: CacheConfig, name: str, fingerprint: dict
+) -> Layout:
+    """What the cache of ``encoders`` over ``dataset`` holds, before anything is encoded (or read: the
+    kind of items is learnt from the first batch)."""
+    return Layout(
+        name=name,
+        kind="",
+        fingerprint=dict(fingerprint),
+        dtype=config.dtype,
+        views=config.views,
+        items=len(dataset),
+        widths={encoder_name: encoders[encoder_name].embedding_size for encoder_name in sorted(encoders)},
+        chunk_items=config.chunk_items,
+    )
+
+
 def fill_cache(
     dataset: Dataset,
     encoders: Mapping[str, Encoder],
     config: CacheConfig,
     device: torch.device,
-    storage_device: torch.device,
-    fingerprint: dict[str, str],
-    cache_name: str = "train",
+    entry: CacheEntry | MemoryEntry,
     progress: bool = True,
 ) -> CachedEmbeddings:
-    """Encode every item ``config.views`` times; targets are taken from the first pass."""
-    num_items = len(dataset)
-    if num_items == 0:
-        raise ValueError(f"the {cache_name} dataset is empty; nothing to cache")
+    """Encode every item ``entry`` lacks, view by view (``config.views`` passes), and complete it."""
+    layout = entry.layout
+    if layout.items == 0:
+        raise ValueError(f"the {layout.name} dataset is empty; nothing to cache")
     for encoder in encoders.values():
         encoder.eval().to(device)
-    embeddings: dict[str, Tensor] = {}
-    targets: dict[str, list[Tensor]] = {}
-    kind = ""
-    desc = f"Caching {num_items} items" + (f" x {config.views} views" if config.views > 1 else "") + f" ({cache_name})"
-    for view in range(config.views):
+    entry.precision = precision_name(device, config.precision)
+    collate = EncoderInputs({name: encoder.get_collate_fn() for name, encoder in encoders.items()})
+    for view in range(layout.views):
+        todo = entry.missing(view)
+        desc = f"Caching {len(todo)} items ({layout.name}" + (
+            f", view {view + 1}/{layout.views})" if layout.views > 1 else ")"
+        )
         batches = encode_batches(
             EncodersForward(encoders),
             dataset,
-            EncoderInputs({name: encoder.get_collate_fn() for name, encoder in encoders.items()}),
+            collate,
+            indices=todo,
             extras=sample_targets,
             batch_size=config.batch_size,
             num_workers=config.num_workers,
             device=device,
             precision=config.precision,
             progress=progress,
-            desc=desc + (f" view {view + 1}/{config.views}" if config.views > 1 else ""),
+            desc=desc,
         )
-        row = 0
         for batch in batches:
-            kind, batch_targets = batch.extras
-            rows = num_items * (2 if kind == "pair" else 1)
-            for name, out in batch.outputs.items():
-                if name not in embeddings:
-                    shape = (config.views, rows, out.shape[1])
-                    embeddings[name] = torch.empty(shape, dtype=config.torch_dtype, device=storage_device)
-                embeddings[name][view, row : row + len(out)].copy_(out, non_blocking=True)
-            row += len(batch.indices) * (2 if kind == "pair" else 1)
-            if view == 0:
-                for key, value in batch_targets.items():
-                    targets.setdefault(key, []).append(value)
-    if storage_device.type == "cuda":
-        torch.cuda.synchronize(storage_device)
-    return CachedEmbeddings(
-        kind=kind,
-        embeddings=embeddings,
-        targets={key: torch.cat(values) for key, values in targets.items()},
-        fingerprint=fingerprint,
-    )
+            kind, targets = batch.extras
+            entry.start(kind)
+            check_batch(entry.layout, kind, batch.outputs, len(batch.indices))
+            entry.write(view, batch.indices, batch.outputs, targets)
+    return entry.finish()
+
+
+def check_batch(layout: Layout, kind: str, outputs: Mapping[str, Tensor], items: int) -> None:
+    """Outputs that do not fit the entry are an error here, not a silently misplaced row."""
+    if kind != layout.kind:
+        raise TypeError(f"the {layout.name} dataset mixes {layout.kind} and {kind} items")
+    for name, output in outputs.items():
+        expected = (items * layout.rows_per_item, layout.widths[name])
+        if tuple(output.shape) != expected:
+            raise ValueError(
+                f"encoder {name!r} returned {tuple(output.shape)} for {items} items; its embedding_size "
+                f"{layout.widths[name]} promises {expected}"
+            )

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from simtune.data.samples import SimilarityGroupSample, SimilarityPairSample
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: chunked, checksummed, memory-mapped entries (storage.py)
 
 
 def _sha(data: bytes | str) -> str:
@@ -94,7 +94,7 @@ def dataset_keys_hash(dataset: Dataset) -> str:
 
 def cache_fingerprint(encoders: Mapping[str, nn.Module], dataset: Dataset, views: int, dtype: str) -> dict[str, str]:
     """Component name -> hash. Two caches are interchangeable iff all components are equal."""
-    components = {"format": _sha(json.dumps({"version": FORMAT_VERSION, "views": views, "dtype": dtype}))}
+    components = {"format": _sha(json.dumps({"version": FORMAT_VERSION, "views": views})), "dtype": _sha(dtype)}
     for name, encoder in sorted(encoders.items()):
         components[f"encoder {name!r} identity"] = _sha(
             json.dumps(encoder_identity(encoder), sort_keys=True, default=str)

@@ -33,9 +33,9 @@ def test_training_stops_after_patience_and_keeps_the_best_validation_epoch(tmp_p
     encode_or_load = importlib.import_module("simtune.train.cache.encode_or_load")  # the module, not the function
     filled, fill = [], encode_or_load.fill_cache
 
-    def counted_fill(dataset, encoders, config, device, storage, fingerprint, name, **options):
-        filled.append(name)
-        return fill(dataset, encoders, config, device, storage, fingerprint, name, **options)
+    def counted_fill(dataset, encoders, config, device, entry, **options):
+        filled.append(entry.layout.name)
+        return fill(dataset, encoders, config, device, entry, **options)
 
     monkeypatch.setattr(encode_or_load, "fill_cache", counted_fill)
     settings = TrainSettings(epochs=len(CURVE), patience=2, classes_per_batch=2, samples_per_class=2, workers=0)

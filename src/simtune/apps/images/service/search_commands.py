@@ -94,7 +94,7 @@ def index_command(
     from simtune.apps.images.data.run_folder import Run
     from simtune.apps.images.service import indexing
     from simtune.apps.images.service.catalog.sync import sync_catalog
-    from simtune.folder_lock import FolderInUseError, locked_folder
+    from simtune.folder_lock import FolderLockError, locked_folder
     from simtune.search import SearchError
     from simtune.search.storage import StorageOptions
 
@@ -122,7 +122,7 @@ def index_command(
                 rebuild=rebuild,
                 known_vectors=None if created else lambda: indexing.training_vectors(run, model, data) or {},
             )
-    except (SearchError, OSError, ValueError, FolderInUseError) as error:
+    except (SearchError, OSError, ValueError, FolderLockError) as error:
         _fail(str(error))
     for line in result.problems.lines():
         typer.echo(f"skipped: {line}")
