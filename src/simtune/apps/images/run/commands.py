@@ -13,7 +13,7 @@ from simtune.apps.images.data.preset import Preset
 from simtune.folder_lock import locked_folder
 
 BACKBONE_OPTION = typer.Option(
-    ["lite0"], "--backbone", help="lite0|lite1|lite2|torchvision:NAME; repeat to concatenate several."
+    ["lite0"], "--backbone", help="lite0|lite1|lite2|torchvision:NAME|hf:FOLDER_OR_ID; repeat to concatenate several."
 )
 EPOCHS_OPTION = typer.Option(10, min=1, help="Most epochs; training stops earlier once validation R-Precision stalls.")
 PATIENCE_OPTION = typer.Option(3, min=1, help="Epochs without a better validation R-Precision before stopping.")
