@@ -4,19 +4,20 @@ Every entry point (encoding, training, evaluation, serving) resolves its device 
 the same everywhere: the first GPU when CUDA is present, else the CPU. Asking for hardware that is not
 there is a :class:`DeviceError` naming what was asked and what exists, never a silent CPU fallback.
 
-On a GPU the matmuls and convolutions run under autocast (bfloat16 where the card supports it, float16
-otherwise), which roughly doubles their speed; results handed back are float32, so caches, indexes and
-metrics do not depend on the card that computed them.
+Training on a GPU is mixed precision (bfloat16 where the card supports it, float16 otherwise, as
+:mod:`simtune.encoding.precision` picks for inference); weights and results stay float32, so caches,
+indexes and metrics do not depend on the card that computed them. Training on a CPU is float32.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
+
+from simtune.encoding.precision import autocast_dtype
 
 AUTO = "auto"
 _SPEC = re.compile(r"^(auto|cpu|cuda)(?::(\d+))?$")
@@ -86,24 +87,11 @@ def check_process_count(device: torch.device, devices: int, num_nodes: int = 1) 
         raise DeviceError(f"--devices {devices} on the CPU: this process may use {cpu_count()} CPU core(s)")
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The GPU's mixed-precision type: bfloat16 where supported (Ampere and later), else float16; None on a CPU."""
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def inference_precision(device: torch.device) -> AbstractContextManager[Any]:
-    """Autocast for inference on ``device`` (a no-op on the CPU): callers cast outputs back to float32."""
-    dtype = autocast_dtype(device)
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-
-
 def lightning_precision(device: torch.device) -> str:
     """Lightning's ``precision`` for training on ``device``: mixed on a GPU (weights and results float32)."""
-    dtype = autocast_dtype(device)
-    if dtype is None:
+    if device.type != "cuda":
         return "32-true"
+    dtype = autocast_dtype(device, "auto")
     return "bf16-mixed" if dtype == torch.bfloat16 else "16-mixed"
 
 

@@ -25,6 +25,7 @@ from simtune.models.errors import ModelFileError, UntrustedClassError
 BUILTINS: dict[str, str] = {
     "EfficientNetLiteEncoder": "simtune.models.encoders.efficientnet_lite:EfficientNetLiteEncoder",
     "TorchvisionEncoder": "simtune.models.encoders.torchvision_encoder:TorchvisionEncoder",
+    "HuggingFaceVisionEncoder": "simtune.models.encoders.huggingface_vision_encoder:HuggingFaceVisionEncoder",
     "TransformersTextEncoder": "simtune.models.encoders.transformers_encoder:TransformersTextEncoder",
     "EmptyHead": "simtune.models.heads.empty_head:EmptyHead",
     "EfficientNetLiteTopHead": "simtune.models.heads.efficientnet_lite_top_head:EfficientNetLiteTopHead",

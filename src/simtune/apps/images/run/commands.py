@@ -19,7 +19,7 @@ RUN_OPTION = typer.Option(
 )
 DATA_OPTION = typer.Option(..., "--data", help="Folder of labelled {noun} photos: {layouts}.")
 BACKBONE_OPTION = typer.Option(
-    ["lite0"], "--backbone", help="lite0|lite1|lite2|torchvision:NAME; repeat to concatenate several."
+    ["lite0"], "--backbone", help="lite0|lite1|lite2|torchvision:NAME|hf:FOLDER_OR_ID; repeat to concatenate several."
 )
 EPOCHS_OPTION = typer.Option(10, min=1, help="Most epochs; training stops earlier once validation R-Precision stalls.")
 PATIENCE_OPTION = typer.Option(3, min=1, help="Epochs without a better validation R-Precision before stopping.")
