@@ -19,12 +19,21 @@ def _namespace() -> list[str]:
     return ["unshare", "--mount", "--propagation", "private"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
 
 
-def run_python(script: str, *args: str, read_only: Path | None = None, full_tmpfs: Path | None = None, env=None):
+def run_python(
+    script: str,
+    *args: str,
+    read_only: Path | None = None,
+    full_tmpfs: Path | None = None,
+    env=None,
+    background: bool = False,
+):
     """Runs ``python -c script args`` with ``read_only`` mounted read-only and/or a 64 KiB tmpfs at
     ``full_tmpfs`` with 8 KiB left (``tempfile`` skips a temporary folder where it cannot write a few bytes);
-    returns the ``CompletedProcess``."""
+    returns the ``CompletedProcess`` (``background``: the running ``Popen``, its stdout a text pipe)."""
     python = [sys.executable, "-c", script, *args]
     env = {**ENV, **(env or {})}
+    if background:
+        return subprocess.Popen(python, env=env, stdout=subprocess.PIPE, text=True)
     if read_only is None and full_tmpfs is None:
         return subprocess.run(python, env=env, capture_output=True, text=True, timeout=300)
     steps = []

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import ApiException
+from qdrant_client.http.exceptions import ApiException, ResponseHandlingException, UnexpectedResponse
 
 from simtune.search.base import SearchHit, VectorIndex
 from simtune.search.errors import IndexUnavailableError, SearchError, UnknownPointError
@@ -212,11 +212,30 @@ def _reaching(url: str | None, step: str) -> Iterator[None]:
     """The client's transport and HTTP failures as one ``IndexUnavailableError`` naming the server and the step."""
     try:
         yield
-    except (ApiException, ValueError) as error:
+    except (ApiException, ValueError, AssertionError) as error:  # the client asserts a reply's shape
         if isinstance(error, SearchError):
             raise
         where = f"the Qdrant server at {url}" if url else "the Qdrant server"
-        raise IndexUnavailableError(f"{where} failed while {step}: {error}") from error
+        raise IndexUnavailableError(f"{where} failed while {step}: {_one_line(error)}") from error
+
+
+def _one_line(error: Exception) -> str:
+    """Qdrant's own error message, or what was wrong with a reply that is not Qdrant's (never the raw body)."""
+    if isinstance(error, UnexpectedResponse):
+        try:
+            message = json.loads(error.content)["status"]["error"]
+        except (ValueError, KeyError, TypeError):
+            return (
+                f"it answered HTTP {error.status_code} {error.reason_phrase} with a body that is not a Qdrant "
+                "reply; is the URL a Qdrant server's (e.g. http://localhost:6333)?"
+            )
+        return f"HTTP {error.status_code}: {str(message).splitlines()[0][:300]}"
+    if isinstance(error, ResponseHandlingException):
+        return f"its reply is not a Qdrant server's ({str(error.source).splitlines()[0][:200]})"
+    if isinstance(error, AssertionError):
+        return f"its reply is not a Qdrant server's ({error}); is the URL a Qdrant server's?"
+    lines = str(error).splitlines() or [type(error).__name__]
+    return lines[0][:300] + (" ..." if len(lines) > 1 or len(lines[0]) > 300 else "")
 
 
 def client_for(url: str, api_key: str | None = None) -> QdrantClient:

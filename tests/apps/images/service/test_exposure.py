@@ -227,3 +227,77 @@ def test_index_on_a_full_disk_is_one_line_naming_the_folder(labels_csv_root, tmp
     errors = [line for line in result.stderr.splitlines() if "rror" in line]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
     assert f"not enough free space in {full} to write the index" in errors[0]
+
+
+@pytest.fixture
+def not_qdrant():
+    """A web server that is not Qdrant: HTML 404s for every path but /collections (JSON of another shape)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the standard library's name)
+            found = self.path.startswith("/collections")
+            body = (
+                b'{"hello": "world"}' if found else b"<html><body><h1>Not Found</h1>" + b"x" * 5000 + b"</body></html>"
+            )
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "application/json" if found else "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_qdrant_url_that_is_not_qdrant_is_one_line(not_qdrant, labels_csv_root, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from simtune.cli import app
+
+    monkeypatch.setattr("simtune.apps.images.data.run_folder.Run.model", lambda run: ThumbnailEmbedder())
+    photo = str(labels_csv_root / "images/001/img_1_0.jpg")
+    run = str(tmp_path / "run")
+    for args in (
+        ["search", photo, "--run", run, "--qdrant-url", not_qdrant],
+        ["serve", "--run", run, "--qdrant-url", not_qdrant],
+        ["index", "--data", str(labels_csv_root), "--run", run, "--qdrant-url", not_qdrant],
+    ):
+        result = CliRunner().invoke(app, ["cars", *args])
+        assert result.exit_code == 2, result.output
+        errors = [line for line in result.output.splitlines() if "rror" in line]
+        assert len(errors) == 1 and "Traceback" not in result.output and "<html>" not in result.output, result.output
+        assert f"the Qdrant server at {not_qdrant} failed while" in errors[0]
+        assert "not a Qdrant" in errors[0], errors[0]
+
+
+def test_a_second_index_of_a_run_being_indexed_is_refused(labels_csv_root, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from simtune.cli import app
+    from simtune.folder_lock import locked_folder
+
+    monkeypatch.setattr("simtune.apps.images.data.run_folder.Run.model", lambda run: ThumbnailEmbedder())
+    run = tmp_path / "run"
+    args = ["cars", "index", "--data", str(labels_csv_root), "--run", str(run)]
+    holder = run_python(
+        "import sys, time\nfrom simtune.folder_lock import locked_folder\n"
+        "with locked_folder(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(1.5)\n",
+        str(run),
+        background=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused = CliRunner().invoke(app, args)
+    finally:
+        holder.wait(timeout=30)
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1, refused.output
+    assert str(run) in refused.output and "Traceback" not in refused.output
+    with locked_folder(run):  # the same process may (demo indexes under its own lock)
+        assert CliRunner().invoke(app, args).exit_code == 0
