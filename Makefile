@@ -1,4 +1,4 @@
-# The README's first two commands: `make demo` and `make test`.
+# The README's first two commands, `make demo` and `make test`, and `make lint` (CI runs it before the tests).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,18 +10,30 @@ PYTEST_ARGS ?=
 CHROMIUM ?= /usr/bin/chromium
 CHROMEDRIVER ?= /usr/bin/chromedriver
 BROWSER_PACKAGES := chromium chromium-driver
+# The ruff release the dev extra pins (pyproject.toml): formatting can change between releases.
+RUFF := $(shell grep -o '"ruff==[^"]*"' pyproject.toml | tr -d '"')
+LINTED := src tests benchmarks
 
-.PHONY: demo test test-fast install browser
+.PHONY: demo test test-fast install browser lint
 
-$(BIN)/simtune: pyproject.toml
+# constraints.txt holds the pinned versions (torch and torchvision, as a pair).
+$(BIN)/simtune: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch/torchvision first, as a pair: this machine caps them and ships the wheels on disk.
-	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(BIN)/pip install -q -e ".[all]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[all]"
 	touch $(BIN)/simtune
 
 install: $(BIN)/simtune
+
+# Lint needs ruff alone, not the whole install.
+$(BIN)/ruff: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q "$(RUFF)"
+	touch $(BIN)/ruff
+
+lint: $(BIN)/ruff
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 demo: install
 	$(BIN)/simtune cars demo --data $(DATA) --run $(RUN)

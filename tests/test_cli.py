@@ -64,7 +64,7 @@ def test_export_onnx_writes_a_checked_graph(tmp_path):
 
 def test_export_onnx_of_a_missing_model_fails_naming_it(tmp_path):
     result = runner.invoke(app, ["export-onnx", str(tmp_path / "nowhere"), str(tmp_path / "out.onnx")])
-    assert result.exit_code == 1 and result.output.strip() == f"error: {tmp_path / 'nowhere'}: no such model folder"
+    assert result.exit_code == 2 and result.output.strip() == f"error: {tmp_path / 'nowhere'}: no such model folder"
     assert not (tmp_path / "out.onnx").exists()
 
 
@@ -80,7 +80,7 @@ def test_export_onnx_of_a_damaged_model_prints_one_line_naming_the_file(tmp_path
     data[len(data) // 2] ^= 0x01
     weights.write_bytes(bytes(data))
     result = runner.invoke(app, ["export-onnx", str(tmp_path / "model"), str(tmp_path / "out.onnx")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(weights) in lines[0], result.output
     assert "edited or damaged" in lines[0] and not (tmp_path / "out.onnx").exists()
@@ -92,7 +92,7 @@ def test_export_onnx_whose_graph_fails_the_check_prints_one_line(tmp_path, monke
     # A head whose traced graph keeps the tracing batch size, as EfficientNetLiteTopHead's once did.
     monkeypatch.setattr(LinearHead, "transform", lambda self, x: self.fc(x.reshape(len(x), -1)))
     result = runner.invoke(app, ["export-onnx", str(tmp_path / "model"), str(tmp_path / "out.onnx")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "fails in onnxruntime at batch size" in lines[0], result.output
     assert not (tmp_path / "out.onnx").exists()
@@ -109,10 +109,10 @@ def test_export_onnx_of_a_user_class_needs_trust_naming_its_module(tmp_path, mon
     SimilarityModel(encoder, MyHead(encoder.embedding_size, output_size=4)).save(tmp_path / "model")
     arguments = ["export-onnx", str(tmp_path / "model"), str(tmp_path / "out.onnx")]
     refused = runner.invoke(app, arguments)
-    assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
     assert "'my_heads:MyHead'" in refused.output and refused.output.strip().endswith("--trust my_heads")
     missing = runner.invoke(app, [*arguments, "--trust", "no_such_module_anywhere"])
-    assert missing.exit_code == 1 and "--trust no_such_module_anywhere: cannot import it" in missing.output
+    assert missing.exit_code == 2 and "--trust no_such_module_anywhere: cannot import it" in missing.output
     trusted = runner.invoke(app, [*arguments, "--trust", "my_heads"])
     assert trusted.exit_code == 0, trusted.output
     assert (tmp_path / "out.onnx").is_file()

@@ -82,3 +82,32 @@ def test_elsewhere_make_test_stops_before_anything_runs_naming_the_command(machi
 def test_ci_runs_exactly_the_readme_test_command():
     lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert lines[-1] == "make test" and not any("apt-get" in line for line in lines)
+
+
+def test_lint_on_a_bare_machine_installs_the_pinned_ruff_alone_then_checks_and_ci_lints_first(tmp_path):
+    pin = next(line for line in (ROOT / "pyproject.toml").read_text().splitlines() if '"ruff==' in line)
+    version = pin.split('"')[1]
+    plan = subprocess.run(
+        [MAKE, "-C", str(ROOT), "-n", "lint", f"VENV={tmp_path / 'venv'}"], capture_output=True, text=True, timeout=60
+    )
+    assert plan.returncode == 0, plan.stderr
+    steps = plan.stdout.splitlines()
+    install = [step for step in steps if "pip install" in step]
+    assert len(install) == 1 and f'"{version}"' in install[0] and ".[" not in install[0]  # ruff, not the project
+    assert any("ruff check src tests benchmarks" in step for step in steps)
+    assert any("ruff format --check src tests benchmarks" in step for step in steps)
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert ci.index("make lint") < ci.index("make test")
+
+
+def test_the_install_holds_torch_to_the_documented_pins(tmp_path):
+    plan = subprocess.run(
+        [MAKE, "-C", str(ROOT), "-n", "install", f"VENV={tmp_path / 'venv'}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert plan.returncode == 0, plan.stderr
+    assert any("-c constraints.txt" in step and '".[all]"' in step for step in plan.stdout.splitlines())
+    pins = [line for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line]
+    assert {pin.split("==")[0] for pin in pins} >= {"torch", "torchvision"}

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CARS = ROOT / "../shared/datasets/stanford-cars-crop224/images"
 
 
 def python_block(title: str) -> str:
@@ -21,11 +20,12 @@ def python_block(title: str) -> str:
 
 
 @pytest.mark.slow
-def test_quickstart_example_runs(tmp_path, monkeypatch):
+def test_quickstart_example_runs(tmp_path, monkeypatch, cars_data):
     code = python_block("Quickstart")
     assert len(code.strip().splitlines()) <= 12
     for name, image in zip(
-        ("car1.jpg", "car2.jpg"), (next((CARS / "001").glob("*.jpg")), next((CARS / "100").glob("*.jpg")))
+        ("car1.jpg", "car2.jpg"),
+        (next((cars_data / "images/001").glob("*.jpg")), next((cars_data / "images/100").glob("*.jpg"))),
     ):
         (tmp_path / name).symlink_to(image.resolve())
     monkeypatch.chdir(tmp_path)

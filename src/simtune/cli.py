@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 import simtune
+from simtune.command_errors import fail, one_line_errors
 
 app = typer.Typer(
     help="simtune: similarity learning — tune embedding models, evaluate retrieval, search.",
@@ -64,24 +65,19 @@ def export_onnx_command(
     """Export a saved servable model to ONNX (checked against eager outputs in onnxruntime)."""
     import importlib
 
-    from simtune.models import ModelFileError, OnnxExportError, SimilarityModel, UntrustedClassError
+    from simtune.models import SimilarityModel, UntrustedClassError
     from simtune.models.onnx_export import export_onnx
 
     try:
         trusted = [importlib.import_module(name) for name in trust]
     except ImportError as error:
-        typer.echo(f"error: --trust {error.name or ''}: cannot import it ({error})", err=True)
-        raise typer.Exit(1) from None
-    try:
-        model = SimilarityModel.load(model_dir, trusted_classes=trusted)
+        fail(f"--trust {error.name or ''}: cannot import it ({error})")
+    with one_line_errors():
+        try:
+            model = SimilarityModel.load(model_dir, trusted_classes=trusted)
+        except UntrustedClassError as error:
+            fail(f"{error}; on this command line: --trust {error.class_path.partition(':')[0]}")
         max_diff = export_onnx(model, output, image_size=image_size)
-    except UntrustedClassError as error:
-        module = error.class_path.partition(":")[0]
-        typer.echo(f"error: {error}; on this command line: --trust {module}", err=True)
-        raise typer.Exit(1) from None
-    except (ModelFileError, OnnxExportError, OSError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
     typer.echo(f"wrote {output} (max abs diff vs eager: {max_diff:.2e})")
 
 

@@ -377,18 +377,14 @@ def test_agrees_with_pytorch_metric_learning_on_a_separate_gallery_per_class():
         assert ours_per_class == pytest.approx(per_class[pml_name], abs=1e-6)
 
 
-CARS = "/work/shared/datasets/stanford-cars-crop224"
-
-
 @pytest.mark.slow
-def test_agrees_with_pytorch_metric_learning_on_efficientnet_lite0_cars_embeddings():
+def test_agrees_with_pytorch_metric_learning_on_efficientnet_lite0_cars_embeddings(cars_data):
     """2,000 real Stanford Cars embeddings (about a minute to encode on two cores; nothing cached)."""
     import csv
-    from pathlib import Path
 
     from simtune.models.encoders import EfficientNetLiteEncoder
 
-    root = Path(CARS)
+    root = cars_data
     with open(root / "labels.csv", newline="") as labels:
         rows = sorted(csv.DictReader(labels), key=lambda row: (int(row["class_id"]), row["filename"]))[:2000]
     encoder = EfficientNetLiteEncoder("lite0").eval()

@@ -151,3 +151,45 @@ def test_fit_takes_a_device_or_a_trainer_not_both(tmp_path):
     train, _ = _loaders()
     with pytest.raises(ValueError, match="not both"):
         simtune.fit(TinyTrainable(), _trainer(tmp_path), train, device="cpu")
+
+
+class ScrambleAfterFirstEpoch(pl.Callback):
+    """Collapses the head at the start of every epoch after the first (every embedding the same, so every
+    triplet costs the whole margin): later epochs validate worse than the first."""
+
+    def __init__(self):
+        self.snapshots: list[dict[str, torch.Tensor]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch >= 1:
+            with torch.no_grad():
+                for name, parameter in pl_module.model.head.named_parameters():
+                    parameter.fill_(1.0 if name.endswith("bias") else 0.0)
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.snapshots.append({k: v.clone() for k, v in pl_module.model.head.state_dict().items()})
+
+
+def test_fit_leaves_the_best_epochs_weights_not_the_last(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from simtune.train import RestoreBestWeights
+
+    torch.manual_seed(0)
+    model = TinyTrainable(lr=1e-5)
+    history = ScrambleAfterFirstEpoch()
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "checkpoints", monitor="validation_loss")
+    trainer = _trainer(tmp_path, epochs=3, callbacks=[history, checkpoint, RestoreBestWeights()])
+    simtune.fit(model, trainer, *_loaders())
+    assert len(history.snapshots) == 3 and checkpoint.best_model_path.endswith("epoch=0-step=3.ckpt")
+    final = model.model.head.state_dict()
+    assert all(torch.equal(final[k], history.snapshots[0][k]) for k in final)
+    assert not all(torch.equal(final[k], history.snapshots[-1][k]) for k in final)
+
+
+def test_default_trainer_restores_the_best_epoch():
+    from simtune.train import RestoreBestWeights
+
+    assert any(isinstance(c, RestoreBestWeights) for c in default_trainer(has_validation=True).callbacks)
+    assert not any(isinstance(c, RestoreBestWeights) for c in default_trainer(has_validation=False).callbacks)

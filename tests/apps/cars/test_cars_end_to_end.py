@@ -9,13 +9,11 @@ from typer.testing import CliRunner
 
 from simtune.cli import app
 
-SHARED_CARS = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "stanford-cars-crop224"
 
-
-def write_slice(root: Path, classes: int = 10, per_class: int = 12) -> Path:
+def write_slice(cars_data: Path, root: Path, classes: int = 10, per_class: int = 12) -> Path:
     """A labels.csv naming the first ``per_class`` images of the first ``classes`` classes, through a link to the
     shared images folder (a labels.csv may only name files inside its own folder)."""
-    with (SHARED_CARS / "labels.csv").open(newline="") as f:
+    with (cars_data / "labels.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     picked: dict[int, list[dict]] = {}
     for row in rows:
@@ -23,7 +21,7 @@ def write_slice(root: Path, classes: int = 10, per_class: int = 12) -> Path:
         if len(members) < per_class:
             members.append(row)
     root.mkdir(parents=True)
-    (root / "images").symlink_to(SHARED_CARS / "images", target_is_directory=True)
+    (root / "images").symlink_to(cars_data / "images", target_is_directory=True)
     with (root / "labels.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["filename", "class_id", "class_name", "original_split"])
@@ -34,8 +32,8 @@ def write_slice(root: Path, classes: int = 10, per_class: int = 12) -> Path:
 
 
 @pytest.mark.slow
-def test_train_evaluate_report_on_a_slice(tmp_path):
-    data = write_slice(tmp_path / "slice")
+def test_train_evaluate_report_on_a_slice(tmp_path, cars_data):
+    data = write_slice(cars_data, tmp_path / "slice")
     run = tmp_path / "runs" / "slice"
     runner = CliRunner()
     train = runner.invoke(
@@ -127,11 +125,11 @@ def test_train_evaluate_report_on_a_slice(tmp_path):
 
 def test_train_on_an_empty_folder_fails_with_one_clear_line(tmp_path):
     result = CliRunner().invoke(app, ["cars", "train", "--data", str(tmp_path), "--run", str(tmp_path / "run")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no recognised layout" in result.output and "Traceback" not in result.output
 
 
 def test_evaluate_before_train_says_what_to_run(tmp_path):
     result = CliRunner().invoke(app, ["cars", "evaluate", "--run", str(tmp_path / "run")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "simtune cars train --data PATH" in result.output

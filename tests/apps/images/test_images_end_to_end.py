@@ -106,7 +106,7 @@ def test_too_few_classes_is_one_line_saying_how_many_and_how_the_split_works(tmp
         for i in range(3):
             write_image(tmp_path / "data" / f"class {c}" / f"{i}.jpg", seed=10 * c + i)
     result = runner.invoke(app, ["images", "train", "--data", str(tmp_path / "data"), "--run", str(tmp_path / "run")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.output and "classes_per_batch" not in result.output
     assert "too few classes to split" in lines[0] and "this collection has 5" in lines[0] and "validation" in lines[0]

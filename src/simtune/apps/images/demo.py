@@ -11,13 +11,12 @@ from typing import Any
 
 import typer
 
-from simtune.apps.images.command_errors import clean_errors
 from simtune.apps.images.data.preset import Preset
 from simtune.apps.images.run.commands import (
     BACKBONE_OPTION,
+    DATA_OPTION,
     EPOCHS_OPTION,
     PATIENCE_OPTION,
-    data_option_for,
     evaluate_model,
     prepare_data,
     train_model,
@@ -34,38 +33,32 @@ def _stage(name: str) -> Iterator[None]:
     typer.echo(f"   {name} took {time.perf_counter() - start:.0f}s")
 
 
-def add_demo_command(app: typer.Typer, preset: Preset) -> None:
-    """``demo`` on ``app``; its run folder defaults to runs/<preset>."""
+def demo_command(
+    preset: Preset,
+    data: Path = DATA_OPTION,
+    run: Path = typer.Option(Path("runs/images"), "--run", help="Run folder; a rerun reuses what it holds."),
+    backbone: list[str] = BACKBONE_OPTION,
+    epochs: int = EPOCHS_OPTION,
+    patience: int = PATIENCE_OPTION,
+    workers: int = typer.Option(2, min=0),
+) -> None:
+    """Prepare, train, evaluate and report in one go; a second run reuses every cache and finishes in minutes."""
+    from simtune.apps.images.run.heads import supports_last_conv
+    from simtune.apps.images.run.settings import TrainSettings
+    from simtune.apps.images.service.indexing import serve_hint
 
-    @app.command("demo")
-    def demo_command(
-        data: Path = data_option_for(preset),
-        run: Path = typer.Option(Path("runs") / preset.name, "--run", help="Run folder; a rerun reuses what it holds."),
-        backbone: list[str] = BACKBONE_OPTION,
-        epochs: int = EPOCHS_OPTION,
-        patience: int = PATIENCE_OPTION,
-        workers: int = typer.Option(2, min=0),
-    ) -> None:
-        """Prepare, train, evaluate and report in one go; a second run reuses every cache and finishes in minutes."""
-        from simtune.apps.images.run.heads import supports_last_conv
-        from simtune.apps.images.run.settings import TrainSettings
-        from simtune.apps.images.service.indexing import serve_hint
-
-        defaults = TrainSettings()
-        head = defaults.head if supports_last_conv(list(backbone)) else "skip"
-        with clean_errors(preset, writes_to=run), locked_folder(run):
-            settings = train_settings(backbone, head=head, epochs=epochs, patience=patience, workers=workers)
-            with _stage("prepare"):
-                dataset, split = prepare_data(data, run, 42, False, workers, preset)
-            with _stage("train (encodes every image once, then trains the head from the cache)"):
-                train_model(run, dataset, split, settings)
-            with _stage("evaluate base vs tuned, report"):
-                evaluate_model(run, 6)
-            with _stage(f"index all {preset.noun} for search"):
-                location, count = index_for_demo(run, dataset)
-            typer.echo(
-                f"{count} {dataset.noun} indexed in {location}\nserve it: {serve_hint(run, location, preset.name)}"
-            )
+    head = TrainSettings().head if supports_last_conv(list(backbone)) else "skip"
+    settings = train_settings(backbone, head=head, epochs=epochs, patience=patience, workers=workers)
+    with locked_folder(run):  # one writer of the run folder at a time
+        with _stage("prepare"):
+            dataset, split = prepare_data(data, run, 42, False, workers, preset)
+        with _stage("train (encodes every image once, then trains the head from the cache)"):
+            train_model(run, dataset, split, settings)
+        with _stage("evaluate base vs tuned, report"):
+            evaluate_model(run, 6)
+        with _stage(f"index all {preset.noun} for search"):
+            location, count = index_for_demo(run, dataset)
+    typer.echo(f"{count} {dataset.noun} indexed in {location}\nserve it: {serve_hint(run, location, preset.name)}")
 
 
 def index_for_demo(run: Path, dataset: Any) -> tuple[Any, int]:

@@ -14,12 +14,10 @@ from simtune.models import SimilarityModel
 from simtune.models.encoders import EfficientNetLiteEncoder
 from simtune.search.query_image import decode_query_image
 
-CARS = Path(__file__).resolve().parents[4] / "../shared/datasets/stanford-cars-crop224"
-
 
 @pytest.fixture(scope="module")
-def car_photos() -> list[Path]:
-    folders = sorted((CARS / "images").iterdir())[::40][:4]
+def car_photos(cars_data: Path) -> list[Path]:
+    folders = sorted((cars_data / "images").iterdir())[::40][:4]
     return [sorted(folder.glob("*.jpg"))[1] for folder in folders]
 
 

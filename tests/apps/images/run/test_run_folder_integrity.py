@@ -43,7 +43,7 @@ def _wait_for(condition, seconds: float = 600) -> None:
 
 def _one_error_line(result) -> str:
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and lines[-1].startswith("error: "), result.output
     return lines[-1]
 

@@ -21,7 +21,6 @@ from simtune.apps.cars.preset import CARS, car_metadata
 from simtune.apps.images.data.dataset import ImageRecord
 from simtune.apps.images.service.indexing import IndexLocation, build_index, open_index
 
-CARS_DATA = Path("/work/shared/datasets/stanford-cars-crop224")
 IMAGES_PER_CLASS = 6
 CLASS_IDS = (1, 14, 50, 120)
 
@@ -47,9 +46,9 @@ class ThumbnailEmbedder:
         return np.stack(rows)
 
 
-def car_records() -> list[ImageRecord]:
-    """A few real photos from each of ``CLASS_IDS``."""
-    with (CARS_DATA / "labels.csv").open(newline="") as f:
+def car_records(cars_data: Path) -> list[ImageRecord]:
+    """A few real photos from each of ``CLASS_IDS`` of the shared cars set (``cars_data``)."""
+    with (cars_data / "labels.csv").open(newline="") as f:
         rows = [row for row in csv.DictReader(f) if int(row["class_id"]) in CLASS_IDS]
     rows = [
         row for class_id in CLASS_IDS for row in [r for r in rows if int(r["class_id"]) == class_id][:IMAGES_PER_CLASS]
@@ -59,7 +58,7 @@ def car_records() -> list[ImageRecord]:
         records.append(
             ImageRecord(
                 id=len(records),
-                path=str(CARS_DATA / row["filename"]),
+                path=str(cars_data / row["filename"]),
                 class_index=int(row["class_id"]) - 1,
                 class_name=row["class_name"],
                 original_split=row["original_split"],
@@ -71,10 +70,10 @@ def car_records() -> list[ImageRecord]:
 
 
 @pytest.fixture(scope="module")
-def indexed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ImageRecord]]:
+def indexed_run(tmp_path_factory: pytest.TempPathFactory, cars_data: Path) -> tuple[Path, list[ImageRecord]]:
     """A run folder whose RUN/index holds ``car_records()`` embedded by ``ThumbnailEmbedder``."""
     run = tmp_path_factory.mktemp("run")
-    records = car_records()
+    records = car_records(cars_data)
     build_index(run, records, model=ThumbnailEmbedder(), progress=False, metadata_fields=CARS.fields)
     return run, records
 

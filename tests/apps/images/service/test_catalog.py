@@ -3,6 +3,7 @@ resumed after kill -9, and the page/API over it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from tests.conftest import shared_dataset
 from typer.testing import CliRunner
 
 from simtune.apps.images.service.catalog.sync import sync_catalog
@@ -22,16 +24,21 @@ from simtune.apps.images.service.indexing import IndexLocation, open_index
 from simtune.cli import app
 from simtune.search import EdgeIndex, point_id
 
-from .search_fixtures import CARS_DATA, ThumbnailEmbedder
+from .search_fixtures import ThumbnailEmbedder
 
 runner = CliRunner()
-PHOTOS = sorted((CARS_DATA / "images").rglob("*.jpg"))
+
+
+@functools.cache
+def car_photos() -> list[Path]:
+    """Every photo of the shared cars set (a test that calls this fails, naming the variable, without it)."""
+    return sorted((shared_dataset("stanford-cars-crop224") / "images").rglob("*.jpg"))
 
 
 def copy_photos(folder: Path, start: int, count: int, prefix: str = "car") -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     copies = []
-    for k, photo in enumerate(PHOTOS[start : start + count]):
+    for k, photo in enumerate(car_photos()[start : start + count]):
         target = folder / f"{prefix}_{start + k:04d}.jpg"
         shutil.copyfile(photo, target)
         copies.append(target)
@@ -89,7 +96,7 @@ def test_a_plain_folder_is_indexed_recursively_and_kept_in_sync(tmp_path, thumbn
     for path in deleted:
         path.unlink()
     modified = data / "car_0005.jpg"
-    shutil.copyfile(PHOTOS[200], modified)  # another car under the same name
+    shutil.copyfile(car_photos()[200], modified)  # another car under the same name
     os.utime(modified, ns=(time.time_ns(), time.time_ns() + 10**9))
     second = _index(data, run)
     assert second.exit_code == 0, second.output
@@ -322,7 +329,7 @@ def test_int8_quantization_keeps_recall_at_10_on_real_embeddings(tmp_path):
     from simtune.search import IndexSchema
     from simtune.search.storage import StorageOptions
 
-    photos = [str(p) for p in PHOTOS[:: len(PHOTOS) // 400][:400]]
+    photos = [str(p) for p in car_photos()[:: len(car_photos()) // 400][:400]]
     vectors = pretrained_model("lite0").encode(photos, batch_size=32, num_workers=2)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ids = [point_id(p) for p in photos]

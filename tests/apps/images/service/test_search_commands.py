@@ -296,7 +296,7 @@ def test_a_damaged_model_is_one_line_naming_the_file_in_search_and_serve(
     for result in (_search(run, photo), runner.invoke(app, ["cars", "serve", "--run", str(run), "--port", "1"])):
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
-        assert str(weights) in result.output and result.output.startswith("Error: cannot load the model of")
+        assert str(weights) in result.output and result.output.startswith("error: cannot load the model of")
 
 
 def test_an_unreachable_qdrant_server_is_one_line_naming_the_url(labels_csv_root, tmp_path, thumbnail_model):
@@ -311,7 +311,7 @@ def test_an_unreachable_qdrant_server_is_one_line_naming_the_url(labels_csv_root
         assert result.exit_code == 2, result.output
         errors = [line for line in result.output.splitlines() if "rror" in line]  # progress bars may come first
         assert "Traceback" not in result.output and len(errors) == 1, result.output
-        assert errors[0].startswith(f"Error: the Qdrant server at {url} failed while looking up collection 'cars'")
+        assert errors[0].startswith(f"error: the Qdrant server at {url} failed while looking up collection 'cars'")
 
 
 def test_a_damaged_index_is_refused_with_one_line(indexed):
@@ -327,8 +327,8 @@ def test_a_damaged_index_is_refused_with_one_line(indexed):
     ):
         assert result.exit_code == 2, result.output
         assert result.output.strip() == (
-            f"Error: the index at {run / 'index'} is damaged: it holds 24 points of the 25 written when it was built; "
-            "delete the folder and rebuild it with `simtune images index`"
+            f"error: the index at {run / 'index'} is damaged: it holds 24 points of the 25 written when it was built; "
+            "delete the folder and rebuild it with `simtune cars index`"  # the app's own command
         )
 
 
@@ -342,5 +342,5 @@ def test_serve_on_a_busy_port_fails_with_one_line_before_claiming_to_serve(index
     assert result.exit_code == 2, result.output
     assert (
         result.output.strip()
-        == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port or --host"
+        == f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port or --host"
     )

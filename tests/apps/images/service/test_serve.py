@@ -223,7 +223,7 @@ def test_integer_filters_beyond_int64_are_400_on_both_searches(client, indexed_r
     )
 
 
-def _copies_indexed(tmp_path: Path) -> tuple[Path, list]:
+def _copies_indexed(tmp_path: Path, cars_data: Path) -> tuple[Path, list]:
     """Copies of four photos in tmp_path/data, indexed into tmp_path/run, so a test may tamper with them."""
     import dataclasses
     import shutil
@@ -231,7 +231,7 @@ def _copies_indexed(tmp_path: Path) -> tuple[Path, list]:
     from .search_fixtures import car_records
 
     records = []
-    for i, record in enumerate(car_records()[:4]):
+    for i, record in enumerate(car_records(cars_data)[:4]):
         copy = tmp_path / "data" / f"car{i}.jpg"
         copy.parent.mkdir(exist_ok=True)
         shutil.copyfile(record.path, copy)
@@ -253,8 +253,8 @@ def _refused(response, tmp_path) -> None:
     assert b"root:" not in response.content and str(tmp_path).encode() not in response.content
 
 
-def test_images_are_served_only_as_images_from_inside_the_indexed_folder(indexed_run, tmp_path):
-    run, records = _copies_indexed(tmp_path)
+def test_images_are_served_only_as_images_from_inside_the_indexed_folder(indexed_run, tmp_path, cars_data):
+    run, records = _copies_indexed(tmp_path, cars_data)
     outside_photo = indexed_run[1][-1].path
     index, http = _test_client(run)
     with index, http:
@@ -278,10 +278,10 @@ def test_images_are_served_only_as_images_from_inside_the_indexed_folder(indexed
         assert http.get(url[3]).headers["content-type"] == "image/png"
 
 
-def test_an_index_that_recorded_no_data_folder_serves_no_files(tmp_path):
+def test_an_index_that_recorded_no_data_folder_serves_no_files(tmp_path, cars_data):
     import json
 
-    run, records = _copies_indexed(tmp_path)
+    run, records = _copies_indexed(tmp_path, cars_data)
     schema_file = run / "index" / "simtune_index.json"
     stored = json.loads(schema_file.read_text())
     stored.pop("data_root")

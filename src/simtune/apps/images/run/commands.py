@@ -1,5 +1,8 @@
 """train / evaluate commands, and the steps the demo strings together. Heavy packages are imported when a
-command runs."""
+command runs.
+
+Each command takes the app's preset first; ``simtune.apps.images.cli`` binds it (see ``bind_preset``).
+"""
 
 from __future__ import annotations
 
@@ -8,21 +11,18 @@ from typing import Any
 
 import typer
 
-from simtune.apps.images.command_errors import clean_errors
 from simtune.apps.images.data.preset import Preset
 from simtune.folder_lock import locked_folder
 
+RUN_OPTION = typer.Option(
+    Path("runs/images"), "--run", help="Run folder (created): split, caches, model, metrics and report go here."
+)
+DATA_OPTION = typer.Option(..., "--data", help="Folder of labelled {noun} photos: {layouts}.")
 BACKBONE_OPTION = typer.Option(
     ["lite0"], "--backbone", help="lite0|lite1|lite2|torchvision:NAME|hf:FOLDER_OR_ID; repeat to concatenate several."
 )
 EPOCHS_OPTION = typer.Option(10, min=1, help="Most epochs; training stops earlier once validation R-Precision stalls.")
 PATIENCE_OPTION = typer.Option(3, min=1, help="Epochs without a better validation R-Precision before stopping.")
-
-
-def data_option_for(preset: Preset) -> Any:
-    """``--data``, naming the layouts ``preset`` reads."""
-    layouts = ", ".join([r.layout for r in preset.readers] + ["labels.csv", "one folder per class"])
-    return typer.Option(..., "--data", help=f"Folder of labelled {preset.noun} photos: {layouts}.")
 
 
 def train_settings(backbone: list[str], **fields: Any):
@@ -87,92 +87,82 @@ def evaluate_model(run: Path, grid_queries: int, unseen_curve: bool = False) -> 
     typer.echo(f"report: {Run(run).report_file}")
 
 
-def add_run_commands(app: typer.Typer, preset: Preset) -> None:
-    """``train`` and ``evaluate`` on ``app``, reading collections the way ``preset`` says."""
-    data_option = data_option_for(preset)
-    run_option = typer.Option(
-        ..., "--run", help="Run folder (created): split, caches, model, metrics and report go here."
+def train_command(
+    preset: Preset,
+    data: Path = DATA_OPTION,
+    run: Path = RUN_OPTION,
+    backbone: list[str] = BACKBONE_OPTION,
+    head: str = typer.Option(
+        "last-conv",
+        help="last-conv (fine-tune EfficientNet-Lite's final convolution; one lite backbone) | skip | linear | mlp "
+        "(on pooled features). Output L2-normalised.",
+    ),
+    tuned_blocks: int | None = typer.Option(
+        None,
+        min=0,
+        show_default=False,
+        help="last-conv only: also tune the backbone's last N blocks, cached below them "
+        "[default: 2; 0 for other heads].",
+    ),
+    loss: str = typer.Option("multi-similarity", help="multi-similarity | triplet | proxy-anchor."),
+    epochs: int = EPOCHS_OPTION,
+    patience: int = PATIENCE_OPTION,
+    learning_rate: float | None = typer.Option(None, min=0.0, help="Peak learning rate [default: the head's]."),
+    classes_per_batch: int = typer.Option(
+        64, min=2, help="Classes per batch (at most the training classes there are)."
+    ),
+    samples_per_class: int = typer.Option(8, min=2),
+    min_batches_per_epoch: int = typer.Option(
+        12,
+        min=0,
+        help="Fewest batches per epoch (an epoch otherwise draws each image about once); small collections need it.",
+    ),
+    mirror: bool = typer.Option(False, help="Also train on horizontally mirrored images (encodes every image twice)."),
+    flip_average: bool | None = typer.Option(
+        None,
+        show_default=False,
+        help="last-conv only: evaluate and serve the average of each image's and its mirror's embeddings "
+        "[default: on; off for other heads].",
+    ),
+    seed: int = typer.Option(0, help="Training seed (batches, initialisation)."),
+    split_seed: int = typer.Option(42, help="Seed of the class split; 42 is the tutorial's split."),
+    crop: bool = typer.Option(False, help="Crop to the bounding boxes (layouts that have them)."),
+    workers: int = typer.Option(2, min=0, help="Processes decoding images while the encoder runs."),
+) -> None:
+    """Train a head on frozen backbones over the training classes, stopping on the validation classes."""
+    settings = train_settings(
+        backbone,
+        head=head,
+        tuned_blocks=tuned_blocks,
+        loss=loss,
+        epochs=epochs,
+        patience=patience,
+        learning_rate=learning_rate,
+        classes_per_batch=classes_per_batch,
+        samples_per_class=samples_per_class,
+        min_batches_per_epoch=min_batches_per_epoch,
+        mirror=mirror,
+        flip_average=flip_average,
+        seed=seed,
+        workers=workers,
     )
+    with locked_folder(run):  # one writer of the run folder at a time
+        dataset, split = prepare_data(data, run, split_seed, crop, workers, preset)
+        train_model(run, dataset, split, settings)
 
-    @app.command("train")
-    def train_command(
-        data: Path = data_option,
-        run: Path = run_option,
-        backbone: list[str] = BACKBONE_OPTION,
-        head: str = typer.Option(
-            "last-conv",
-            help="last-conv (fine-tune EfficientNet-Lite's final convolution; one lite backbone) | skip | linear | mlp "
-            "(on pooled features). Output L2-normalised.",
-        ),
-        tuned_blocks: int | None = typer.Option(
-            None,
-            min=0,
-            show_default=False,
-            help="last-conv only: also tune the backbone's last N blocks, cached below them [default: 2; 0 for other heads].",
-        ),
-        loss: str = typer.Option("multi-similarity", help="multi-similarity | triplet | proxy-anchor."),
-        epochs: int = EPOCHS_OPTION,
-        patience: int = PATIENCE_OPTION,
-        learning_rate: float | None = typer.Option(None, min=0.0, help="Peak learning rate [default: the head's]."),
-        classes_per_batch: int = typer.Option(
-            64, min=2, help="Classes per batch (at most the training classes there are)."
-        ),
-        samples_per_class: int = typer.Option(8, min=2),
-        min_batches_per_epoch: int = typer.Option(
-            12,
-            min=0,
-            help="Fewest batches per epoch (an epoch otherwise draws each image about once); small collections need it.",
-        ),
-        mirror: bool = typer.Option(
-            False, help="Also train on horizontally mirrored images (encodes every image twice)."
-        ),
-        flip_average: bool | None = typer.Option(
-            None,
-            show_default=False,
-            help="last-conv only: evaluate and serve the average of each image's and its mirror's embeddings "
-            "[default: on; off for other heads].",
-        ),
-        seed: int = typer.Option(0, help="Training seed (batches, initialisation)."),
-        split_seed: int = typer.Option(42, help="Seed of the class split; 42 is the tutorial's split."),
-        crop: bool = typer.Option(False, help="Crop to the bounding boxes (layouts that have them)."),
-        workers: int = typer.Option(2, min=0, help="Processes decoding images while the encoder runs."),
-    ) -> None:
-        """Train a head on frozen backbones over the training classes, stopping on the validation classes."""
-        with clean_errors(preset, writes_to=run), locked_folder(run):
-            settings = train_settings(
-                backbone,
-                head=head,
-                tuned_blocks=tuned_blocks,
-                loss=loss,
-                epochs=epochs,
-                patience=patience,
-                learning_rate=learning_rate,
-                classes_per_batch=classes_per_batch,
-                samples_per_class=samples_per_class,
-                min_batches_per_epoch=min_batches_per_epoch,
-                mirror=mirror,
-                flip_average=flip_average,
-                seed=seed,
-                workers=workers,
-            )
-            dataset, split = prepare_data(data, run, split_seed, crop, workers, preset)
-            train_model(run, dataset, split, settings)
 
-    @app.command("evaluate")
-    def evaluate_command(
-        run: Path = run_option,
-        grid_queries: int = typer.Option(6, min=1, help="Queries shown in the retrieval grids."),
-        unseen_curve: bool = typer.Option(
-            False,
-            help="Also score each epoch's weights on the unseen classes for the report's curves "
-            "(one pass of the head over the unseen images per epoch).",
-        ),
-    ) -> None:
-        """Base vs tuned on the unseen classes: metrics.json, figures and a self-contained report.html."""
-        with clean_errors(preset, writes_to=run):
-            if not run.is_dir():
-                raise FileNotFoundError(
-                    f"{run} not found: train first (`simtune images train --data PATH --run {run}`)"
-                )
-            with locked_folder(run, create=False):
-                evaluate_model(run, grid_queries, unseen_curve)
+def evaluate_command(
+    preset: Preset,
+    run: Path = RUN_OPTION,
+    grid_queries: int = typer.Option(6, min=1, help="Queries shown in the retrieval grids."),
+    unseen_curve: bool = typer.Option(
+        False,
+        help="Also score each epoch's weights on the unseen classes for the report's curves "
+        "(one pass of the head over the unseen images per epoch).",
+    ),
+) -> None:
+    """Base vs tuned on the unseen classes: metrics.json, figures and a self-contained report.html."""
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run} not found: train first (`simtune images train --data PATH --run {run}`)")
+    with locked_folder(run, create=False):
+        evaluate_model(run, grid_queries, unseen_curve)

@@ -93,6 +93,7 @@ class BackboneFeatures:
         return {name: torch.cat([self._tables[view][name][rows] for view in samples.views]) for name in self.encoders}
 
     def write_split_cache(self, split: str, samples: ImageSamples, cache_dir: str | Path) -> None:
-        """Store ``samples``' outputs where ``fit`` looks for them (its cache folder and settings), so it loads, not encodes."""
+        """Store ``samples``' outputs where ``fit`` looks for them (its cache folder and settings), so it loads
+        them instead of encoding."""
         config = cache_config(Path(cache_dir), self.config.num_workers)
         store_encoded(self.encoders, samples, self.split_outputs(samples), config, name=split)

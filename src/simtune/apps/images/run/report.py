@@ -11,7 +11,8 @@ from simtune.atomic import write_bytes
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
+table { border-collapse: collapse; margin: 1em 0; }
+td, th { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; } img { max-width: 100%; } .note { color: #555; }
 """
 
@@ -43,12 +44,14 @@ def write_report(path: Path, metrics: dict[str, Any], figures: dict[str, Path], 
     data = notes["data"]
     title = html.escape(notes.get("title", "Similar images"))
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>simtune report: {title}</title><style>{_STYLE}</style></head><body>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>simtune report: {title}</title>"
+        f"<style>{_STYLE}</style></head><body>",
         f"<h1>{title}: frozen encoder vs tuned model</h1>",
         f"<p>Judged on <b>{data['unseen_classes']} classes the model never saw</b> "
-        f"({data['unseen_images']} {html.escape(notes.get('noun', 'images'))}; trained on {data['train_classes']} other "
-        f"classes, {data['train_images']} images, and steered by {data['validation_classes']} validation classes, "
-        f"{data['validation_images']} images). Exact leave-one-out retrieval: every unseen image queries all the others.</p>",
+        f"({data['unseen_images']} {html.escape(notes.get('noun', 'images'))}; trained on "
+        f"{data['train_classes']} other classes, {data['train_images']} images, and steered by "
+        f"{data['validation_classes']} validation classes, {data['validation_images']} images). "
+        "Exact leave-one-out retrieval: every unseen image queries all the others.</p>",
         _metrics_table(base, tuned),
     ]
     if notes.get("selection"):

@@ -1,22 +1,18 @@
 """index / search / serve commands. Heavy imports happen inside each command.
 
-Each command takes the app's preset first; ``add_service_commands`` binds it and the preset's defaults
-(run folder, Qdrant collection) and registers the commands on the app's typer.
+Each command takes the app's preset first; ``simtune.apps.images.cli`` binds it (see ``bind_preset``).
 """
 
 from __future__ import annotations
 
-import copy
-import functools
-import inspect
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 
 from simtune.apps.images.data.preset import Preset
+from simtune.command_errors import fail
 
 RUN_HELP = "Run folder holding the tuned model (RUN/model); the embedded index defaults to RUN/index."
 INDEX_HELP = "Embedded index folder (default RUN/index)."
@@ -39,28 +35,20 @@ _API_KEY = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY", help="Qdrant
 _COLLECTION = typer.Option("images", "--collection", help="Collection name on the Qdrant server.")
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 def _load_model(run: Path) -> Any:
-    """The run's model, or one line naming the damaged or missing file (never a traceback)."""
+    """The run's model, or a ValueError naming the damaged or missing file."""
     from simtune.apps.images.data.run_folder import Run
 
     try:
         return Run(run).model()
     except (ValueError, OSError) as error:
-        _fail(f"cannot load the model of {run}: {error}")
+        raise ValueError(f"cannot load the model of {run}: {error}") from None
 
 
 def _location(run: Path, index: Path | None, qdrant_url: str | None, api_key: str | None, collection: str) -> Any:
     from simtune.apps.images.service.indexing import IndexLocation
 
-    try:
-        return IndexLocation.for_run(run, index, qdrant_url, api_key, collection)
-    except ValueError as error:
-        _fail(str(error))
+    return IndexLocation.for_run(run, index, qdrant_url, api_key, collection)
 
 
 def index_command(
@@ -94,36 +82,32 @@ def index_command(
     from simtune.apps.images.data.run_folder import Run
     from simtune.apps.images.service import indexing
     from simtune.apps.images.service.catalog.sync import sync_catalog
-    from simtune.folder_lock import FolderLockError, locked_folder
-    from simtune.search import SearchError
+    from simtune.folder_lock import locked_folder
     from simtune.search.storage import StorageOptions
 
     location = _location(run, index, qdrant_url, api_key, collection)
-    try:
-        storage = StorageOptions(quantization, on_disk) if (quantization != "none" or on_disk) else None
-        with locked_folder(run):  # one writer of the run folder at a time
-            model, created = indexing.model_for_index(run, backbone)
-            if created:
-                typer.echo(
-                    f"{run} holds no tuned model: indexing with the pretrained {backbone or 'lite0'} backbone "
-                    f"(flip-averaged), saved to {Run(run).model_dir} for search and serve"
-                )
-            result = sync_catalog(
-                data,
-                location,
-                model,
-                preset=preset,
-                run_dir=run,
-                metadata=metadata,
-                plain=plain,
-                storage=storage,
-                batch_size=batch_size,
-                workers=workers,
-                rebuild=rebuild,
-                known_vectors=None if created else lambda: indexing.training_vectors(run, model, data) or {},
+    storage = StorageOptions(quantization, on_disk) if (quantization != "none" or on_disk) else None
+    with locked_folder(run):  # one writer of the run folder at a time
+        model, created = indexing.model_for_index(run, backbone)
+        if created:
+            typer.echo(
+                f"{run} holds no tuned model: indexing with the pretrained {backbone or 'lite0'} backbone "
+                f"(flip-averaged), saved to {Run(run).model_dir} for search and serve"
             )
-    except (SearchError, OSError, ValueError, FolderLockError) as error:
-        _fail(str(error))
+        result = sync_catalog(
+            data,
+            location,
+            model,
+            preset=preset,
+            run_dir=run,
+            metadata=metadata,
+            plain=plain,
+            storage=storage,
+            batch_size=batch_size,
+            workers=workers,
+            rebuild=rebuild,
+            known_vectors=None if created else lambda: indexing.training_vectors(run, model, data) or {},
+        )
     for line in result.problems.lines():
         typer.echo(f"skipped: {line}")
     resumed = " (continued an interrupted run)" if result.resumed else ""
@@ -145,20 +129,17 @@ def search_command(
 ) -> None:
     """Print the indexed images most similar to IMAGE: rank, score, class and path."""
     from simtune.apps.images.service.indexing import open_index
-    from simtune.search import SearchError, parse_filters
+    from simtune.search import parse_filters
     from simtune.search.query_image import load_query_image
 
     location = _location(run, index, qdrant_url, api_key, collection)
-    try:
-        conditions = parse_filters(filter)
-        query = load_query_image(image)  # bad images fail before the model is loaded
-        model = _load_model(run)
-        with open_index(location, model) as vector_index:
-            vector_index.schema.check_k(k)
-            vector_index.schema.check_filter(conditions)
-            hits = vector_index.search(model.encode([query], batch_size=1, to_numpy=True)[0], k=k, filter=conditions)
-    except (SearchError, FileNotFoundError) as error:
-        _fail(str(error))
+    conditions = parse_filters(filter)
+    query = load_query_image(image)  # bad images fail before the model is loaded
+    model = _load_model(run)
+    with open_index(location, model) as vector_index:
+        vector_index.schema.check_k(k)
+        vector_index.schema.check_filter(conditions)
+        hits = vector_index.search(model.encode([query], batch_size=1, to_numpy=True)[0], k=k, filter=conditions)
     if as_json:
         typer.echo(json.dumps([{"id": h.id, "score": h.score, **h.payload} for h in hits], indent=2))
         return
@@ -211,7 +192,6 @@ def serve_command(
     from simtune.apps.images.service.connection_guard import server_config
     from simtune.apps.images.service.indexing import open_index
     from simtune.apps.images.service.serve import create_app
-    from simtune.search import SearchError
 
     location = _location(run, index, qdrant_url, api_key, collection)
     if not auth_token and not _is_loopback(host):
@@ -221,15 +201,12 @@ def serve_command(
             err=True,
         )
     model = _load_model(run)
-    try:
-        vector_index = open_index(location, model)
-    except (SearchError, FileNotFoundError) as error:
-        _fail(str(error))
+    vector_index = open_index(location, model)
     try:
         listening = _listen(host, port)
     except OSError as error:
         vector_index.close()
-        _fail(f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port or --host")
+        fail(f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port or --host")
     web_app = create_app(
         vector_index,
         model,
@@ -297,34 +274,3 @@ def _listen(host: str, port: int) -> Any:
         listening.close()
         raise
     return listening
-
-
-def bind_preset(command: Callable[..., None], preset: Preset, **defaults: Any) -> Callable[..., None]:
-    """``command`` with ``preset`` bound and these option defaults, as typer reads its signature."""
-    signature = inspect.signature(command)
-    parameters = []
-    for parameter in list(signature.parameters.values())[1:]:
-        if parameter.name in defaults:
-            option = copy.copy(parameter.default)
-            option.default = defaults[parameter.name]
-            parameter = parameter.replace(default=option)
-        parameters.append(parameter)
-
-    @functools.wraps(command)
-    def bound(*args: Any, **kwargs: Any) -> None:
-        return command(preset, *args, **kwargs)
-
-    bound.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    return bound
-
-
-def add_service_commands(app: typer.Typer, preset: Preset) -> None:
-    """``index``, ``search`` and ``serve`` on ``app``; the run folder defaults to runs/<preset> and the
-    Qdrant collection to the preset's name."""
-    defaults = {"run": Path("runs") / preset.name, "collection": preset.name}
-    for name, command in (("index", index_command), ("search", search_command), ("serve", serve_command)):
-        app.command(name)(
-            bind_preset(
-                command, preset, **{k: v for k, v in defaults.items() if k in inspect.signature(command).parameters}
-            )
-        )

@@ -1,0 +1,51 @@
+"""Every app command reports bad input the same way, and binds its app's preset the same way."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from simtune.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["train", "--data", "{empty}", "--run", "{run}"],
+        ["demo", "--data", "{empty}", "--run", "{run}"],
+        ["evaluate", "--run", "{run}"],
+        ["index", "--data", "{empty}", "--run", "{run}"],
+        ["search", "{empty}/query.jpg", "--run", "{run}"],
+        ["serve", "--run", "{run}"],
+    ],
+    ids=lambda arguments: arguments[0],
+)
+def test_bad_input_is_one_error_line_and_exit_code_2(arguments, tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    filled = [a.format(empty=tmp_path / "empty", run=tmp_path / "run") for a in arguments]
+    result = runner.invoke(app, ["cars", *filled])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    # what follows the error line only details it (a layout error lists the layouts it looked for)
+    assert all(line.startswith("  ") for line in lines[lines.index(errors[0]) + 1 :]), result.output
+    assert "simtune images " not in errors[0]  # a suggested command is this app's
+
+
+def test_the_preset_sets_the_run_folder_collection_and_data_help_of_every_command():
+    import typer.main
+
+    from simtune.apps.cars.cli import app as cars
+
+    commands = {c.name: c for c in typer.main.get_command(cars).commands.values()}
+    assert set(commands) == {"train", "evaluate", "demo", "index", "search", "serve"}
+    for name, command in commands.items():
+        options = {p.name: p for p in command.params}
+        assert options["run"].default == Path("runs") / "cars", name
+        if "collection" in options:
+            assert options["collection"].default == "cars", name
+        if name in ("train", "demo"):
+            assert "labelled cars photos" in options["data"].help and "stanford-cars-mat" in options["data"].help, name
