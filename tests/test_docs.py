@@ -4,7 +4,8 @@ A page runs in a fresh working folder holding ``photos/``: a few classes of real
 folder per class, linked from the shared cars data set, see conftest.py), for pages that need images.
 The page is imported as a module (not run as ``__main__``), so classes it defines can be saved and
 loaded again by import path, as a user's own module would be. A page that trains carries the HTML
-comment ``<!-- docs-test: slow -->`` and is marked slow. New pages are picked up without changes here.
+comment ``<!-- docs-test: slow -->`` and is marked slow; a page of measurements and commands only carries
+``<!-- docs-test: no python -->`` instead of a python block. New pages are picked up without changes here.
 """
 
 import importlib
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PHOTO_CLASSES, PHOTOS_PER_CLASS = 8, 8
 SLOW = "<!-- docs-test: slow -->"
+NO_PYTHON = "<!-- docs-test: no python -->"
 
 
 def python_blocks(page: Path) -> list[str]:
@@ -44,7 +46,10 @@ def make_photos(folder: Path, cars_data: Path) -> None:
 @pytest.mark.parametrize("page", pages())
 def test_every_python_block_of_the_page_runs(page, tmp_path, monkeypatch, cars_data):
     blocks = python_blocks(page)
-    assert blocks, f"{page.name} has no python block"
+    if NO_PYTHON in page.read_text(encoding="utf-8"):
+        assert not blocks, f"{page.name} says it has no python block, but has {len(blocks)}"
+        return
+    assert blocks, f"{page.name} has no python block (a page of measurements only says {NO_PYTHON})"
     make_photos(tmp_path, cars_data)
     module = "docs_" + re.sub(r"\W", "_", page.stem)
     (tmp_path / f"{module}.py").write_text("\n\n".join(blocks), encoding="utf-8")

@@ -56,3 +56,21 @@ def test_float_fields_filter_exactly_and_storage_options_are_kept(tmp_path, open
 def test_unknown_quantization_is_refused():
     with pytest.raises(ValueError, match="unknown quantization 'int4'"):
         StorageOptions("int4")
+
+
+def test_a_server_sync_gathers_batches_into_parallel_uploads(tmp_path, monkeypatch):
+    """Many small embedded batches reach the server as few large uploads; every point arrives once."""
+    from simtune.apps.images.service.catalog.sync import _PendingPoints
+
+    index = _server(tmp_path)
+    calls = []
+    real = index._client.upload_points
+    monkeypatch.setattr(index._client, "upload_points", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    ids, vectors, payloads = _points(2500)
+    pending = _PendingPoints(index)
+    for start in range(0, 2500, 32):
+        pending.add(ids[start : start + 32], vectors[start : start + 32], payloads[start : start + 32])
+    pending.write()
+    assert index.count() == 2500
+    assert calls == [1024, 1024, 452]  # 79 batches of 32 gathered into 3 uploads, each sent in parallel parts
+    index.close()

@@ -30,6 +30,8 @@ class VectorIndex(ABC):
     """
 
     schema: IndexSchema
+    # How many points a streaming writer gathers per ``upsert`` (0: it writes each batch as it comes).
+    write_points: int = 0
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]]) -> None:
         """Inserts or replaces points (same id -> replaced)."""

@@ -46,6 +46,8 @@ class QdrantServerIndex(VectorIndex):
     """``QdrantServerIndex(client, "cars", expect=schema)`` opens a collection (or alias);
     ``QdrantServerIndex.write(client, "cars", schema)`` creates or extends one."""
 
+    write_points = UPLOAD_BATCH * UPLOAD_PARALLEL  # a sync gathers one parallel upload's worth
+
     def __init__(
         self, client: QdrantClient, collection: str, expect: IndexSchema | None = None, url: str | None = None
     ) -> None:
@@ -300,13 +302,15 @@ def _alias_target(client: QdrantClient, alias: str) -> str | None:
     return next((a.collection_name for a in client.get_aliases().aliases if a.alias_name == alias), None)
 
 
-def _copy_points(client: QdrantClient, source: str, target: str, batch_size: int = 256) -> None:
+def _copy_points(
+    client: QdrantClient, source: str, target: str, batch_size: int = UPLOAD_BATCH * UPLOAD_PARALLEL
+) -> None:
     offset = None
     while True:
         records, offset = client.scroll(source, limit=batch_size, offset=offset, with_payload=True, with_vectors=True)
         if records:
             points = [models.PointStruct(id=r.id, vector=r.vector, payload=r.payload) for r in records]
-            client.upsert(target, points, wait=True)
+            client.upload_points(target, points, batch_size=UPLOAD_BATCH, parallel=UPLOAD_PARALLEL, wait=True)
         if offset is None:
             return
 

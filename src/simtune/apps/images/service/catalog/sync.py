@@ -150,9 +150,9 @@ def _embed_todo(
     remaining = _upsert_known(index, plan, len(images), batch_size, known_vectors()) if known_vectors else None
     if remaining == []:
         return unreadable
+    pending = _PendingPoints(index)
     for positions, vectors, errors in embedded_batches(model, images, batch_size, workers, progress, remaining):
         rows = plan.todo_rows(positions)
-        keep = [k for k, error in enumerate(errors) if error is None]
         gone = []
         for k, error in enumerate(errors):
             if error is not None:
@@ -161,9 +161,35 @@ def _embed_todo(
                 if rows[k][1] == "changed":
                     gone.append(point_id(rows[k][0]))
         index.delete(gone)
-        index.upsert([point_id(rows[k][0]) for k in keep], vectors[keep], [rows[k][2] for k in keep])
-        index.flush()  # a killed sync keeps every batch up to here
+        keep = [k for k, error in enumerate(errors) if error is None]
+        pending.add([point_id(rows[k][0]) for k in keep], vectors[keep], [rows[k][2] for k in keep])
+    pending.write()
     return unreadable
+
+
+class _PendingPoints:
+    """Embedded points on their way to the index: written when ``index.write_points`` have gathered (a
+    server takes large parallel uploads; the embedded index each batch), and made durable at once, so a
+    killed sync loses only what was gathered."""
+
+    def __init__(self, index: VectorIndex) -> None:
+        self.index = index
+        self.ids: list[str] = []
+        self.vectors: list[np.ndarray] = []
+        self.payloads: list[dict] = []
+
+    def add(self, ids: list[str], vectors: np.ndarray, payloads: list[dict]) -> None:
+        self.ids += ids
+        self.vectors.append(vectors)
+        self.payloads += payloads
+        if len(self.ids) >= self.index.write_points:
+            self.write()
+
+    def write(self) -> None:
+        if self.ids:
+            self.index.upsert(self.ids, np.concatenate(self.vectors), self.payloads)
+            self.index.flush()
+        self.ids, self.vectors, self.payloads = [], [], []
 
 
 def _upsert_known(
