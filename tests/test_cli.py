@@ -142,14 +142,16 @@ def test_commands_print_their_own_lines_not_lightnings_adverts_or_raw_warnings(t
     assert output.splitlines() == ["warning: the folder holds 3 files nobody asked for"]
 
 
-@pytest.mark.parametrize("device", ["cuda", "cuda:1", "tpu"])
-def test_train_on_absent_hardware_is_one_error_line(tmp_path, device):
+@pytest.mark.parametrize(
+    "command, device", [("train", "cuda"), ("train", "cuda:1"), ("train", "tpu"), ("demo", "cuda")]
+)
+def test_training_on_absent_hardware_is_one_error_line(tmp_path, command, device):
     """No GPU is visible (CUDA_VISIBLE_DEVICES empty, on any machine): asking for one fails before any work."""
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONPATH=str(Path(simtune.__file__).resolve().parents[1]))
     run = tmp_path / "run"
     simtune_script = shutil.which("simtune", path=str(Path(sys.executable).parent))
-    command = [simtune_script, "images", "train", "--data", str(tmp_path), "--run", str(run)]
-    result = subprocess.run([*command, "--device", device], capture_output=True, text=True, env=env)
+    arguments = [simtune_script, "images", command, "--data", str(tmp_path), "--run", str(run)]
+    result = subprocess.run([*arguments, "--device", device], capture_output=True, text=True, env=env)
     assert result.returncode != 0, result.stdout + result.stderr  # the app's one error exit code
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: device") and repr(device) in lines[0], result.stderr

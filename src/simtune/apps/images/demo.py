@@ -15,6 +15,7 @@ from simtune.apps.images.data.preset import Preset
 from simtune.apps.images.run.commands import (
     BACKBONE_OPTION,
     DATA_OPTION,
+    DEVICE_OPTION,
     EPOCHS_OPTION,
     PATIENCE_OPTION,
     evaluate_model,
@@ -41,19 +42,22 @@ def demo_command(
     epochs: int = EPOCHS_OPTION,
     patience: int = PATIENCE_OPTION,
     workers: int = typer.Option(2, min=0),
+    device: str = DEVICE_OPTION,
 ) -> None:
     """Prepare, train, evaluate and report in one go; a second run reuses every cache and finishes in minutes."""
     from simtune.apps.images.run.heads import supports_last_conv
     from simtune.apps.images.run.settings import TrainSettings
     from simtune.apps.images.service.indexing import serve_hint
+    from simtune.devices import select_device
 
+    select_device(device)  # absent hardware is refused before any work
     head = TrainSettings().head if supports_last_conv(list(backbone)) else "skip"
     settings = train_settings(backbone, head=head, epochs=epochs, patience=patience, workers=workers)
     with locked_folder(run):  # one writer of the run folder at a time
         with _stage("prepare"):
             dataset, split = prepare_data(data, run, 42, False, workers, preset)
         with _stage("train (encodes every image once, then trains the head from the cache)"):
-            train_model(run, dataset, split, settings)
+            train_model(run, dataset, split, settings, device)
         with _stage("evaluate base vs tuned, report"):
             evaluate_model(run, 6)
         with _stage(f"index all {preset.noun} for search"):
