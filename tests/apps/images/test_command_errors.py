@@ -30,9 +30,18 @@ def test_bad_input_is_one_error_line_and_exit_code_2(arguments, tmp_path: Path):
     assert result.exit_code == 2, result.output
     errors = [line for line in lines if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in result.output, result.output
-    # what follows the error line only details it (a layout error lists the layouts it looked for)
-    assert all(line.startswith("  ") for line in lines[lines.index(errors[0]) + 1 :]), result.output
+    assert lines[-1] == errors[0], result.output  # nothing after it: the one line says it all
     assert "simtune images " not in errors[0]  # a suggested command is this app's
+
+
+def test_a_folder_in_no_known_layout_is_one_line_naming_it_and_the_layouts_looked_for(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["images", "train", "--data", str(tmp_path / "empty"), "--run", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    line = result.stderr.strip()
+    assert line.startswith(f"error: {tmp_path / 'empty'}: no recognised layout")
+    assert "labels.csv (" in line and "image-folder (" in line
 
 
 def test_the_preset_sets_the_run_folder_collection_and_data_help_of_every_command():
