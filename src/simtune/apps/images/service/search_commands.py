@@ -92,7 +92,7 @@ def index_command(
         if created:
             typer.echo(
                 f"{run} holds no tuned model: indexing with the pretrained {backbone or 'lite0'} backbone "
-                f"(flip-averaged), saved to {Run(run).model_dir} for search and serve"
+                f"(flip-averaged), saved to {Run(run).model_dir} for search and serve once indexed"
             )
         result = sync_catalog(
             data,
@@ -108,6 +108,8 @@ def index_command(
             rebuild=rebuild,
             known_vectors=None if created else lambda: indexing.training_vectors(run, model, data) or {},
         )
+        if created:
+            model.save(Run(run).model_dir)
     for line in result.problems.lines():
         typer.echo(f"skipped: {line}")
     resumed = " (continued an interrupted run)" if result.resumed else ""
