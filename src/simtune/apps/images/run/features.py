@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 
 from simtune.apps.images.data.dataset import ImageRecord
-from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples
+from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples, RecordViews
 from simtune.models.encoders import Encoder
-from simtune.train import CacheConfig, encode_or_load, store_encoded
+from simtune.train import CacheConfig, encode_or_load_together, store_encoded
 
 STORE_PREFIX = "images_"
 
@@ -70,10 +70,11 @@ class BackboneFeatures:
         """Encodes on ``device`` (``auto``: a GPU when there is one) what the cache lacks; the encoders are
         handed back on the device they came on, the tables stay on the CPU."""
         homes = {name: next(encoder.parameters(), torch.empty(0)).device for name, encoder in self.encoders.items()}
+        per_view = {STORE_PREFIX + view: ImageSamples(self.records, views=(view,)) for view in self.views}
+        together = RecordViews(ImageSamples(self.records, views=self.views))
+        cached = encode_or_load_together(self.encoders, per_view, together, self.config, device=self.device)
         for view in self.views:
-            samples = ImageSamples(self.records, views=(view,))
-            cached = encode_or_load(self.encoders, samples, self.config, name=STORE_PREFIX + view, device=self.device)
-            self._tables[view] = {name: cached.embeddings[name][0] for name in self.encoders}
+            self._tables[view] = {name: cached[STORE_PREFIX + view].embeddings[name][0] for name in self.encoders}
         for name, encoder in self.encoders.items():
             encoder.to(homes[name])
         return self

@@ -255,7 +255,7 @@ def _allowed_hosts(host: str, extra: list[str]) -> list[str] | None:
             names |= {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)}
         except OSError:
             pass
-    return sorted(names)
+    return sorted(f"[{name}]" if ":" in name else name for name in names)  # IPv6 Host headers are bracketed
 
 
 def _listen(host: str, port: int) -> Any:
