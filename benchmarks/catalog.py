@@ -20,8 +20,9 @@
 ``--model pixels`` embeds each photo as a fixed random projection of its 32x32 thumbnail to 1280
 dimensions: decoding, batching, upserting and the index work exactly as with a network, at no network
 cost, so it measures everything but the model (whose images/s ``--model pretrained`` measures on its
-own). Recall on these vectors is not recall on a network's embeddings (the slow test
-``test_int8_quantization_keeps_recall_at_10_on_real_embeddings`` checks that). Writes
+own). Recall on these vectors is not recall on a network's embeddings (``benchmarks/cars_recall.py``
+measures that, and the slow test ``test_int8_keeps_recall_at_10_against_exact_search_on_real_embeddings``
+checks it). Writes
 benchmarks/results/catalog.json (one entry per model and N).
 """
 

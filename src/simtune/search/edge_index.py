@@ -27,7 +27,7 @@ from simtune.search import edge_storage
 from simtune.search.base import SearchHit, VectorIndex
 from simtune.search.errors import IndexUnavailableError, UnknownPointError
 from simtune.search.schema import IndexSchema
-from simtune.search.storage import INT8_QUANTILE, RESCORE_OVERSAMPLING, StorageOptions
+from simtune.search.storage import INT8_QUANTILE, RESCORE_OVERSAMPLING, StorageOptions, search_width
 
 SCHEMA_FILE = "simtune_index.json"
 POINTS_KEY, CHECKSUM_KEY, FILES_KEY = "points", "point_id_checksum", "files"
@@ -317,7 +317,9 @@ class EdgeIndex(VectorIndex):
             filter=_to_filter(filter),
             with_payload=True,
             params=qe.SearchParams(
-                exact=exact, quantization=qe.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING)
+                hnsw_ef=search_width(k),
+                exact=exact,
+                quantization=qe.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING),
             ),
         )
         return [SearchHit(str(p.id), float(p.score), dict(p.payload or {})) for p in self._shard.query(request)]

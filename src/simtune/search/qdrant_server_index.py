@@ -21,7 +21,7 @@ from qdrant_client.http.exceptions import ApiException, ResponseHandlingExceptio
 from simtune.search.base import SearchHit, VectorIndex
 from simtune.search.errors import IndexUnavailableError, SearchError, UnknownPointError
 from simtune.search.schema import IndexSchema
-from simtune.search.storage import INT8_QUANTILE, RESCORE_OVERSAMPLING, StorageOptions
+from simtune.search.storage import INT8_QUANTILE, RESCORE_OVERSAMPLING, StorageOptions, search_width
 
 METADATA_KEY = "simtune_schema"
 _DISTANCES = {
@@ -183,6 +183,7 @@ class QdrantServerIndex(VectorIndex):
                 limit=k,
                 query_filter=_to_filter(filter),
                 search_params=models.SearchParams(
+                    hnsw_ef=search_width(k),
                     exact=exact,
                     quantization=models.QuantizationSearchParams(rescore=True, oversampling=RESCORE_OVERSAMPLING),
                 ),

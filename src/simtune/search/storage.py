@@ -6,6 +6,10 @@ original float32 vectors, so recall stays near exact search at a quarter of the 
 ``on_disk=True`` keeps the original vectors, the HNSW graph and the payloads in memory-mapped files
 instead of RAM (the int8 copy, when there is one, stays in RAM: that is what makes on-disk fast).
 Both are fixed when a collection is created; an existing index keeps what it was built with.
+
+HNSW walks its graph with a beam of ``search_width(k)`` candidates (Qdrant's ``hnsw_ef``), on both backends;
+the engines' own default (their ``ef_construct``, whatever ``k``) loses recall as a collection grows, and
+that loss, not int8's, is what separates an index's answers from exact search (docs/catalog.md).
 """
 
 from __future__ import annotations
@@ -18,6 +22,14 @@ QUANTIZATIONS = ("none", "int8")
 # Values beyond this quantile are clipped when int8 ranges are chosen: outliers would waste the 256 levels.
 INT8_QUANTILE = 0.99
 RESCORE_OVERSAMPLING = 2.0
+# The beam: SEARCH_WIDTH_PER_RESULT candidates per result asked for, at least MIN_SEARCH_WIDTH.
+MIN_SEARCH_WIDTH = 128
+SEARCH_WIDTH_PER_RESULT = 16
+
+
+def search_width(k: int) -> int:
+    """HNSW's beam (``hnsw_ef``) for a search of ``k`` results: recall falls when the beam is not well above ``k``."""
+    return max(MIN_SEARCH_WIDTH, SEARCH_WIDTH_PER_RESULT * k)
 
 
 @dataclass(frozen=True)
