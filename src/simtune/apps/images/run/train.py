@@ -56,10 +56,10 @@ def batch_classes(groups: list[int], classes_per_batch: int, processes: int = 1)
     training classes that can be drawn (two or more samples each)."""
     usable = sum(1 for count in Counter(groups).values() if count >= 2)
     if usable < 2 * processes:
-        needed = "at least 2 such classes" + (f" per training process ({processes})" if processes > 1 else "")
+        needed = f"{2 * processes} such classes (2 per training process)" if processes > 1 else "2 such classes"
         raise ValueError(
-            f"only {usable} of the {len(set(groups))} training classes have two or more images; training needs "
-            f"{needed} (each batch needs positives and negatives): add images, or try another --split-seed"
+            f"only {usable} of the {len(set(groups))} training classes have two or more images; training needs at "
+            f"least {needed}, as each batch needs positives and negatives: add images, or try another --split-seed"
             + (", or fewer --devices" if processes > 1 else "")
         )
     return min(classes_per_batch, usable // processes)
