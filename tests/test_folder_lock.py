@@ -139,3 +139,34 @@ def test_a_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(FolderLockError, match=f"^{tmp_path} cannot be written \\(Read-only file system\\): "):
         with locked_folder(tmp_path):
             pass
+
+
+def test_a_folder_it_created_is_removed_when_the_block_fails_having_written_nothing(tmp_path):
+    with pytest.raises(ValueError):
+        with locked_folder(tmp_path / "runs" / "typo"):
+            raise ValueError("bad input")
+    assert not (tmp_path / "runs").exists()  # nor the parent it made for it
+
+
+def test_a_failing_block_keeps_what_it_wrote_and_folders_that_were_there(tmp_path):
+    with pytest.raises(ValueError):
+        with locked_folder(tmp_path / "new"):
+            (tmp_path / "new" / "checkpoint").write_text("resumable")
+            raise ValueError("interrupted")
+    assert (tmp_path / "new" / "checkpoint").is_file()
+    (tmp_path / "existing").mkdir()
+    with pytest.raises(ValueError):
+        with locked_folder(tmp_path / "existing"):
+            raise ValueError("bad input")
+    assert (tmp_path / "existing").is_dir()
+    with locked_folder(tmp_path / "done"):
+        pass
+    assert (tmp_path / "done").is_dir()  # only a failure removes it
+
+
+def test_an_inner_failure_leaves_the_folder_to_its_outer_holder(tmp_path):
+    with locked_folder(tmp_path / "run"):
+        with pytest.raises(ValueError):
+            with locked_folder(tmp_path / "run"):
+                raise ValueError("inner")
+        assert (tmp_path / "run").is_dir()

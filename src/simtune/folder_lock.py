@@ -46,9 +46,13 @@ class FolderInUseError(FolderLockError):
 @contextmanager
 def locked_folder(folder: str | Path, create: bool = True) -> Iterator[Path]:
     """Holds ``folder``'s writer lock for the block (``FolderInUseError`` at once if another process does).
-    ``create=False``: a missing folder is a ``FileNotFoundError`` (and is not created)."""
+    ``create=False``: a missing folder is a ``FileNotFoundError`` (and is not created). A folder this call
+    created is removed again (with the parents it created) when the block fails having written nothing in
+    it, so a command refused on its input leaves no empty run folder behind, e.g. under a mistyped name."""
     folder = Path(folder)
+    made: list[Path] = []
     if create:
+        made = [p for p in (folder, *folder.parents) if not p.exists()]
         folder.mkdir(parents=True, exist_ok=True)
     elif not folder.is_dir():
         raise FileNotFoundError(f"{folder} does not exist or is not a folder")
@@ -61,15 +65,23 @@ def locked_folder(folder: str | Path, create: bool = True) -> Iterator[Path]:
             _held[key] += 1
             descriptor = None
         else:
-            descriptor = _acquire(key)
+            try:
+                descriptor = _acquire(key)
+            except BaseException:
+                _remove_if_unused(made, held=False)
+                raise
             _held[key] = 1
+    failed = True
     try:
         yield folder
+        failed = False
     finally:
         with _guard:
             _held[key] -= 1
             if not _held[key]:
                 del _held[key]
+                if failed and descriptor is not None:
+                    _remove_if_unused(made, held=True)
                 if descriptor is not None:
                     _release(descriptor)
 
@@ -135,6 +147,22 @@ def _release(descriptor: int) -> None:
     except OSError:
         pass
     os.close(descriptor)  # releases the flock
+
+
+def _remove_if_unused(made: list[Path], held: bool) -> None:
+    """Removes the folders in ``made`` (the locked folder, then the parents made for it) while they hold
+    nothing but, where ``held``, the lock file; its lock is still held, so no other writer is inside."""
+    if not made:
+        return
+    try:
+        if held and [p.name for p in made[0].iterdir()] != [LOCK_FILE]:
+            return
+        if held:
+            (made[0] / LOCK_FILE).unlink()
+        for folder in made:
+            folder.rmdir()  # fails, and stops, at the first that is not empty
+    except OSError:
+        pass
 
 
 def _describe(path: Path) -> str:

@@ -5,6 +5,7 @@ from simtune.train.cache import (
     CachedEmbeddings,
     CacheType,
     encode_or_load,
+    encode_or_load_together,
     load_encoded,
     store_encoded,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "XbmConfig",
     "default_trainer",
     "encode_or_load",
+    "encode_or_load_together",
     "fit",
     "load_encoded",
     "store_encoded",

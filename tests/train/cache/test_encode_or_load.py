@@ -16,7 +16,7 @@ from simtune.data import GroupSimilarityDataLoader, SimilarityGroupSample
 from simtune.models import SimilarityModel
 from simtune.models.encoders import Encoder, ImageCollate
 from simtune.models.heads import LinearHead
-from simtune.train import CacheConfig, encode_or_load
+from simtune.train import CacheConfig, encode_or_load, encode_or_load_together
 
 
 class TinyImageEncoder(Encoder):
@@ -183,3 +183,22 @@ def test_the_cache_documentation_example_runs(tmp_path, capsys):
     script.write_text("\n\n".join(blocks))
     runpy.run_path(str(script))
     assert "torch.Size([12, 1280]) [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]" in capsys.readouterr().out
+
+
+def test_together_fills_each_data_sets_own_entry_in_one_pass_and_refuses_unaligned_data_sets(tmp_path, image_files):
+    plain = [SimilarityGroupSample(path, index % 3) for index, path in enumerate(image_files)]
+    relabelled = [SimilarityGroupSample(path, index % 2) for index, path in enumerate(image_files)]
+    together = list(zip(plain, relabelled))
+    encoder = TinyImageEncoder()
+    cached = encode_or_load_together(
+        encoder, {"a": plain, "b": relabelled}, together, tmp_path, device="cpu", progress=False
+    )
+    assert encoder.items_encoded == 2 * len(image_files)
+    for name, samples in (("a", plain), ("b", relabelled)):
+        reader = TinyImageEncoder()
+        alone = encode_or_load(reader, samples, tmp_path, name=name, device="cpu", progress=False)
+        assert reader.items_encoded == 0
+        assert torch.equal(alone.features(), cached[name].features())  # the same entry, read back
+        assert alone.targets["groups"].tolist() == [s.group for s in samples]
+    with pytest.raises(ValueError, match="as long as"):
+        encode_or_load_together(encoder, {"a": plain, "b": relabelled[:-1]}, together, tmp_path)

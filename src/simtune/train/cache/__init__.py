@@ -6,7 +6,7 @@ elsewhere go in through ``store_encoded``; ``load_encoded`` reads an entry witho
 """
 
 from simtune.train.cache.config import CacheConfig, CacheType
-from simtune.train.cache.encode_or_load import encode_or_load, load_encoded
+from simtune.train.cache.encode_or_load import encode_or_load, encode_or_load_together, load_encoded
 from simtune.train.cache.encoder_cache import EncoderCache
 from simtune.train.cache.storage import CachedEmbeddings
 from simtune.train.cache.store_encoded import store_encoded
@@ -17,6 +17,7 @@ __all__ = [
     "CachedEmbeddings",
     "EncoderCache",
     "encode_or_load",
+    "encode_or_load_together",
     "load_encoded",
     "store_encoded",
 ]

@@ -20,7 +20,7 @@ from simtune.devices import select_device
 from simtune.models.encoders.base import Encoder
 from simtune.models.similarity_model import DEFAULT_ENCODER, SimilarityModel
 from simtune.train.cache.config import CacheConfig
-from simtune.train.cache.fill import cache_layout, fill_cache
+from simtune.train.cache.fill import Picked, cache_layout, fill_cache, fill_together
 from simtune.train.cache.fingerprint import cache_fingerprint, has_item_keys
 from simtune.train.cache.memory_entry import MemoryEntry
 from simtune.train.cache.sharded import agree, fill_sharded
@@ -61,6 +61,56 @@ def encode_or_load(
     config = as_cache_config(cache)
     target = select_device(device)
     return load_or_fill(as_encoder_dict(encoders), dataset, config, name, target, progress=progress)
+
+
+def encode_or_load_together(
+    encoders: Any,
+    datasets: Mapping[str, Dataset],
+    together: Dataset,
+    cache: str | Path | CacheConfig,
+    *,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, CachedEmbeddings]:
+    """``{name: encode_or_load(encoders, dataset, cache, name=name)}`` for aligned data sets, encoded in
+    one pass: ``together[i]`` is the tuple of item ``i`` of every data set (in ``datasets`` order), made
+    at once, so what they share is read once (an image and its mirror image from one decode). Each data
+    set keeps its own entry, the very one ``encode_or_load`` reads and writes. Entries already complete
+    are read; the pass encodes the items any other lacks. Without a folder, with ``views`` > 1 or under
+    ``torch.distributed`` the data sets are encoded one after the other, as ``encode_or_load`` does."""
+    config = as_cache_config(cache)
+    target = select_device(device)
+    encoders = as_encoder_dict(encoders)
+    sizes = {name: len(dataset) for name, dataset in datasets.items()}
+    if not sizes or len(set(sizes.values()) | {len(together)}) != 1:
+        raise ValueError(f"encode_or_load_together needs data sets as long as `together` ({len(together)}): {sizes}")
+    if config.save_dir is None or config.views != 1 or world_size() > 1:
+        return {
+            name: load_or_fill(encoders, dataset, config, name, target, progress=progress)
+            for name, dataset in datasets.items()
+        }
+    storage = config.storage_device(target)
+    found: dict[str, CachedEmbeddings] = {}
+    entries: dict[str, CacheEntry] = {}
+    try:
+        for name, dataset in datasets.items():
+            check_name(name)
+            fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
+            loaded = load_cache(config.save_dir, name, fingerprint, len(dataset), repair=True)
+            if loaded is not None:
+                found[name] = loaded
+            else:
+                layout = cache_layout(dataset, encoders, config, name, fingerprint)
+                entries[name] = CacheEntry.create(Path(config.save_dir), layout)
+        if entries:
+            parts = [index for index, name in enumerate(datasets) if name in entries]
+            items = Picked(together, parts)
+            filled = fill_together(items, encoders, config, target, list(entries.values()), progress=progress)
+            found.update(zip(entries, filled))
+    finally:
+        for entry in entries.values():
+            entry.close()
+    return {name: found[name].embeddings_to(storage) for name in datasets}
 
 
 def load_encoded(

@@ -102,44 +102,140 @@ def fill_cache(
     layout = entry.layout
     if layout.items == 0:
         raise ValueError(f"the {layout.name} dataset is empty; nothing to cache")
-    for encoder in encoders.values():
-        encoder.eval().to(device)
-    entry.precision = precision_name(device, config.precision)
-    collate = EncoderInputs({name: encoder.get_collate_fn() for name, encoder in encoders.items()})
     for view in range(layout.views):
-        todo = entry.missing(view)
-        desc = f"Caching {len(todo)} items ({layout.name}" + (
-            f", view {view + 1}/{layout.views})" if layout.views > 1 else ")"
-        )
-        batches = encode_batches(
-            EncodersForward(encoders),
-            dataset,
-            collate,
-            indices=todo,
-            extras=sample_targets,
-            batch_size=config.batch_size,
-            num_workers=config.num_workers,
-            device=device,
-            precision=config.precision,
-            progress=progress,
-            desc=desc,
-        )
-        for batch in batches:
-            kind, targets = batch.extras
-            entry.start(kind)
-            check_batch(entry.layout, kind, batch.outputs, len(batch.indices))
-            entry.write(view, batch.indices, batch.outputs, targets)
+        suffix = f", view {view + 1}/{layout.views}" if layout.views > 1 else ""
+        encode_pass(Alone(dataset), encoders, config, device, [(entry, view)], progress, suffix)
     return entry.finish()
 
 
-def check_batch(layout: Layout, kind: str, outputs: Mapping[str, Tensor], items: int) -> None:
-    """Outputs that do not fit the entry are an error here, not a silently misplaced row."""
-    if kind != layout.kind:
-        raise TypeError(f"the {layout.name} dataset mixes {layout.kind} and {kind} items")
+def fill_together(
+    together: Dataset,
+    encoders: Mapping[str, Encoder],
+    config: CacheConfig,
+    device: torch.device,
+    entries: Sequence[CacheEntry],
+    progress: bool = True,
+) -> list[CachedEmbeddings]:
+    """Fill several single-view entries in one pass: ``together[i]`` holds item ``i`` of each entry's
+    data set, in ``entries`` order, made at once (say an image and its mirror from one decode)."""
+    encode_pass(together, encoders, config, device, [(entry, 0) for entry in entries], progress)
+    return [entry.finish() for entry in entries]
+
+
+class Picked(Dataset):
+    """The members ``parts`` of every item of ``together`` (the data sets whose entries are to fill)."""
+
+    def __init__(self, together: Dataset, parts: Sequence[int]):
+        self.together = together
+        self.parts = list(parts)
+
+    def __len__(self) -> int:
+        return len(self.together)
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        group = self.together[index]
+        return tuple(group[part] for part in self.parts)
+
+
+class Alone(Dataset):
+    """Item ``i`` of one data set as a one-item group: what ``encode_pass`` reads."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Any]:
+        return (self.dataset[index],)
+
+
+class GroupedInputs:
+    """Groups of items (one item per entry) -> each encoder's input for all of them, entry by entry, so
+    one forward pass serves every entry. A class, so workers can pickle it."""
+
+    def __init__(self, collates: Mapping[str, Callable[[list[Any]], Any]]):
+        self.collates = EncoderInputs(collates)
+
+    def __call__(self, groups: list[tuple[Any, ...]]) -> dict[str, Any]:
+        return self.collates([item for part in zip(*groups) for item in part])
+
+
+def grouped_targets(groups: list[tuple[Any, ...]]) -> list[tuple[str, dict[str, Tensor]]]:
+    """(kind, targets) of each entry's items, computed in the workers."""
+    return [sample_targets(list(part)) for part in zip(*groups)]
+
+
+def encode_pass(
+    items: Dataset,
+    encoders: Mapping[str, Encoder],
+    config: CacheConfig,
+    device: torch.device,
+    targets: Sequence[tuple[CacheEntry | MemoryEntry, int]],
+    progress: bool = True,
+    suffix: str = "",
+) -> None:
+    """One pass of the encoders over ``items`` (groups: one item per ``(entry, view)`` of ``targets``),
+    encoding the items any of them lacks and writing each its own rows. A forward pass takes about
+    ``config.batch_size`` items whatever the number of entries."""
+    for encoder in encoders.values():
+        encoder.eval().to(device)
+    lacking = []
+    for entry, view in targets:
+        entry.precision = precision_name(device, config.precision)
+        lacking.append(entry.missing(view))
+    todo = sorted(set().union(*lacking))
+    names = " + ".join(entry.layout.name for entry, _ in targets)
+    batches = encode_batches(
+        EncodersForward(encoders),
+        items,
+        GroupedInputs({name: encoder.get_collate_fn() for name, encoder in encoders.items()}),
+        indices=todo,
+        extras=grouped_targets,
+        batch_size=max(1, config.batch_size // len(targets)),
+        num_workers=config.num_workers,
+        device=device,
+        precision=config.precision,
+        progress=progress,
+        desc=f"Caching {len(todo)} items ({names}{suffix})",
+    )
+    wanted = [set(positions) for positions in lacking]
+    for batch in batches:
+        items_here = len(batch.indices)
+        for (entry, _), (kind, _) in zip(targets, batch.extras):
+            entry.start(kind)
+            if kind != entry.layout.kind:
+                raise TypeError(f"the {entry.layout.name} dataset mixes {entry.layout.kind} and {kind} items")
+        bounds = [0]
+        for entry, _ in targets:
+            bounds.append(bounds[-1] + items_here * entry.layout.rows_per_item)
+        check_rows(batch.outputs, items_here * len(targets), bounds[-1], targets[0][0].layout.widths)
+        for part, ((entry, view), (_, part_targets)) in enumerate(zip(targets, batch.extras)):
+            outputs = {name: output[bounds[part] : bounds[part + 1]] for name, output in batch.outputs.items()}
+            keep = [i for i, position in enumerate(batch.indices.tolist()) if position in wanted[part]]
+            if len(keep) < items_here:
+                outputs, part_targets = _selected(keep, entry.layout.rows_per_item, outputs, part_targets)
+            if keep:
+                entry.write(view, batch.indices[keep], outputs, part_targets)
+
+
+def _selected(
+    keep: list[int], per_item: int, outputs: dict[str, Tensor], targets: dict[str, Tensor]
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The rows and targets of items ``keep`` alone (an entry already holding the others)."""
+    rows = torch.tensor([i * per_item + r for i in keep for r in range(per_item)], dtype=torch.long)
+    return (
+        {name: output[rows] for name, output in outputs.items()},
+        {key: value[keep] for key, value in targets.items()},
+    )
+
+
+def check_rows(outputs: Mapping[str, Tensor], items: int, rows: int, widths: Mapping[str, int]) -> None:
+    """Outputs that do not fit the entries are an error here, not a silently misplaced row."""
     for name, output in outputs.items():
-        expected = (items * layout.rows_per_item, layout.widths[name])
+        expected = (rows, widths[name])
         if tuple(output.shape) != expected:
             raise ValueError(
                 f"encoder {name!r} returned {tuple(output.shape)} for {items} items; its embedding_size "
-                f"{layout.widths[name]} promises {expected}"
+                f"{widths[name]} promises {expected}"
             )

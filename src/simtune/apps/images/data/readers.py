@@ -60,7 +60,7 @@ class LabelsCsvReader(CollectionReader):
     """``labels.csv`` with columns filename, class_id, class_name (+ optional original_split); paths relative to it."""
 
     layout = "labels.csv"
-    looks_for = "labels.csv with columns filename, class_id, class_name[, original_split]"
+    looks_for = "a labels.csv with columns filename, class_id, class_name[, original_split]"
     required_columns = ("filename", "class_id", "class_name")
 
     def matches(self, root: Path) -> bool:
@@ -145,7 +145,7 @@ class ImageFolderReader(CollectionReader):
     """One sub-folder per class (the folder name is the class name) holding image files; other files are ignored."""
 
     layout = "image-folder"
-    looks_for = f"sub-folders (one per class) holding images ({', '.join(IMAGE_SUFFIXES)})"
+    looks_for = f"one sub-folder per class holding {'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} images"
 
     @staticmethod
     def _class_images(root: Path) -> dict[str, list[Path]]:
@@ -185,18 +185,16 @@ READERS: tuple[CollectionReader, ...] = (LabelsCsvReader(), ImageFolderReader())
 
 
 def read_collection(root: str | Path, readers: Sequence[CollectionReader] = READERS) -> Collection:
-    """Read ``root`` with the first of ``readers`` whose layout it matches; fail naming every layout looked for."""
+    """Read ``root`` with the first of ``readers`` whose layout it matches; fail in one line naming those sought."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist or is not a folder")
     reader = next((r for r in readers if r.matches(root)), None)
     if reader is None:
-        looked = "\n".join(f"  - {r.layout}: {r.looks_for}" for r in readers)
+        looked = "; ".join(f"{r.layout} ({r.looks_for})" for r in readers)
         deeper = next((inner for outer in _folders_in(root) for inner in _folders_in(outer) if _images_in(inner)), None)
         hint = f" Images lie one level deeper, e.g. in {deeper}: point at {deeper.parent} instead?" if deeper else ""
-        raise ValueError(
-            f"{root}: no recognised layout (it is empty or holds no labelled images).{hint} Looked for:\n{looked}"
-        )
+        raise ValueError(f"{root}: no recognised layout (empty, or no labelled images); looked for {looked}.{hint}")
     collection = reader.read(root)
     if not collection.images:
         missing = (

@@ -49,8 +49,20 @@ class ImageSamples(Dataset):
         record, view = self.view_of(index)
         if view == ORIGINAL:
             return SimilarityGroupSample(record.path, self._group(record))
-        with Image.open(record.path) as image:
-            return SimilarityGroupSample(ImageOps.mirror(to_rgb(image)), self._group(record))
+        return SimilarityGroupSample(ImageOps.mirror(decoded(record.path)), self._group(record))
+
+    def record_views(self, position: int) -> tuple[SimilarityGroupSample, ...]:
+        """Record ``position``'s item in each view, in ``views`` order, from one decode of its file: the
+        original as the decoded image, the mirror as its mirror image. What item ``position + k *
+        len(records)`` is, with one decode for all views: the mirror's pixels are those of its own decode;
+        the original's are those an encoder decodes from the path, except for JPEGs at least twice its
+        input size, which it decodes at a reduced scale (a slightly different resampling)."""
+        record = self.records[position]
+        image = decoded(record.path)
+        group = self._group(record)
+        return tuple(
+            SimilarityGroupSample(image if view == ORIGINAL else ImageOps.mirror(image), group) for view in self.views
+        )
 
     @property
     def groups(self) -> list[int]:
@@ -60,3 +72,25 @@ class ImageSamples(Dataset):
     def cache_key(self, index: int) -> str:
         record, view = self.view_of(index)
         return f"{record.path}|{view}|{self._group(record)}"
+
+
+class RecordViews(Dataset):
+    """Item ``i``: record ``i`` of ``samples`` in every view at once (``ImageSamples.record_views``), so a
+    cache fill decodes each file once for all views."""
+
+    def __init__(self, samples: ImageSamples):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples.records)
+
+    def __getitem__(self, position: int) -> tuple[SimilarityGroupSample, ...]:
+        return self.samples.record_views(position)
+
+
+def decoded(path: str) -> Image.Image:
+    """The file's image, upright RGB, read in full (the file closed)."""
+    with Image.open(path) as image:
+        converted = to_rgb(image)
+        converted.load()
+        return converted

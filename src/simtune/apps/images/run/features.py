@@ -19,10 +19,10 @@ import torch
 from torch import Tensor
 
 from simtune.apps.images.data.dataset import ImageRecord
-from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples
+from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples, RecordViews
 from simtune.devices import encoding_precision, select_device
 from simtune.models.encoders import Encoder
-from simtune.train import CacheConfig, encode_or_load, store_encoded
+from simtune.train import CacheConfig, encode_or_load_together, store_encoded
 
 STORE_PREFIX = "images_"
 
@@ -74,10 +74,11 @@ class BackboneFeatures:
         device = select_device(self.device)
         config = replace(self.config, precision=encoding_precision(device))
         homes = {name: next(encoder.parameters(), torch.empty(0)).device for name, encoder in self.encoders.items()}
+        per_view = {STORE_PREFIX + view: ImageSamples(self.records, views=(view,)) for view in self.views}
+        together = RecordViews(ImageSamples(self.records, views=self.views))
+        cached = encode_or_load_together(self.encoders, per_view, together, config, device=device)
         for view in self.views:
-            samples = ImageSamples(self.records, views=(view,))
-            cached = encode_or_load(self.encoders, samples, config, name=STORE_PREFIX + view, device=device)
-            self._tables[view] = {name: cached.embeddings[name][0] for name in self.encoders}
+            self._tables[view] = {name: cached[STORE_PREFIX + view].embeddings[name][0] for name in self.encoders}
         for name, encoder in self.encoders.items():
             encoder.to(homes[name])
         return self

@@ -98,7 +98,8 @@ def record_payload(record: ImageRecord, root: str | None = None) -> dict[str, An
 
 def model_for_index(run: Run | str | Path, backbone: str | None = None) -> tuple[Any, bool]:
     """``(model, created)``: the run's model, or, for a run without one, the pretrained ``backbone``
-    (default lite0), saved as ``RUN/model`` so ``search`` and ``serve`` embed with the same model."""
+    (default lite0), which the caller saves as ``RUN/model`` once it has indexed with it (so ``search`` and
+    ``serve`` embed with the same model, and a data folder refused leaves the run as it was)."""
     from simtune.apps.images.service.catalog.pretrained_model import DEFAULT_BACKBONE, pretrained_model
 
     run = Run.of(run)
@@ -109,9 +110,7 @@ def model_for_index(run: Run | str | Path, backbone: str | None = None) -> tuple
                 "without one: use another --run"
             )
         return run.model(), False
-    model = pretrained_model(backbone or DEFAULT_BACKBONE)
-    model.save(run.model_dir)
-    return model, True
+    return pretrained_model(backbone or DEFAULT_BACKBONE), True
 
 
 def record_point_id(record: ImageRecord) -> str:

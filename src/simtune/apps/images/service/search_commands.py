@@ -100,7 +100,7 @@ def index_command(
         if created:
             typer.echo(
                 f"{run} holds no tuned model: indexing with the pretrained {backbone or 'lite0'} backbone "
-                f"(flip-averaged), saved to {Run(run).model_dir} for search and serve"
+                f"(flip-averaged), saved to {Run(run).model_dir} for search and serve once indexed"
             )
         result = sync_catalog(
             data,
@@ -117,6 +117,8 @@ def index_command(
             known_vectors=None if created else lambda: indexing.training_vectors(run, model, data, device) or {},
             device=device,
         )
+        if created:
+            model.save(Run(run).model_dir)
     for line in result.problems.lines():
         typer.echo(f"skipped: {line}")
     resumed = " (continued an interrupted run)" if result.resumed else ""
@@ -268,7 +270,7 @@ def _allowed_hosts(host: str, extra: list[str]) -> list[str] | None:
             names |= {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)}
         except OSError:
             pass
-    return sorted(names)
+    return sorted(f"[{name}]" if ":" in name else name for name in names)  # IPv6 Host headers are bracketed
 
 
 def _listen(host: str, port: int) -> Any:
