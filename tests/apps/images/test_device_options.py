@@ -3,6 +3,8 @@ line before anything is written, and two CPU processes train one run through Lig
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -99,23 +101,38 @@ def test_search_and_serve_encode_queries_on_the_cpu_unless_asked():
     }
 
 
+TRAIN = ["images", "train", "--head", "linear", "--epochs", "2", "--patience", "2", "--classes-per-batch", "2"]
+TRAIN += ["--samples-per-class", "2", "--min-batches-per-epoch", "2", "--workers", "0"]
+TRAIN += ["--device", "cpu", "--devices", "2"]
+
+
+def _train_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in RANK_VARIABLES} | {"PYTHONPATH": str(SOURCE_ROOT)}
+
+
+@pytest.fixture(scope="module")
+def lightning_ddp_run(tmp_path_factory) -> tuple[Path, Path, str]:
+    """A run trained by two gloo CPU processes that Lightning launched (it reruns the command as rank 1)."""
+    root = tmp_path_factory.mktemp("ddp")
+    data = noise_collection(root / "data", classes=16, per_class=3)  # 6 training classes: 2 per batch, each
+    run = root / "run"
+    command = [sys.executable, "-m", "simtune", *TRAIN, "--data", str(data), "--run", str(run)]
+    train = subprocess.run(command, capture_output=True, text=True, env=_train_env(), timeout=600)
+    assert train.returncode == 0, train.stdout + train.stderr
+    return data, run, train.stdout + train.stderr
+
+
+def _head(run: Path) -> dict[str, torch.Tensor]:
+    from simtune.models import SimilarityModel
+
+    return SimilarityModel.load(run / "model").head.state_dict()
+
+
 @pytest.mark.slow
-def test_two_cpu_processes_train_one_run_through_the_cli_then_every_command_runs_on_the_cpu(tmp_path, monkeypatch):
-    data = noise_collection(tmp_path / "data", classes=16, per_class=3)  # 6 training classes: 2 per batch, each
-    run = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if k not in RANK_VARIABLES} | {"PYTHONPATH": str(SOURCE_ROOT)}
-    train = subprocess.run(
-        [sys.executable, "-m", "simtune", "images", "train", "--data", str(data), "--run", str(run)]
-        + ["--head", "linear", "--epochs", "2", "--patience", "2", "--classes-per-batch", "2"]
-        + ["--samples-per-class", "2", "--min-batches-per-epoch", "2", "--workers", "0"]
-        + ["--device", "cpu", "--devices", "2"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    output = train.stdout + train.stderr
-    assert train.returncode == 0, output
+def test_two_cpu_processes_train_one_run_through_the_cli_then_every_command_runs_on_the_cpu(
+    lightning_ddp_run, monkeypatch
+):
+    data, run, output = lightning_ddp_run
     # Lightning reran the command as rank 1, which trusted rank 0's lock of the run folder
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in output and "is in use by" not in output, output
     assert output.count("kept epoch") == 1 and output.count("servable model") == 1, output  # rank 0 reports
@@ -141,3 +158,27 @@ def test_two_cpu_processes_train_one_run_through_the_cli_then_every_command_runs
     found = runner.invoke(app, ["images", "search", str(photo), "--run", str(run), "--json", "--device", "cpu"])
     assert found.exit_code == 0, found.output
     assert json.loads(found.stdout)[0]["path"].endswith("class 03/1.jpg")
+
+
+@pytest.mark.slow
+def test_torchrun_trains_the_same_run_as_lightnings_launcher_encoding_a_shard_per_process(lightning_ddp_run):
+    data, lightning_run, _ = lightning_ddp_run
+    run = lightning_run.with_name("torchrun")
+    # one string: torchrun's own parser would take --run for its --run-path
+    command = shlex.join([sys.executable, "-m", "simtune", *TRAIN, "--data", str(data), "--run", str(run)])
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python"]
+    train = subprocess.run(
+        [*launch, "sh", "-c", command], capture_output=True, text=True, env=_train_env(), timeout=600
+    )
+    output = train.stdout + train.stderr
+    assert train.returncode == 0, output
+    assert output.count("kept epoch") == 1 and "is in use by" not in output, output
+    shards = [int(count) for count in re.findall(r"Caching (\d+) items", output)]
+    assert shards and max(shards) < 48, output  # each process encoded its shard of the 48 images
+    entries = [sorted(p.name for p in (r / "cache").iterdir()) for r in (lightning_run, run)]
+    assert entries[0] == entries[1]  # the very cache entries one process writes
+    histories = [json.loads((r / "history.json").read_text()) for r in (lightning_run, run)]
+    losses = [[loss for _, loss in history["train_loss"]] for history in histories]
+    assert len(losses[1]) == 2 and losses[1] == pytest.approx(losses[0], rel=1e-5)
+    ours, theirs = _head(run), _head(lightning_run)
+    assert all(torch.allclose(ours[k], theirs[k], atol=1e-5) for k in ours)

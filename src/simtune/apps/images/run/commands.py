@@ -156,7 +156,8 @@ def train_command(
     ),
 ) -> None:
     """Train a head on frozen backbones over the training classes, stopping on the validation classes."""
-    from simtune.devices import trainer_options
+    from simtune.apps.images.run.processes import join_torchrun_group, rank_zero_first
+    from simtune.devices import select_device, trainer_options
 
     trainer_options(device, devices, num_nodes)  # absent hardware is refused before any work
     settings = train_settings(
@@ -175,8 +176,10 @@ def train_command(
         seed=seed,
         workers=workers,
     )
-    with locked_folder(run):  # one writer of the run folder at a time
-        dataset, split = prepare_data(data, run, split_seed, crop, workers, preset)
+    with locked_folder(run):  # one writer of the run folder at a time (with its other ranks, if any)
+        join_torchrun_group(select_device(device))
+        with rank_zero_first():
+            dataset, split = prepare_data(data, run, split_seed, crop, workers, preset)
         train_model(run, dataset, split, settings, device, devices, num_nodes)
 
 

@@ -34,13 +34,14 @@ from simtune.apps.images.data.samples import MIRROR, ImageSamples
 from simtune.apps.images.data.split import ClassSplit
 from simtune.apps.images.run.epoch_history import SELECTION, EpochHistory
 from simtune.apps.images.run.features import BackboneFeatures
+from simtune.apps.images.run.processes import process_device, rank_zero_first
 from simtune.apps.images.run.settings import TrainSettings, load_settings
 from simtune.apps.images.run.snapshots import HeadSnapshots
 from simtune.apps.images.run.trainable import ImagesTrainable, servable_model
 from simtune.apps.images.run.validation import MONITOR, ValidationRetrieval, head_scorer
 from simtune.atomic import write_json
 from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader
-from simtune.devices import trainer_options
+from simtune.devices import select_device, trainer_options
 from simtune.models.encoders import Encoder
 
 
@@ -174,13 +175,14 @@ def train_run(
     ``features``: backbone outputs already loaded for (a superset of) ``dataset``'s images, e.g. shared by
     several runs on the same collection; by default the run's own cache."""
     run = Run.of(run)
-    if is_trained(run, settings):
-        return run.model_dir
-    checkpoints = run.checkpoints_dir
-    if run.settings_file.is_file() and load_settings(run) != settings:
-        shutil.rmtree(checkpoints, ignore_errors=True)  # other settings: start over (the features stay valid)
-        shutil.rmtree(run.snapshots_dir, ignore_errors=True)
-    write_json(run.settings_file, asdict(settings))
+    with rank_zero_first():
+        if is_trained(run, settings):
+            return run.model_dir
+        checkpoints = run.checkpoints_dir
+        if run.settings_file.is_file() and load_settings(run) != settings:
+            shutil.rmtree(checkpoints, ignore_errors=True)  # other settings: start over (the features stay valid)
+            shutil.rmtree(run.snapshots_dir, ignore_errors=True)
+        write_json(run.settings_file, asdict(settings))
     pl.seed_everything(settings.seed, verbose=False)
     class_map = {c: i for i, c in enumerate(split.train_classes)}
     train = ImageSamples(dataset.subset(TRAIN), views=settings.views, class_map=class_map)
@@ -189,8 +191,10 @@ def train_run(
     train_loader = GroupSimilarityDataLoader(train, batch_sampler=sampler)
     steps = steps_per_epoch(sampler, processes)
     trainable = ImagesTrainable(settings, len(class_map), steps, run.cache_dir)
-    features = features or run_features(run, dict(trainable.model.encoders.items()), dataset, settings, device=device)
-    features.write_split_cache("train", train, run.cache_dir)
+    encoders = dict(trainable.model.encoders.items())
+    features = features or run_features(run, encoders, dataset, settings, device=process_device(select_device(device)))
+    with rank_zero_first():
+        features.write_split_cache("train", train, run.cache_dir)
     validation = dataset.subset(VALIDATION)
     check_validation(validation)
     score = head_scorer(features.backbone_outputs(validation), torch.tensor([r.class_index for r in validation]))
@@ -223,7 +227,8 @@ def train_run(
         ]
         + ([TQDMProgressBar()] if progress else []),
     )
-    last = resumable_checkpoint(run)
+    with rank_zero_first():
+        last = resumable_checkpoint(run)
     with warnings.catch_warnings():
         # Validation runs in ValidationRetrieval, on cached features, not in Lightning's validation loop.
         warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
