@@ -75,6 +75,18 @@ def no_space_error(folder: str | Path, error: BaseException | None = None) -> No
     )
 
 
+@contextmanager
+def _full_disk_named(folder: Path) -> Iterator[None]:
+    """A failure inside that is a full disk becomes the ``NoSpaceError`` naming ``folder``; others pass as they are."""
+    try:
+        yield
+    except Exception as error:
+        full = no_space_error(folder, error)
+        if full is None:
+            raise
+        raise full from error
+
+
 def _nearly_full(folder: Path) -> bool:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -129,18 +141,14 @@ def staged_file(path: str | Path, durable: bool = True) -> Iterator[Path]:
         _scanned_folders.add(path.parent.resolve())
     staging = _staging_name(path, "staging")
     try:
-        yield staging
-        _set_mode(staging, file_mode())
-        if durable:
-            _fsync(staging)
-        os.replace(staging, path)
-        if durable:
-            _fsync(path.parent)
-    except Exception as error:
-        full = no_space_error(path.parent, error)  # asked before the staging file frees its space
-        if full is None:
-            raise
-        raise full from error
+        with _full_disk_named(path.parent):  # asked before the staging file frees its space
+            yield staging
+            _set_mode(staging, file_mode())
+            if durable:
+                _fsync(staging)
+            os.replace(staging, path)
+            if durable:
+                _fsync(path.parent)
     finally:
         staging.unlink(missing_ok=True)
 
@@ -155,13 +163,9 @@ def replace_directory(path: str | Path) -> Iterator[Path]:
     staging = _staging_name(path, "staging")
     staging.mkdir()
     try:
-        yield staging
-        swap_in_directory(staging, path)
-    except Exception as error:
-        full = no_space_error(path.parent, error)
-        if full is None:
-            raise
-        raise full from error
+        with _full_disk_named(path.parent):
+            yield staging
+            swap_in_directory(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # after a swap this is the old folder
 

@@ -22,19 +22,12 @@ RENAMED = {
 }
 
 
-def renamed(fullname: str) -> tuple[str, str] | None:
-    """The (simtune module, names) for a Quaterion-style path or any module below one."""
-    for old, new in RENAMED.items():
-        if fullname == old or fullname.startswith(old + "."):
-            return new
-    return None
-
-
 class QuaterionPathFinder(importlib.abc.MetaPathFinder):
-    """Consulted last, only for names no other finder found."""
+    """Consulted last, only for names no other finder found. A module below a renamed path needs no entry:
+    Python imports its parent first, which fails here naming its simtune module."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: Any = None) -> None:
-        new = renamed(fullname)
+        new = RENAMED.get(fullname)
         if new is None:
             return None
         module, names = new

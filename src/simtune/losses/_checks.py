@@ -53,6 +53,13 @@ def check_pair_batch(embeddings: Tensor, pairs: Tensor, labels: Tensor, subgroup
         raise ValueError(f"subgroups must be (rows,) = ({len(embeddings)},), got shape {tuple(subgroups.shape)}")
 
 
+def mining_scheme(mining: str, aliases: dict[str, str]) -> str:
+    """The scheme ``mining`` names (``aliases`` maps Quaterion's names too: batch_hard is hard), or a ValueError."""
+    if mining not in aliases:
+        raise ValueError(f"mining must be one of {sorted(aliases)}, got {mining!r}")
+    return aliases[mining]
+
+
 def check_positive(name: str, value: int) -> None:
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from simtune.distances import Distance
 from simtune.functional.mining import hardest_negative, hardest_positive
+from simtune.losses._checks import mining_scheme
 from simtune.losses.base import GroupLoss
 
 MINING_ALIASES = {"all": "all", "batch_all": "all", "hard": "hard", "batch_hard": "hard"}
@@ -31,12 +32,10 @@ class OnlineContrastiveLoss(GroupLoss):
         self, margin: float = 0.5, mining: str = "hard", squared: bool = True, distance: str | Distance = "cosine"
     ):
         super().__init__(distance)
-        if mining not in MINING_ALIASES:
-            raise ValueError(f"mining must be one of {sorted(MINING_ALIASES)}, got {mining!r}")
+        self.mining = mining_scheme(mining, MINING_ALIASES)
         if margin < 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
         self.margin = float(margin)
-        self.mining = MINING_ALIASES[mining]
         self.squared = bool(squared)
 
     def get_config(self) -> dict[str, Any]:

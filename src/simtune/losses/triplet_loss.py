@@ -15,6 +15,7 @@ from simtune.functional.mining import (
     margin_violation_sum,
     semi_hard_negative,
 )
+from simtune.losses._checks import mining_scheme
 from simtune.losses.base import GroupLoss
 
 MINING_ALIASES = {"all": "all", "batch_all": "all", "hard": "hard", "batch_hard": "hard", "semi_hard": "semi_hard"}
@@ -57,11 +58,9 @@ class TripletLoss(GroupLoss):
         scale: str | None = None,
     ):
         super().__init__(distance)
-        if mining not in MINING_ALIASES:
-            raise ValueError(f"mining must be one of {sorted(MINING_ALIASES)}, got {mining!r}")
+        self.mining = mining_scheme(mining, MINING_ALIASES)
         if margin < 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
-        self.mining = MINING_ALIASES[mining]
         if soft and self.mining == "all":
             raise ValueError("soft=True needs mining='hard' or 'semi_hard': with batch-all every triplet carries loss")
         if scale not in SCALES:

@@ -87,12 +87,20 @@ def test_every_route_but_health_needs_the_token(indexed_run):
         )
 
 
-def test_a_request_naming_another_host_is_refused(indexed_run):
-    index, http = _app(indexed_run[0], allowed_hosts=["localhost", "127.0.0.1"])
+def test_a_request_naming_another_host_is_refused_in_json(indexed_run):
+    from simtune.apps.images.service.search_commands import _allowed_hosts
+
+    index, http = _app(indexed_run[0], allowed_hosts=_allowed_hosts("127.0.0.1", []))
     with index, http:
-        assert http.get("/health", headers={"Host": "localhost:8000"}).status_code == 200
+        assert http.get("/health", headers={"Host": "localhost:8000"}).json()["status"] == "ok"
         assert http.get("/health", headers={"Host": "127.0.0.1"}).status_code == 200
-        assert http.get("/page", headers={"Host": "attacker.example"}).status_code == 400
+        assert http.get("/page", headers={"Host": "[::1]:8000"}).status_code == 200
+        for host in ("attacker.example", "localhost.attacker.example:8000"):
+            refused = http.get("/page", headers={"Host": host})
+            assert refused.status_code == 400 and refused.headers["content-type"] == "application/json", host
+            assert refused.json() == {"detail": f"the Host header {host!r} names no host this server answers to"}
+        bad_upload = http.post("/search", headers={"Host": "attacker.example"}, files={"file": ("a.jpg", b"x")})
+        assert bad_upload.status_code == 400 and "names no host" in bad_upload.json()["detail"]
 
 
 def test_the_api_docs_need_no_internet(indexed_run):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -346,6 +347,25 @@ def test_a_client_that_never_finishes_its_request_head_is_disconnected(indexed_r
                 assert silent.recv(100) == b"" and trickle.recv(100) == b""  # closed by the server
                 assert time.monotonic() - started < 5
             assert httpx.get(f"http://{address[0]}:{address[1]}/health", timeout=10).status_code == 200
+
+
+def test_a_malformed_or_oversized_request_head_is_a_400_in_json(indexed_run):
+    from simtune.apps.images.service.connection_guard import MAX_HEAD_BYTES
+
+    model = ThumbnailEmbedder()
+    with open_index(IndexLocation.for_run(indexed_run[0]), model) as index, _guarded_server(index, model) as address:
+        oversized = f"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {'a' * MAX_HEAD_BYTES}".encode()  # no end yet
+        for head in (b"NOT HTTP AT ALL\r\n\r\n", oversized):
+            with socket.create_connection(address, timeout=10) as connection:
+                connection.sendall(head)
+                reply = b""
+                while chunk := connection.recv(4096):
+                    reply += chunk
+            status, _, rest = reply.partition(b"\r\n")
+            headers, _, body = rest.partition(b"\r\n\r\n")
+            assert status == b"HTTP/1.1 400 Bad Request" and b"content-type: application/json" in headers, reply
+            assert "the request head is malformed or over 16 KiB" in json.loads(body)["detail"]
+        assert httpx.get(f"http://{address[0]}:{address[1]}/health", timeout=10).status_code == 200
 
 
 def test_one_client_cannot_hold_every_connection(indexed_run):

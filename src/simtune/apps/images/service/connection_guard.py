@@ -20,12 +20,14 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 HEAD_TIMEOUT_S = 10.0
+MAX_HEAD_BYTES = 16 * 1024
 _END_OF_HEAD = b"\r\n\r\n"
 
 
 class GuardedH11Protocol(H11Protocol):
     """Closes a connection whose first request head has not fully arrived ``head_timeout_s`` after it opened,
-    and answers 503 to a client address that already holds ``max_per_client`` connections (0: no cap)."""
+    and answers 503 to a client address that already holds ``max_per_client`` connections (0: no cap).
+    Both refusals, and uvicorn's 400 for a malformed or oversized request head, answer ``{"detail": reason}``."""
 
     head_timeout_s = HEAD_TIMEOUT_S
     max_per_client = 0
@@ -44,7 +46,10 @@ class GuardedH11Protocol(H11Protocol):
             return
         self._open_per_client[self._client] += 1
         if self.max_per_client and self._open_per_client[self._client] > self.max_per_client:
-            self._refuse(f"this client already holds {self.max_per_client} connections; close some and retry")
+            self._refuse(
+                "503 Service Unavailable",
+                f"this client already holds {self.max_per_client} connections; close some and retry",
+            )
 
     def data_received(self, data: bytes) -> None:
         if self._deadline is not None:
@@ -74,10 +79,17 @@ class GuardedH11Protocol(H11Protocol):
         if not self._guarded.is_closing():
             self._guarded.close()
 
-    def _refuse(self, reason: str) -> None:
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request head it cannot parse (plain text there); the connection closes after it."""
+        self._refuse(
+            "400 Bad Request",
+            f"{msg.rstrip('.')}: the request head is malformed or over {MAX_HEAD_BYTES // 1024} KiB",
+        )
+
+    def _refuse(self, status: str, reason: str) -> None:
         body = json.dumps({"detail": reason}).encode()
         self._guarded.write(
-            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\nconnection: close\r\n".encode()
             + f"content-length: {len(body)}\r\n\r\n".encode()
             + body
         )
@@ -95,6 +107,6 @@ def server_config(app: Any, max_connections: int, max_per_client: int, **options
         log_level="warning",
         timeout_keep_alive=5,
         limit_concurrency=max_connections,
-        h11_max_incomplete_event_size=16 * 1024,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         **options,
     )

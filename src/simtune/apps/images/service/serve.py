@@ -8,10 +8,10 @@ message, this module only picks the status. The app holds no state besides the i
 one process serves many concurrent clients (endpoints run in FastAPI's thread pool).
 
 Exposure: with ``auth_token`` every route but ``/health`` asks for it (``RequireToken``); with
-``allowed_hosts`` a request naming another host (a DNS-rebinding page in a browser) is refused with 400
-(Starlette's ``TrustedHostMiddleware``). ``/docs`` serves its Swagger UI files from the ``fastapi-offline``
-package, so it works without internet. ``/health`` answers 503 when a file of the index went missing
-or changed size since it was opened.
+``allowed_hosts`` a request naming another host (a DNS-rebinding page in a browser) is refused with a JSON
+400 (Starlette's ``TrustedHostMiddleware``, see ``host_check``). ``/docs`` serves its Swagger UI files from
+the ``fastapi-offline`` package, so it works without internet. ``/health`` answers 503 when a file of the
+index went missing or changed size since it was opened.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import simtune
 from simtune.apps.images.service.access_token import RequireToken
 from simtune.apps.images.service.body_limit import BodyLimit
+from simtune.apps.images.service.host_check import JsonTrustedHost
 from simtune.apps.images.service.indexed_image import read_indexed_image
 from simtune.search import (
     MAX_K,
@@ -91,7 +91,7 @@ def create_app(
     if auth_token:
         app.add_middleware(RequireToken, token=auth_token)
     if allowed_hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+        app.add_middleware(JsonTrustedHost, allowed_hosts=list(allowed_hosts))
 
     @_get_and_head(app, "/health", response_model=None)
     def health() -> dict[str, Any] | JSONResponse:
