@@ -95,12 +95,6 @@ def lightning_precision(device: torch.device) -> str:
     return "bf16-mixed" if dtype == torch.bfloat16 else "16-mixed"
 
 
-def encoding_precision(device: torch.device) -> str:
-    """The precision a frozen encoder runs in on ``device`` (see :mod:`simtune.encoding.precision`): mixed
-    on a GPU, float32 on a CPU, so what a CPU caches does not depend on which CPU computed it."""
-    return "auto" if device.type == "cuda" else "float32"
-
-
 def trainer_options(device: str | torch.device | None = AUTO, devices: int = 1, num_nodes: int = 1) -> dict[str, Any]:
     """``pl.Trainer`` keyword arguments for ``devices`` processes per machine on ``num_nodes`` machines.
 

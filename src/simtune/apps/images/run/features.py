@@ -12,7 +12,6 @@ batches through simtune's encoder cache: ``write_split_cache`` hands it the trai
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -20,7 +19,7 @@ from torch import Tensor
 
 from simtune.apps.images.data.dataset import ImageRecord
 from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples, RecordViews
-from simtune.devices import encoding_precision, select_device
+from simtune.devices import select_device
 from simtune.models.encoders import Encoder
 from simtune.train import CacheConfig, encode_or_load_together, store_encoded
 
@@ -74,14 +73,15 @@ class BackboneFeatures:
         self._tables: dict[str, dict[str, Tensor]] = {}
 
     def prepare(self) -> BackboneFeatures:
-        """Encodes on ``device`` (``auto``: a GPU when there is one, in mixed precision) what the cache lacks;
-        the encoders are handed back on the device they came on, the tables stay on the CPU, in float32."""
+        """Encodes on ``device`` (``auto``: a GPU when there is one) what the cache lacks, in mixed precision
+        where the device computes it natively (``cache_config``; the resolved precision is part of the
+        entries' fingerprint, so a CPU with bfloat16 and one without never share rows); the encoders are
+        handed back on the device they came on, the tables stay on the CPU in the cache's float16."""
         device = select_device(self.device)
-        config = replace(self.config, precision=encoding_precision(device))
         homes = {name: next(encoder.parameters(), torch.empty(0)).device for name, encoder in self.encoders.items()}
         per_view = {STORE_PREFIX + view: ImageSamples(self.records, views=(view,)) for view in self.views}
         together = RecordViews(ImageSamples(self.records, views=self.views))
-        cached = encode_or_load_together(self.encoders, per_view, together, config, device=device)
+        cached = encode_or_load_together(self.encoders, per_view, together, self.config, device=device)
         for view in self.views:
             self._tables[view] = {name: cached[STORE_PREFIX + view].embeddings[name][0] for name in self.encoders}
         for name, encoder in self.encoders.items():
