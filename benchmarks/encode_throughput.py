@@ -6,6 +6,7 @@ Measures EfficientNet-Lite0 (+ SkipConnectionHead) on real cars images, on the C
 writes benchmarks/results/encode_throughput.json (or encode_throughput_fill.json).
 
     python benchmarks/encode_throughput.py --images 256 --batch-size 32 --num-workers 0
+    python benchmarks/encode_throughput.py --images 256 --batch-size 16 --precision auto
     python benchmarks/encode_throughput.py --fill --images 2000
 """
 
@@ -20,6 +21,7 @@ import torch
 
 from simtune.atomic import write_json
 from simtune.data import SimilarityGroupSample
+from simtune.encoding.precision import PRECISIONS, precision_name
 from simtune.models import SimilarityModel
 from simtune.models.encoders import EfficientNetLiteEncoder
 from simtune.models.heads import SkipConnectionHead
@@ -28,7 +30,12 @@ from simtune.train import CacheConfig, encode_or_load
 # name -> CacheConfig: what fit() uses by default, what the cars app passes, decoding in the main process.
 FILL_SETTINGS = {
     "fit default: CacheConfig()": {},
-    "cars app: batch 16, 2 workers": {"batch_size": 16, "num_workers": 2},
+    "cars app: batch 16, 2 workers, float16 rows, auto precision": {
+        "batch_size": 16,
+        "num_workers": 2,
+        "dtype": "float16",
+        "precision": "auto",
+    },
     "batch 64, 2 workers": {"batch_size": 64, "num_workers": 2},
     "serial: batch 64, 0 workers": {"batch_size": 64, "num_workers": 0},
 }
@@ -43,6 +50,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--precision", default="float32", choices=PRECISIONS, help="arithmetic of the encode (auto: see docs/cache.md)"
+    )
     parser.add_argument("--fill", action="store_true", help="measure the feature cache's fill rate instead")
     args = parser.parse_args()
 
@@ -60,7 +70,9 @@ def main() -> None:
     collate_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    model.encode(paths, batch_size=args.batch_size, num_workers=args.num_workers, progress=True)
+    model.encode(
+        paths, batch_size=args.batch_size, num_workers=args.num_workers, progress=True, precision=args.precision
+    )
     encode_seconds = time.perf_counter() - start
 
     result = {
@@ -68,6 +80,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "num_workers": args.num_workers,
         "device": args.device,
+        "precision": precision_name(args.device, args.precision),
         "torch_threads": torch.get_num_threads(),
         "collate_images_per_second": round(len(paths) / collate_seconds, 1),
         "encode_images_per_second": round(len(paths) / encode_seconds, 1),
@@ -87,6 +100,8 @@ def measure_fill(paths: list[Path], device: str) -> dict:
         rates[name] = {
             "batch_size": config.batch_size,
             "num_workers": config.workers_for(-(-len(samples) // config.batch_size)),
+            "precision": precision_name(device, config.precision),
+            "dtype": config.dtype,
             "images_per_second": round(len(samples) / (time.perf_counter() - start), 1),
         }
     return {"images": len(samples), "device": device, "torch_threads": torch.get_num_threads(), "fill": rates}

@@ -33,13 +33,16 @@ def test_help_lists_the_commands():
     assert "export-onnx" in result.output and "images" in result.output and "cars" in result.output
 
 
-def test_the_core_names_no_app_and_every_registered_app_imports_on_its_own():
-    import simtune.cli
-    from simtune.apps import APPS
+def test_every_installed_app_is_mounted_and_imports_on_its_own():
+    from importlib.metadata import entry_points
 
-    source = Path(simtune.cli.__file__).read_text()
-    assert "simtune.apps." not in source and all(f"apps.{name}" not in source for name in APPS)
-    for name, (target, _) in APPS.items():
+    from simtune.cli import APPS_GROUP
+
+    apps = {entry.name: entry.value for entry in entry_points(group=APPS_GROUP)}
+    assert {"images", "cars"} <= set(apps)
+    mounted = {group.name: group.typer_instance.info.help for group in app.registered_groups}
+    assert set(mounted) == set(apps) and all(mounted.values()), mounted  # each with its line in --help
+    for name, target in apps.items():
         module = target.split(":")[0]
         # a fresh interpreter importing only the app: an import circle would fail here
         done = subprocess.run(

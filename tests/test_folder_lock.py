@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 import simtune
-from simtune.folder_lock import LOCK_FILE, FolderInUseError, FolderLockError, holder, locked_folder
+from simtune.folder_lock import (
+    LOCK_FILE,
+    RANK_VARIABLES,
+    FolderInUseError,
+    FolderLockError,
+    global_rank_is_zero,
+    holder,
+    locked_folder,
+)
 
 SOURCE_ROOT = Path(simtune.__file__).resolve().parents[1]
 
@@ -59,22 +67,51 @@ def test_the_lock_is_reentrant_within_a_process_and_released_after_the_outer_blo
             pass
         code = f"from simtune.folder_lock import locked_folder\nwith locked_folder({str(tmp_path)!r}): pass\n"
         env = dict(os.environ, PYTHONPATH=str(SOURCE_ROOT))
-        env.pop("SIMTUNE_HELD_FOLDERS", None)  # an unrelated process, not one this one started
         outsider = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
         assert "FolderInUseError" in outsider.stderr
     with locked_folder(tmp_path):
         pass
 
 
-def test_a_process_the_holder_starts_shares_the_lock(tmp_path):
+def _lock_in_a_process_with(folder: Path, ranks: dict[str, str]) -> subprocess.CompletedProcess:
+    code = f"from simtune.folder_lock import locked_folder\nwith locked_folder({str(folder)!r}): print('WRITING')\n"
+    env = {k: v for k, v in os.environ.items() if k not in RANK_VARIABLES} | ranks | {"PYTHONPATH": str(SOURCE_ROOT)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize(
+    "ranks",
+    [
+        {"LOCAL_RANK": "1", "NODE_RANK": "0"},
+        {"LOCAL_RANK": "0", "NODE_RANK": "1"},
+        {"RANK": "3"},
+        {"SLURM_PROCID": "2"},
+    ],
+    ids=["lightning-local-rank", "lightning-node-rank", "torchrun", "slurm"],
+)
+def test_a_distributed_jobs_other_ranks_trust_rank_0s_lock(tmp_path, ranks):
+    with locked_folder(tmp_path):  # rank 0 (this process, with no rank set) holds it
+        other = _lock_in_a_process_with(tmp_path, ranks)
+        assert other.stdout.strip() == "WRITING", other.stderr
+        assert holder(tmp_path).startswith(f"pid {os.getpid()} ")  # the other rank took nothing
+
+
+@pytest.mark.parametrize("ranks", [{"LOCAL_RANK": "0", "NODE_RANK": "0"}, {"RANK": "0", "LOCAL_RANK": "0"}])
+def test_rank_0_of_a_distributed_job_takes_the_lock_like_any_writer(tmp_path, ranks):
     with locked_folder(tmp_path):
-        code = (
-            f"from simtune.folder_lock import locked_folder\nwith locked_folder({str(tmp_path)!r}): print('SHARED')\n"
-        )
-        env = dict(os.environ, PYTHONPATH=str(SOURCE_ROOT))
-        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-        assert child.stdout.strip() == "SHARED", child.stderr
-    assert "SIMTUNE_HELD_FOLDERS" not in os.environ
+        rank_zero = _lock_in_a_process_with(tmp_path, ranks)
+        assert "FolderInUseError" in rank_zero.stderr and "WRITING" not in rank_zero.stdout
+
+
+def test_only_rank_0_counts_as_rank_0(monkeypatch):
+    for name in RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert global_rank_is_zero()
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("NODE_RANK", "0")
+    assert global_rank_is_zero()
+    monkeypatch.setenv("NODE_RANK", "2")
+    assert not global_rank_is_zero()
 
 
 def test_a_missing_folder_is_not_created_when_asked_not_to(tmp_path):

@@ -81,15 +81,16 @@ def export_onnx_command(
     typer.echo(f"wrote {output} (max abs diff vs eager: {max_diff:.2e})")
 
 
+APPS_GROUP = "simtune.apps"
+
+
 def _add_apps() -> None:
-    """Mount every application the apps registry (``APPS``) lists; the core names none of them itself."""
-    import importlib
+    """Mount every application installed as a ``simtune.apps`` entry point (pyproject.toml) as ``simtune NAME``:
+    the core imports none of them by name, and a package of its own can add one."""
+    from importlib.metadata import entry_points
 
-    from simtune.apps import APPS
-
-    for name, (target, help_text) in APPS.items():
-        module, attribute = target.split(":")
-        app.add_typer(getattr(importlib.import_module(module), attribute), name=name, help=help_text)
+    for entry in sorted(entry_points(group=APPS_GROUP), key=lambda entry: entry.name):
+        app.add_typer(entry.load(), name=entry.name)
 
 
 _add_apps()

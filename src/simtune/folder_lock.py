@@ -5,8 +5,12 @@ How: an exclusive ``flock`` on ``<folder>/.simtune.lock``. The kernel releases i
 however it exits (``kill -9`` included), so a lock file left behind never blocks anyone: the file is only
 where the lock lives and where its holder writes who it is (pid, host, command, since when), for the
 message a refused process prints. The lock is re-entrant within a process (``demo`` trains, evaluates and
-indexes under one lock), and processes a holder starts (e.g. Lightning's DDP workers, which rerun the
-command) find it held by their parent through ``SIMTUNE_HELD_FOLDERS`` and share it.
+indexes under one lock).
+
+Distributed training runs one command as several processes (Lightning's launcher reruns it with
+``LOCAL_RANK``/``NODE_RANK`` set; ``torchrun`` sets ``RANK``; SLURM sets ``SLURM_PROCID``): only global
+rank 0 takes the lock, and the other ranks trust it, since they are one writer together (rank 0 writes
+the run's results; see ``global_rank_is_zero``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 LOCK_FILE = ".simtune.lock"
-HELD_ENV = "SIMTUNE_HELD_FOLDERS"  # JSON [[pid, folder], ...]: what a holder's children may share
+# Where launchers put a process's rank: torchrun's global RANK, Lightning's per-machine LOCAL_RANK and
+# NODE_RANK, SLURM's task number.
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
 _held: dict[Path, int] = {}  # folder -> how many times this process holds it
 _guard = threading.Lock()
 
@@ -50,10 +56,13 @@ def locked_folder(folder: str | Path, create: bool = True) -> Iterator[Path]:
         folder.mkdir(parents=True, exist_ok=True)
     elif not folder.is_dir():
         raise FileNotFoundError(f"{folder} does not exist or is not a folder")
+    if not global_rank_is_zero():  # a distributed job's other processes: rank 0 holds the lock for them
+        yield folder
+        return
     key = folder.resolve()
     with _guard:
-        if _held.get(key) or _held_by_parent(key):
-            _held[key] = _held.get(key, 0) + 1
+        if _held.get(key):
+            _held[key] += 1
             descriptor = None
         else:
             try:
@@ -74,7 +83,17 @@ def locked_folder(folder: str | Path, create: bool = True) -> Iterator[Path]:
                 if failed and descriptor is not None:
                     _remove_if_unused(made, held=True)
                 if descriptor is not None:
-                    _release(key, descriptor)
+                    _release(descriptor)
+
+
+def global_rank_is_zero() -> bool:
+    """Is this process rank 0 of a distributed job (or in none)? Yes when every rank variable a launcher set
+    is 0: Lightning's ``LOCAL_RANK`` and ``NODE_RANK`` are both 0 only on global rank 0, and so on."""
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name, "0").strip()
+        if value.isdigit() and int(value) != 0:
+            return False
+    return True
 
 
 def holder(folder: str | Path) -> str | None:
@@ -119,12 +138,10 @@ def _acquire(folder: Path) -> int:
         os.pwrite(descriptor, json.dumps(me).encode(), 0)
     except OSError:  # a full disk: the lock holds all the same, only the refusal's details are lost
         pass
-    _set_env(folder, add=True)
     return descriptor
 
 
-def _release(folder: Path, descriptor: int) -> None:
-    _set_env(folder, add=False)
+def _release(descriptor: int) -> None:
     try:
         os.ftruncate(descriptor, 0)
     except OSError:
@@ -156,27 +173,3 @@ def _describe(path: Path) -> str:
     if not who:
         return "another process"
     return f"pid {who.get('pid')} on {who.get('host')} (`{who.get('command')}`, since {who.get('since')})"
-
-
-def _entries() -> list[list]:
-    try:
-        entries = json.loads(os.environ.get(HELD_ENV) or "[]")
-    except ValueError:
-        return []
-    return entries if isinstance(entries, list) else []
-
-
-def _set_env(folder: Path, add: bool) -> None:
-    mine = [os.getpid(), str(folder)]
-    entries = [entry for entry in _entries() if entry != mine] + ([mine] if add else [])
-    if entries:
-        os.environ[HELD_ENV] = json.dumps(entries)
-    else:
-        os.environ.pop(HELD_ENV, None)
-
-
-def _held_by_parent(folder: Path) -> bool:
-    """The parent process holds ``folder`` (its lock is taken, and the parent said so in our environment)."""
-    if [os.getppid(), str(folder)] not in _entries():
-        return False
-    return holder(folder) is not None

@@ -70,3 +70,23 @@ def test_index_refusing_its_data_leaves_an_existing_run_as_it_was(tmp_path: Path
     assert result.exit_code == 2 and "no images found" in result.stderr, result.output
     assert (tmp_path / "run").is_dir()  # the folder was there before: kept
     assert not (tmp_path / "run" / "model").exists()  # the pretrained model is saved only once it has indexed
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (lambda c, i: f"not an image {c} {i}", "none of its 36 images could be read"),
+        (lambda c, i: "the same bytes", "no image left once byte-identical copies labelled with different classes"),
+    ],
+    ids=["unreadable", "all-identical"],
+)
+def test_a_folder_of_no_usable_image_is_one_line_and_leaves_no_run_folder(tmp_path: Path, content, says):
+    for c in range(12):
+        (tmp_path / "data" / f"class {c}").mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "data" / f"class {c}" / f"{i}.jpg").write_text(content(c, i))
+    data, run = tmp_path / "data", tmp_path / "run"
+    result = runner.invoke(app, ["images", "train", "--data", str(data), "--run", str(run), "--workers", "0"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {data}: {says}"), result.stderr
+    assert not run.exists()  # the split is saved with the dataset, once the data has proved usable

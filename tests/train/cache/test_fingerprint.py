@@ -39,3 +39,14 @@ def test_mismatch_names_the_changed_components():
         "encoder 'default' identity, encoder 'default' weights"
     )
     assert describe_mismatch(old, cache_fingerprint({"default": encoder}, dataset, 2, "float32")) == "format"
+
+
+def test_the_precision_is_a_component_unless_float32():
+    encoder, dataset = TinyConvEncoder(), GroupImages()
+    single = cache_fingerprint({"default": encoder}, dataset, 1, "float32")
+    assert cache_fingerprint({"default": encoder}, dataset, 1, "float32", precision="float32") == single
+    bfloat = cache_fingerprint({"default": encoder}, dataset, 1, "float32", precision="bfloat16")
+    assert describe_mismatch(single, bfloat) == "precision"
+    half = cache_fingerprint({"default": encoder}, dataset, 1, "float32", precision="float16")
+    assert describe_mismatch(bfloat, half) == "precision"
+    assert describe_mismatch(single, cache_fingerprint({"default": encoder}, dataset, 1, "float16")) == "dtype"

@@ -105,6 +105,23 @@ def test_a_cache_of_another_dtype_is_named_and_rebuilt(tmp_path, caplog):
     assert len(list(tmp_path.glob("features-*"))) == 1
 
 
+def test_a_cache_encoded_in_another_precision_is_named_and_rebuilt(tmp_path, caplog):
+    data = GroupImages()
+    single = encode_or_load(TinyConvEncoder(), data, CacheConfig(save_dir=tmp_path), device="cpu", progress=False)
+    bfloat = CacheConfig(save_dir=tmp_path, precision="bfloat16")
+    with caplog.at_level(logging.WARNING, logger="simtune"):
+        half = encode_or_load(TinyConvEncoder(), data, bfloat, device="cpu", progress=False)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"simtune cache: features cache in {tmp_path} is stale (precision changed); rebuilding"
+    ]
+    assert not torch.equal(half.features(), single.features())  # encoded again, in bfloat16
+    torch.testing.assert_close(half.features(), single.features(), rtol=0.05, atol=0.05)
+    (entry,) = tmp_path.glob("features-*")
+    assert {json.loads(chunk.read_text())["precision"] for chunk in (entry / "chunks").iterdir()} == {"bfloat16"}
+    assert load_encoded(TinyConvEncoder(), data, bfloat, device="cpu") is not None
+    assert load_encoded(TinyConvEncoder(), data, CacheConfig(save_dir=tmp_path), device="cpu") is None
+
+
 def test_a_cache_in_the_older_format_is_named_and_rebuilt(tmp_path, caplog):
     old = tmp_path / "features-0123456789abcdef"
     old.mkdir()

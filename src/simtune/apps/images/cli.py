@@ -20,13 +20,14 @@ from simtune.apps.images.data.preset import IMAGES, Preset
 from simtune.command_errors import one_line_errors
 
 
-def build_app(preset: Preset) -> typer.Typer:
-    """A typer app whose commands read and describe collections the way ``preset`` says."""
+def build_app(preset: Preset, help_text: str) -> typer.Typer:
+    """A typer app whose commands read and describe collections the way ``preset`` says; ``help_text`` is
+    its line in ``simtune --help``."""
     from simtune.apps.images.demo import demo_command
     from simtune.apps.images.run.commands import evaluate_command, train_command
     from simtune.apps.images.service.search_commands import index_command, search_command, serve_command
 
-    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+    app = typer.Typer(help=help_text, no_args_is_help=True, pretty_exceptions_enable=False)
     for name, command in (
         ("train", train_command),
         ("evaluate", evaluate_command),
@@ -68,4 +69,4 @@ def bind_preset(command: Callable[..., None], preset: Preset) -> Callable[..., N
     return bound
 
 
-app = build_app(IMAGES)
+app = build_app(IMAGES, "Similar images of your own collection: train, evaluate, index, search, serve.")

@@ -15,9 +15,9 @@ from simtune.apps.images.data.preset import Preset
 from simtune.apps.images.run.commands import (
     BACKBONE_OPTION,
     DATA_OPTION,
-    DEVICE_OPTION,
     EPOCHS_OPTION,
     PATIENCE_OPTION,
+    device_option,
     evaluate_model,
     prepare_data,
     train_model,
@@ -42,7 +42,7 @@ def demo_command(
     epochs: int = EPOCHS_OPTION,
     patience: int = PATIENCE_OPTION,
     workers: int = typer.Option(2, min=0),
-    device: str = DEVICE_OPTION,
+    device: str = device_option("auto", "images are encoded and the head trained"),
 ) -> None:
     """Prepare, train, evaluate and report in one go; a second run reuses every cache and finishes in minutes."""
     from simtune.apps.images.run.heads import supports_last_conv
@@ -59,13 +59,13 @@ def demo_command(
         with _stage("train (encodes every image once, then trains the head from the cache)"):
             train_model(run, dataset, split, settings, device)
         with _stage("evaluate base vs tuned, report"):
-            evaluate_model(run, 6)
+            evaluate_model(run, 6, device=device)
         with _stage(f"index all {preset.noun} for search"):
-            location, count = index_for_demo(run, dataset)
+            location, count = index_for_demo(run, dataset, device)
     typer.echo(f"{count} {dataset.noun} indexed in {location}\nserve it: {serve_hint(run, location, preset.name)}")
 
 
-def index_for_demo(run: Path, dataset: Any) -> tuple[Any, int]:
+def index_for_demo(run: Path, dataset: Any, device: str = "auto") -> tuple[Any, int]:
     """Builds RUN/index unless it already holds every record for this very model (warm reruns)."""
     from simtune.apps.images.data.run_folder import Run
     from simtune.apps.images.service.indexing import IndexLocation, index_run, open_index
@@ -79,4 +79,4 @@ def index_for_demo(run: Path, dataset: Any) -> tuple[Any, int]:
                     return location, len(dataset.records)
         except Exception as error:  # stale, another model, or unreadable: rebuild it
             typer.echo(f"rebuilding {location.index_dir}: {error}")
-    return index_run(run, dataset)
+    return index_run(run, dataset, device=device)

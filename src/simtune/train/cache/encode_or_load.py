@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from simtune.devices import select_device
+from simtune.encoding import precision_name
 from simtune.models.encoders.base import Encoder
 from simtune.models.similarity_model import DEFAULT_ENCODER, SimilarityModel
 from simtune.train.cache.config import CacheConfig
@@ -95,7 +96,7 @@ def encode_or_load_together(
     try:
         for name, dataset in datasets.items():
             check_name(name)
-            fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
+            fingerprint = entry_fingerprint(encoders, dataset, config, target)
             loaded = load_cache(config.save_dir, name, fingerprint, len(dataset), repair=True)
             if loaded is not None:
                 found[name] = loaded
@@ -128,7 +129,7 @@ def load_encoded(
     check_name(name)
     target = select_device(device)
     encoders = as_encoder_dict(encoders)
-    fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
+    fingerprint = entry_fingerprint(encoders, dataset, config, target)
     found = load_cache(config.save_dir, name, fingerprint, len(dataset), repair=False)
     return None if found is None else found.embeddings_to(config.storage_device(target))
 
@@ -153,7 +154,7 @@ def load_or_fill(
     storage = config.storage_device(device)
     if len(dataset) == 0:
         raise ValueError(f"the {name} dataset is empty; nothing to cache")
-    fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
+    fingerprint = entry_fingerprint(encoders, dataset, config, device)
     found = None
     if config.save_dir is not None:
         if not has_item_keys(dataset) and save and rank() == 0:
@@ -181,6 +182,15 @@ def load_or_fill(
     if config.save_dir is not None and save and rank() == 0:
         save_cache(config.save_dir, name, found)
     return found.embeddings_to(storage)
+
+
+def entry_fingerprint(
+    encoders: Mapping[str, Encoder], dataset: Dataset | Sequence[Any], config: CacheConfig, device: torch.device
+) -> dict[str, str]:
+    """The fingerprint of ``encoders`` over ``dataset`` encoded on ``device`` as ``config`` says: its
+    ``precision`` as it resolves there (``auto`` is bfloat16 on one machine, float32 on another)."""
+    precision = precision_name(device, config.precision)
+    return cache_fingerprint(encoders, dataset, config.views, config.dtype, precision)
 
 
 def check_name(name: str) -> None:

@@ -92,9 +92,15 @@ def dataset_keys_hash(dataset: Dataset) -> str:
     return digest.hexdigest()
 
 
-def cache_fingerprint(encoders: Mapping[str, nn.Module], dataset: Dataset, views: int, dtype: str) -> dict[str, str]:
-    """Component name -> hash. Two caches are interchangeable iff all components are equal."""
+def cache_fingerprint(
+    encoders: Mapping[str, nn.Module], dataset: Dataset, views: int, dtype: str, precision: str = "float32"
+) -> dict[str, str]:
+    """Component name -> hash. Two caches are interchangeable iff all components are equal. ``precision``:
+    the arithmetic the encoders run in (resolved, as ``simtune.encoding.precision_name`` names it), a
+    component unless float32, so float32 entries written before it was recorded stay valid."""
     components = {"format": _sha(json.dumps({"version": FORMAT_VERSION, "views": views})), "dtype": _sha(dtype)}
+    if precision != "float32":
+        components["precision"] = _sha(precision)
     for name, encoder in sorted(encoders.items()):
         components[f"encoder {name!r} identity"] = _sha(
             json.dumps(encoder_identity(encoder), sort_keys=True, default=str)

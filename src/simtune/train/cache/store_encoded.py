@@ -18,15 +18,16 @@ from torch.utils.data import Dataset
 
 from simtune.data.group_dataset import group_labels
 from simtune.data.samples import SimilarityGroupSample, SimilarityPairSample
+from simtune.devices import select_device
 from simtune.models.encoders.base import Encoder
 from simtune.train.cache.config import CacheConfig
 from simtune.train.cache.encode_or_load import (
     as_cache_config,
     as_encoder_dict,
     check_name,
+    entry_fingerprint,
 )
 from simtune.train.cache.fill import split_samples
-from simtune.train.cache.fingerprint import cache_fingerprint
 from simtune.train.cache.storage import CachedEmbeddings, save_cache
 
 
@@ -37,6 +38,7 @@ def store_encoded(
     cache: str | Path | CacheConfig,
     *,
     name: str = "features",
+    device: str | torch.device | None = None,
 ) -> CachedEmbeddings:
     """Save ``outputs`` as the cache entry of ``encoders`` over ``dataset``; returns what was saved.
 
@@ -47,7 +49,8 @@ def store_encoded(
     ``(views, rows, dim)`` when the ``CacheConfig`` has ``views`` > 1. Labels are taken from the items
     (``dataset.groups`` when it has them, so images are not decoded). Stored in the config's dtype.
     ``name``: as in ``encode_or_load``, saving removes older entries of that name, so store each split
-    (e.g. "train", "val") under its own.
+    (e.g. "train", "val") under its own. ``device``: where those readers run (``fit``: the training
+    device), for a ``precision`` of ``"auto"``, which is part of the fingerprint as it resolves there.
     """
     encoders = as_encoder_dict(encoders)
     config = as_cache_config(cache, needs_folder="store_encoded")
@@ -61,7 +64,7 @@ def store_encoded(
         encoder_name: checked_output(encoder_name, encoder, output, config, rows, kind)
         for encoder_name, (encoder, output) in _paired(encoders, outputs).items()
     }
-    fingerprint = cache_fingerprint(encoders, dataset, config.views, config.dtype)
+    fingerprint = entry_fingerprint(encoders, dataset, config, select_device(device))
     stored = CachedEmbeddings(kind, embeddings, targets, fingerprint)
     save_cache(config.save_dir, name, stored)
     return stored

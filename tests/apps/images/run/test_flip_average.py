@@ -21,6 +21,13 @@ def car_photos(cars_data: Path) -> list[Path]:
     return [sorted(folder.glob("*.jpg"))[1] for folder in folders]
 
 
+def assert_same_embeddings(found: torch.Tensor, expected: torch.Tensor) -> None:
+    """The same embeddings, up to the cache's rounding: its rows are float16, encoded in bfloat16 where the
+    CPU computes it natively (the smallest cosine over 1,655 validation photos was 0.998, docs/cache.md)."""
+    cosine = torch.nn.functional.cosine_similarity(found, expected)
+    assert cosine.min() > 0.998, cosine
+
+
 def test_the_default_serves_flip_averaged_last_conv_and_other_heads_embed_the_image_alone():
     settings = TrainSettings()
     assert settings.flip_average and settings.tuned_blocks == 2
@@ -50,14 +57,14 @@ def test_evaluate_encode_and_the_service_give_one_flip_averaged_embedding(tmp_pa
             for p in car_photos
         ]
     )
-    torch.testing.assert_close(encoded, evaluated, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(served, evaluated, rtol=1e-4, atol=1e-4)
+    assert_same_embeddings(encoded, evaluated)
+    assert_same_embeddings(served, evaluated)
 
     single = trainable.model.eval()  # the same weights without the mirror: a different embedding
     with torch.no_grad():
         alone = single.head(outputs[:, : outputs.shape[1] // 2])
-    assert (alone - evaluated).norm(dim=1).min() > 1e-3
+    assert (alone - evaluated).norm(dim=1).min() > 3 * (encoded - evaluated).norm(dim=1).max()
     frozen = EfficientNetLiteEncoder("lite0").eval()  # the base row: the frozen network, images alone
     with torch.no_grad():
         expected = frozen(frozen.get_collate_fn()([str(p) for p in car_photos]))
-    torch.testing.assert_close(base_embeddings(model, outputs), expected, rtol=1e-4, atol=1e-4)
+    assert_same_embeddings(base_embeddings(model, outputs), expected)

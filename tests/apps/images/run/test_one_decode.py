@@ -78,7 +78,8 @@ def test_the_cache_fill_opens_each_file_once_per_pair_and_stores_what_separate_p
             progress=False,
         )
         stored = features.split_outputs(ImageSamples(car_records, views=(view,)))["lite0"]
-        torch.testing.assert_close(stored.float(), alone.embeddings["lite0"][0].float())
+        # the same rows, up to one float16 step: the passes batch the rows differently
+        torch.testing.assert_close(stored.float(), alone.embeddings["lite0"][0].float(), rtol=2e-3, atol=2e-3)
     assert features.backbone_outputs(car_records, mirrored=True).shape == (len(car_records), 2 * 1280)
 
     opened_files.clear()
@@ -92,4 +93,9 @@ def test_the_cache_fill_opens_each_file_once_per_pair_and_stores_what_separate_p
     assert opened_files == Counter({record.path: 1 for record in car_records})
     for view in views:
         samples = ImageSamples(car_records, views=(view,))
-        torch.testing.assert_close(again.split_outputs(samples)["lite0"], features.split_outputs(samples)["lite0"])
+        torch.testing.assert_close(
+            again.split_outputs(samples)["lite0"].float(),
+            features.split_outputs(samples)["lite0"].float(),
+            rtol=2e-3,
+            atol=2e-3,
+        )

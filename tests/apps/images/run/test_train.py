@@ -31,18 +31,19 @@ def test_training_stops_after_patience_and_keeps_the_best_validation_epoch(tmp_p
 
     monkeypatch.setattr("simtune.apps.images.run.train.head_scorer", scripted)
     encode_or_load = importlib.import_module("simtune.train.cache.encode_or_load")  # the module, not the function
-    filled, fill = [], encode_or_load.fill_cache
+    filled, fill = [], encode_or_load.fill_together
 
-    def counted_fill(dataset, encoders, config, device, entry, **options):
-        filled.append(entry.layout.name)
-        return fill(dataset, encoders, config, device, entry, **options)
+    def counted_fill(together, encoders, config, device, entries, **options):
+        filled.append([entry.layout.name for entry in entries])
+        return fill(together, encoders, config, device, entries, **options)
 
-    monkeypatch.setattr(encode_or_load, "fill_cache", counted_fill)
+    monkeypatch.setattr(encode_or_load, "fill_together", counted_fill)
     settings = TrainSettings(epochs=len(CURVE), patience=2, classes_per_batch=2, samples_per_class=2, workers=0)
     model_dir = train_run(tmp_path / "run", dataset, split, settings, progress=False)
 
-    # every image encoded once (and its mirror, for flip-averaged serving); training read its rows from there
-    assert filled == ["images_original", "images_mirror"]
+    # every image encoded once with its mirror (for flip-averaged serving), in one pass; training read its
+    # rows from there
+    assert filled == [["images_original", "images_mirror"]]
 
     history = json.loads(Run(tmp_path / "run").history_file.read_text())
     assert [value for _, value in history["validation_r_precision"]] == pytest.approx(CURVE[:4])

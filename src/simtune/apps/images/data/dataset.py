@@ -24,7 +24,7 @@ from simtune.apps.images.data.image_check import check_images
 from simtune.apps.images.data.preset import IMAGES, Preset
 from simtune.apps.images.data.readers import READERS, read_collection
 from simtune.apps.images.data.run_folder import Run
-from simtune.apps.images.data.split import DEFAULT_SEED, ClassSplit, load_or_create_split
+from simtune.apps.images.data.split import DEFAULT_SEED, ClassSplit, load_or_create_split, split_classes
 from simtune.atomic import write_json
 
 TRAIN, VALIDATION, UNSEEN = "train", "validation", "unseen"
@@ -138,7 +138,11 @@ def prepare_dataset(
             )
         return dataset, run.split()
     collection = read_collection(data_root, preset.readers + READERS)
-    split = load_or_create_split(run.split_file, collection.class_names, seed)
+    new_split = not run.split_file.is_file()  # saved with the dataset, once the data has proved usable
+    if new_split:
+        split = split_classes(collection.class_names, seed)
+    else:
+        split = load_or_create_split(run.split_file, collection.class_names, seed)
     duplicates = {line: str(path) for line, path in collection.repeated.items()}
     copies = identical_files(
         [image.path for image in collection.images],
@@ -190,9 +194,14 @@ def prepare_dataset(
                 metadata=metadata[name],
             )
         )
-    if not records:
+    if not records and skipped:
         example = next(iter(skipped.items()))
         raise ValueError(f"{data_root}: none of its {len(collection.images)} images could be read, e.g. {example}")
+    if not records:
+        raise ValueError(
+            f"{data_root}: no image left once byte-identical copies labelled with different classes are dropped "
+            f"({len(label_conflicts)} images, e.g. {next(iter(label_conflicts))})"
+        )
     dataset = ImageDataset(
         data_root,
         collection.layout,
@@ -207,5 +216,7 @@ def prepare_dataset(
         label_conflicts=label_conflicts,
         unread_folders=[str(p) for p in collection.unread_folders],
     )
+    if new_split:
+        split.save(run.split_file)
     dataset.save(run.dataset_file)
     return dataset, split

@@ -21,9 +21,17 @@ DATA_OPTION = typer.Option(..., "--data", help="Folder of labelled {noun} photos
 BACKBONE_OPTION = typer.Option(
     ["lite0"], "--backbone", help="lite0|lite1|lite2|torchvision:NAME|hf:FOLDER_OR_ID; repeat to concatenate several."
 )
-DEVICE_OPTION = typer.Option(
-    "auto", "--device", help="auto|cpu|cuda|cuda:N: where images are encoded and the head trained (auto: a GPU if any)."
-)
+
+
+def device_option(default: str, where: str) -> Any:
+    """The ``--device`` option of every command that encodes images: ``where`` says what runs there."""
+    return typer.Option(
+        default,
+        "--device",
+        help=f"auto|cpu|cuda|cuda:N: where {where} (auto: the first GPU if any, in mixed precision; else the CPU).",
+    )
+
+
 EPOCHS_OPTION = typer.Option(10, min=1, help="Most epochs; training stops earlier once validation R-Precision stalls.")
 PATIENCE_OPTION = typer.Option(3, min=1, help="Epochs without a better validation R-Precision before stopping.")
 
@@ -66,25 +74,30 @@ def prepare_data(data: Path, run: Path, split_seed: int, crop: bool, workers: in
     return dataset, split
 
 
-def train_model(run: Path, dataset, split, settings, device: str = "auto") -> None:
+def train_model(
+    run: Path, dataset, split, settings, device: str = "auto", devices: int = 1, num_nodes: int = 1
+) -> None:
     import json
 
     from simtune.apps.images.data.run_folder import Run
     from simtune.apps.images.run.epoch_history import SELECTION
     from simtune.apps.images.run.train import train_run
+    from simtune.folder_lock import global_rank_is_zero
 
-    model_dir = train_run(run, dataset, split, settings, device=device)
+    model_dir = train_run(run, dataset, split, settings, device=device, devices=devices, num_nodes=num_nodes)
+    if not global_rank_is_zero():  # DDP's other processes: rank 0 writes and reports the model
+        return
     selection = json.loads(Run(run).history_file.read_text()).get(SELECTION)
     if selection:
         typer.echo(f"kept epoch {selection['kept_epoch']}: {selection['reason']}")
     typer.echo(f"servable model: {model_dir}")
 
 
-def evaluate_model(run: Path, grid_queries: int, unseen_curve: bool = False) -> None:
+def evaluate_model(run: Path, grid_queries: int, unseen_curve: bool = False, device: str = "auto") -> None:
     from simtune.apps.images.data.run_folder import Run
     from simtune.apps.images.run.evaluate import HEADLINE, evaluate_run
 
-    metrics = evaluate_run(run, grid_queries=grid_queries, unseen_curve=unseen_curve)
+    metrics = evaluate_run(run, grid_queries=grid_queries, unseen_curve=unseen_curve, device=device)
     for name in HEADLINE:
         typer.echo(f"{name:>15}: base {metrics['base'][name]:.4f} -> tuned {metrics['tuned'][name]:.4f}")
     typer.echo(f"report: {Run(run).report_file}")
@@ -131,12 +144,22 @@ def train_command(
     split_seed: int = typer.Option(42, help="Seed of the class split; 42 is the tutorial's split."),
     crop: bool = typer.Option(False, help="Crop to the bounding boxes (layouts that have them)."),
     workers: int = typer.Option(2, min=0, help="Processes decoding images while the encoder runs."),
-    device: str = DEVICE_OPTION,
+    device: str = device_option("auto", "images are encoded and the head trained"),
+    devices: int = typer.Option(
+        1,
+        "--devices",
+        help="Training processes on this machine (DDP through Lightning): GPUs with a GPU --device, else CPU "
+        "processes (gloo).",
+    ),
+    num_nodes: int = typer.Option(
+        1, "--num-nodes", help="Machines training together, each running this command (set NODE_RANK, MASTER_ADDR)."
+    ),
 ) -> None:
     """Train a head on frozen backbones over the training classes, stopping on the validation classes."""
-    from simtune.devices import select_device
+    from simtune.apps.images.run.processes import join_torchrun_group, rank_zero_first
+    from simtune.devices import select_device, trainer_options
 
-    select_device(device)  # absent hardware is refused before any work
+    trainer_options(device, devices, num_nodes)  # absent hardware is refused before any work
     settings = train_settings(
         backbone,
         head=head,
@@ -153,9 +176,11 @@ def train_command(
         seed=seed,
         workers=workers,
     )
-    with locked_folder(run):  # one writer of the run folder at a time
-        dataset, split = prepare_data(data, run, split_seed, crop, workers, preset)
-        train_model(run, dataset, split, settings, device)
+    with locked_folder(run):  # one writer of the run folder at a time (with its other ranks, if any)
+        join_torchrun_group(select_device(device))
+        with rank_zero_first():
+            dataset, split = prepare_data(data, run, split_seed, crop, workers, preset)
+        train_model(run, dataset, split, settings, device, devices, num_nodes)
 
 
 def evaluate_command(
@@ -167,9 +192,13 @@ def evaluate_command(
         help="Also score each epoch's weights on the unseen classes for the report's curves "
         "(one pass of the head over the unseen images per epoch).",
     ),
+    device: str = device_option("auto", "images the run's cache lacks are encoded"),
 ) -> None:
     """Base vs tuned on the unseen classes: metrics.json, figures and a self-contained report.html."""
+    from simtune.devices import select_device
+
+    select_device(device)  # absent hardware is refused before any work
     if not run.is_dir():
         raise FileNotFoundError(f"{run} not found: train first (`simtune images train --data PATH --run {run}`)")
     with locked_folder(run, create=False):
-        evaluate_model(run, grid_queries, unseen_curve)
+        evaluate_model(run, grid_queries, unseen_curve, device)

@@ -111,13 +111,15 @@ def evaluate_run(
     progress: bool = True,
     features: BackboneFeatures | None = None,
     unseen_curve: bool = False,
+    device: str | torch.device = "auto",
 ) -> dict[str, Any]:
     """Writes ``metrics.json``, the figures and ``report.html`` into the run folder; returns the metrics.
 
     ``features``: backbone outputs already loaded for the run's images (as ``train_run`` takes them).
     ``unseen_curve``: also score every epoch's head snapshot on the unseen images, for the report only
     (one head pass over them per epoch: minutes on a CPU for thousands of images, so off by default;
-    the report then shows the kept model's unseen scores beside the validation curve)."""
+    the report then shows the kept model's unseen scores beside the validation curve). ``device``: where images
+    the cache lacks are encoded (``auto|cpu|cuda|cuda:N``); the metrics are computed in float32 whichever."""
     run = Run.of(run)
     dataset = ImageDataset.load(run.dataset_file)
     split = run.split()
@@ -127,7 +129,7 @@ def evaluate_run(
     samples = ImageSamples(unseen_records)
     if features is None:
         features = BackboneFeatures(
-            dict(model.encoders.items()), dataset.records, run.cache_dir, workers=settings.workers
+            dict(model.encoders.items()), dataset.records, run.cache_dir, workers=settings.workers, device=device
         ).prepare()
     backbone_outputs = features.backbone_outputs(unseen_records, mirrored=mirrors_images(model.encoders))
     if backbone_outputs.shape[1] != model.head.input_embedding_size:

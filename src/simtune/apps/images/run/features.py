@@ -19,6 +19,7 @@ from torch import Tensor
 
 from simtune.apps.images.data.dataset import ImageRecord
 from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples, RecordViews
+from simtune.devices import select_device
 from simtune.models.encoders import Encoder
 from simtune.train import CacheConfig, encode_or_load_together, store_encoded
 
@@ -36,8 +37,13 @@ def single_view(encoder: Encoder) -> Encoder:
 
 
 def cache_config(cache_dir: Path, workers: int) -> CacheConfig:
-    # Batches of 16: on a small CPU large activations fall out of the allocator's reuse and run slower.
-    return CacheConfig(cache_type="cpu", save_dir=cache_dir, batch_size=16, num_workers=workers)
+    """Stored in float16 (half the memory and disk) and encoded in mixed precision where the device computes
+    it natively (a GPU, a CPU with AVX512-BF16), float32 elsewhere: the validation scores do not move
+    (docs/cache.md). Batches of 16: on a small CPU large activations fall out of the allocator's reuse and
+    run slower."""
+    return CacheConfig(
+        cache_type="cpu", save_dir=cache_dir, batch_size=16, num_workers=workers, dtype="float16", precision="auto"
+    )
 
 
 class BackboneFeatures:
@@ -67,12 +73,15 @@ class BackboneFeatures:
         self._tables: dict[str, dict[str, Tensor]] = {}
 
     def prepare(self) -> BackboneFeatures:
-        """Encodes on ``device`` (``auto``: a GPU when there is one) what the cache lacks; the encoders are
-        handed back on the device they came on, the tables stay on the CPU."""
+        """Encodes on ``device`` (``auto``: a GPU when there is one) what the cache lacks, in mixed precision
+        where the device computes it natively (``cache_config``; the resolved precision is part of the
+        entries' fingerprint, so a CPU with bfloat16 and one without never share rows); the encoders are
+        handed back on the device they came on, the tables stay on the CPU in the cache's float16."""
+        device = select_device(self.device)
         homes = {name: next(encoder.parameters(), torch.empty(0)).device for name, encoder in self.encoders.items()}
         per_view = {STORE_PREFIX + view: ImageSamples(self.records, views=(view,)) for view in self.views}
         together = RecordViews(ImageSamples(self.records, views=self.views))
-        cached = encode_or_load_together(self.encoders, per_view, together, self.config, device=self.device)
+        cached = encode_or_load_together(self.encoders, per_view, together, self.config, device=device)
         for view in self.views:
             self._tables[view] = {name: cached[STORE_PREFIX + view].embeddings[name][0] for name in self.encoders}
         for name, encoder in self.encoders.items():
@@ -104,4 +113,4 @@ class BackboneFeatures:
         """Store ``samples``' outputs where ``fit`` looks for them (its cache folder and settings), so it loads
         them instead of encoding."""
         config = cache_config(Path(cache_dir), self.config.num_workers)
-        store_encoded(self.encoders, samples, self.split_outputs(samples), config, name=split)
+        store_encoded(self.encoders, samples, self.split_outputs(samples), config, name=split, device=self.device)

@@ -33,5 +33,7 @@ class HeadSnapshots(pl.Callback):
         self.folder = Path(folder)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:  # DDP: every process holds the same head; one writes it
+            return
         state = {k: v.detach().cpu().contiguous() for k, v in pl_module.model.head.state_dict().items()}
         write_bytes(snapshot_path(self.folder, trainer.current_epoch + 1), save(state))

@@ -34,13 +34,14 @@ from simtune.apps.images.data.samples import MIRROR, ImageSamples
 from simtune.apps.images.data.split import ClassSplit
 from simtune.apps.images.run.epoch_history import SELECTION, EpochHistory
 from simtune.apps.images.run.features import BackboneFeatures
+from simtune.apps.images.run.processes import process_device, rank_zero_first
 from simtune.apps.images.run.settings import TrainSettings, load_settings
 from simtune.apps.images.run.snapshots import HeadSnapshots
 from simtune.apps.images.run.trainable import ImagesTrainable, servable_model
 from simtune.apps.images.run.validation import MONITOR, ValidationRetrieval, head_scorer
 from simtune.atomic import write_json
 from simtune.data import ClassBalancedBatchSampler, GroupSimilarityDataLoader
-from simtune.devices import trainer_options
+from simtune.devices import select_device, trainer_options
 from simtune.models.encoders import Encoder
 
 
@@ -51,23 +52,26 @@ def is_trained(run: Run, settings: TrainSettings) -> bool:
     )
 
 
-def batch_classes(groups: list[int], classes_per_batch: int) -> int:
-    """``classes_per_batch``, capped at the training classes that can be drawn (two or more samples each)."""
+def batch_classes(groups: list[int], classes_per_batch: int, processes: int = 1) -> int:
+    """``classes_per_batch``, capped so that each of ``processes`` DDP processes draws its own classes from the
+    training classes that can be drawn (two or more samples each)."""
     usable = sum(1 for count in Counter(groups).values() if count >= 2)
-    if usable < 2:
+    if usable < 2 * processes:
+        needed = f"{2 * processes} such classes (2 per training process)" if processes > 1 else "2 such classes"
         raise ValueError(
             f"only {usable} of the {len(set(groups))} training classes have two or more images; training needs at "
-            "least 2 such classes (each batch needs positives and negatives): add images, or try another --split-seed"
+            f"least {needed}, as each batch needs positives and negatives: add images, or try another --split-seed"
+            + (", or fewer --devices" if processes > 1 else "")
         )
-    return min(classes_per_batch, usable)
+    return min(classes_per_batch, usable // processes)
 
 
-def training_batches(groups: list[int], settings: TrainSettings) -> ClassBalancedBatchSampler:
-    """P x K batches; an epoch draws each image about once, but never fewer than ``min_batches_per_epoch``
-    batches, so a small collection still gets enough steps between validations."""
-    classes = batch_classes(groups, settings.classes_per_batch)
+def training_batches(groups: list[int], settings: TrainSettings, processes: int = 1) -> ClassBalancedBatchSampler:
+    """P x K batches per process; an epoch draws each image about once, but never fewer than
+    ``min_batches_per_epoch`` batches, so a small collection still gets enough steps between validations."""
+    classes = batch_classes(groups, settings.classes_per_batch, processes)
     sampler = ClassBalancedBatchSampler(groups, classes, settings.samples_per_class, seed=settings.seed)
-    if len(sampler) >= settings.min_batches_per_epoch:
+    if steps_per_epoch(sampler, processes) >= settings.min_batches_per_epoch:
         return sampler
     return ClassBalancedBatchSampler(
         groups,
@@ -76,6 +80,12 @@ def training_batches(groups: list[int], settings: TrainSettings) -> ClassBalance
         batches_per_epoch=settings.min_batches_per_epoch,
         seed=settings.seed,
     )
+
+
+def steps_per_epoch(sampler: ClassBalancedBatchSampler, processes: int) -> int:
+    """The batches each of ``processes`` DDP processes draws per epoch: ``len(sampler)`` once DDP has started
+    (the sampler reads the process group then; before, its length is the one-process count)."""
+    return sampler.requested_batches or max(1, sampler.usable_samples // (sampler.batch_size * processes))
 
 
 def run_features(
@@ -151,30 +161,40 @@ def train_run(
     progress: bool = True,
     features: BackboneFeatures | None = None,
     device: str | torch.device = "auto",
+    devices: int = 1,
+    num_nodes: int = 1,
 ) -> Path:
     """Train (or resume, or skip when already trained with these settings); returns the servable model folder.
 
     ``device`` (``auto|cpu|cuda|cuda:N``) encodes the images and trains the head, mixed precision on a GPU;
-    it is not a setting: a run trained on a GPU resumes on a CPU.
+    it is not a setting: a run trained on a GPU resumes on a CPU. ``devices`` processes per machine on
+    ``num_nodes`` machines train with DDP (Lightning launches them; each batch's classes are shared out
+    among them); the images are encoded before, by the first process, and only global rank 0 writes the
+    model, history and snapshots.
 
     ``features``: backbone outputs already loaded for (a superset of) ``dataset``'s images, e.g. shared by
     several runs on the same collection; by default the run's own cache."""
     run = Run.of(run)
-    if is_trained(run, settings):
-        return run.model_dir
-    checkpoints = run.checkpoints_dir
-    if run.settings_file.is_file() and load_settings(run) != settings:
-        shutil.rmtree(checkpoints, ignore_errors=True)  # other settings: start over (the features stay valid)
-        shutil.rmtree(run.snapshots_dir, ignore_errors=True)
-    write_json(run.settings_file, asdict(settings))
+    with rank_zero_first():
+        if is_trained(run, settings):
+            return run.model_dir
+        checkpoints = run.checkpoints_dir
+        if run.settings_file.is_file() and load_settings(run) != settings:
+            shutil.rmtree(checkpoints, ignore_errors=True)  # other settings: start over (the features stay valid)
+            shutil.rmtree(run.snapshots_dir, ignore_errors=True)
+        write_json(run.settings_file, asdict(settings))
     pl.seed_everything(settings.seed, verbose=False)
     class_map = {c: i for i, c in enumerate(split.train_classes)}
     train = ImageSamples(dataset.subset(TRAIN), views=settings.views, class_map=class_map)
-    sampler = training_batches(train.groups, settings)
+    processes = devices * num_nodes
+    sampler = training_batches(train.groups, settings, processes)
     train_loader = GroupSimilarityDataLoader(train, batch_sampler=sampler)
-    trainable = ImagesTrainable(settings, len(class_map), len(sampler), run.cache_dir)
-    features = features or run_features(run, dict(trainable.model.encoders.items()), dataset, settings, device=device)
-    features.write_split_cache("train", train, run.cache_dir)
+    steps = steps_per_epoch(sampler, processes)
+    trainable = ImagesTrainable(settings, len(class_map), steps, run.cache_dir)
+    encoders = dict(trainable.model.encoders.items())
+    features = features or run_features(run, encoders, dataset, settings, device=process_device(select_device(device)))
+    with rank_zero_first():
+        features.write_split_cache("train", train, run.cache_dir)
     validation = dataset.subset(VALIDATION)
     check_validation(validation)
     score = head_scorer(features.backbone_outputs(validation), torch.tensor([r.class_index for r in validation]))
@@ -191,12 +211,13 @@ def train_run(
     )
     trainer = pl.Trainer(
         max_epochs=settings.epochs,
-        **trainer_options(device),
+        **trainer_options(device, devices, num_nodes),
+        use_distributed_sampler=False,  # the class-balanced sampler shares each batch's classes out itself
         logger=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         enable_progress_bar=progress,
-        log_every_n_steps=max(1, len(sampler)),
+        log_every_n_steps=steps,
         callbacks=[
             ValidationRetrieval(score),
             history,
@@ -206,11 +227,14 @@ def train_run(
         ]
         + ([TQDMProgressBar()] if progress else []),
     )
-    last = resumable_checkpoint(run)
+    with rank_zero_first():
+        last = resumable_checkpoint(run)
     with warnings.catch_warnings():
         # Validation runs in ValidationRetrieval, on cached features, not in Lightning's validation loop.
         warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
         simtune.fit(trainable, trainer, train_loader, ckpt_path=last)
+    if not trainer.is_global_zero:
+        return run.model_dir
     epoch, value = keep_best_epoch(trainable, best)
     stopped = len(history.history.get("train_loss", []))
     history.history[SELECTION] = {

@@ -53,4 +53,5 @@ class ValidationRetrieval(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for name, value in self.score(pl_module.model.head).items():
-            pl_module.log(name, value, on_step=False, on_epoch=True)
+            # Under DDP every process scores the same head on all the validation images: the mean is that score.
+            pl_module.log(name, value, on_step=False, on_epoch=True, sync_dist=True)

@@ -135,12 +135,17 @@ def open_index(location: IndexLocation, model: Embedder) -> VectorIndex:
 
 
 def index_run(
-    run: Run | str | Path, dataset: ImageDataset, location: IndexLocation | None = None, progress: bool = True
+    run: Run | str | Path,
+    dataset: ImageDataset,
+    location: IndexLocation | None = None,
+    progress: bool = True,
+    device: str = "auto",
 ) -> tuple[IndexLocation, int]:
-    """Indexes every record of ``dataset`` with the run's tuned model; returns (where, points in the index)."""
+    """Indexes every record of ``dataset`` with the run's tuned model; returns (where, points in the index).
+    ``device``: where images the run's cache lacks are encoded."""
     run = Run.of(run)
     model = run.model()
-    vectors = tuned_vectors_from_cache(run, model, dataset)
+    vectors = tuned_vectors_from_cache(run, model, dataset, device)
     return build_index(
         run,
         dataset.records,
@@ -161,10 +166,10 @@ def serve_hint(run: Run | str | Path, location: IndexLocation, app: str = "image
     )
 
 
-def tuned_vectors_from_cache(run: Run, model: Any, dataset: ImageDataset) -> np.ndarray | None:
+def tuned_vectors_from_cache(run: Run, model: Any, dataset: ImageDataset, device: str = "auto") -> np.ndarray | None:
     """Tuned embeddings of ``dataset.records``: the head applied to the backbone outputs cached in
-    ``RUN/cache`` (anything missing is encoded once and cached). None for a run without training
-    settings (e.g. a model saved by hand)."""
+    ``RUN/cache`` (anything missing is encoded once, on ``device``, and cached). None for a run without
+    training settings (e.g. a model saved by hand)."""
     if not run.settings_file.is_file():
         return None
     from simtune.apps.images.run.features import BackboneFeatures, mirrors_images
@@ -172,21 +177,25 @@ def tuned_vectors_from_cache(run: Run, model: Any, dataset: ImageDataset) -> np.
     from simtune.apps.images.run.validation import head_outputs
 
     settings = load_settings(run)
-    features = BackboneFeatures(dict(model.encoders.items()), dataset.records, run.cache_dir, workers=settings.workers)
+    features = BackboneFeatures(
+        dict(model.encoders.items()), dataset.records, run.cache_dir, workers=settings.workers, device=device
+    )
     outputs = features.prepare().backbone_outputs(dataset.records, mirrored=mirrors_images(model.encoders))
     return head_outputs(model.head, outputs).numpy()
 
 
-def training_vectors(run: Run | str | Path, model: Any, data_root: str | Path) -> dict[str, np.ndarray] | None:
+def training_vectors(
+    run: Run | str | Path, model: Any, data_root: str | Path, device: str = "auto"
+) -> dict[str, np.ndarray] | None:
     """The tuned embeddings, by path, of the collection the run was trained on, read from its encoder cache
-    (``tuned_vectors_from_cache``), when ``data_root`` is that collection; None otherwise."""
+    (``tuned_vectors_from_cache``, on ``device``), when ``data_root`` is that collection; None otherwise."""
     run = Run.of(run)
     if not run.dataset_file.is_file():
         return None
     dataset = ImageDataset.load(run.dataset_file)
     if Path(dataset.data_root) != Path(data_root).expanduser().resolve() or dataset.cropped:
         return None
-    vectors = tuned_vectors_from_cache(run, model, dataset)
+    vectors = tuned_vectors_from_cache(run, model, dataset, device)
     if vectors is None:
         return None
     return {record.path: vector for record, vector in zip(dataset.records, vectors)}

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from simtune.apps.images.data.preset import Preset
+from simtune.apps.images.run.commands import device_option
 from simtune.command_errors import fail
 
 RUN_HELP = "Run folder holding the tuned model (RUN/model); the embedded index defaults to RUN/index."
@@ -33,16 +34,20 @@ _INDEX = typer.Option(None, "--index", help=INDEX_HELP)
 _QDRANT_URL = typer.Option(None, "--qdrant-url", help=URL_HELP)
 _API_KEY = typer.Option(None, "--api-key", envvar="QDRANT_API_KEY", help="Qdrant API key.")
 _COLLECTION = typer.Option("images", "--collection", help="Collection name on the Qdrant server.")
+_QUERY_DEVICE = device_option("cpu", "the query photos are encoded")
 
 
-def _load_model(run: Path) -> Any:
-    """The run's model, or a ValueError naming the damaged or missing file."""
+def _load_model(run: Path, device: Any) -> Any:
+    """The run's model on ``device`` (a ``torch.device``), or a ValueError naming the damaged or missing file."""
+    from torch import nn
+
     from simtune.apps.images.data.run_folder import Run
 
     try:
-        return Run(run).model()
+        model = Run(run).model()
     except (ValueError, OSError) as error:
         raise ValueError(f"cannot load the model of {run}: {error}") from None
+    return model.to(device) if isinstance(model, nn.Module) else model
 
 
 def _location(run: Path, index: Path | None, qdrant_url: str | None, api_key: str | None, collection: str) -> Any:
@@ -73,6 +78,7 @@ def index_command(
     ),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per model batch."),
     workers: int = typer.Option(2, "--workers", min=0, help="Decoding processes (0: decode in this one)."),
+    device: str = device_option("auto", "the photos are encoded"),
     index: Path | None = _INDEX,
     qdrant_url: str | None = _QDRANT_URL,
     api_key: str | None = _API_KEY,
@@ -82,9 +88,11 @@ def index_command(
     from simtune.apps.images.data.run_folder import Run
     from simtune.apps.images.service import indexing
     from simtune.apps.images.service.catalog.sync import sync_catalog
+    from simtune.devices import select_device
     from simtune.folder_lock import locked_folder
     from simtune.search.storage import StorageOptions
 
+    select_device(device)  # absent hardware is refused before any work
     location = _location(run, index, qdrant_url, api_key, collection)
     storage = StorageOptions(quantization, on_disk) if (quantization != "none" or on_disk) else None
     with locked_folder(run):  # one writer of the run folder at a time
@@ -106,7 +114,8 @@ def index_command(
             batch_size=batch_size,
             workers=workers,
             rebuild=rebuild,
-            known_vectors=None if created else lambda: indexing.training_vectors(run, model, data) or {},
+            known_vectors=None if created else lambda: indexing.training_vectors(run, model, data, device) or {},
+            device=device,
         )
         if created:
             model.save(Run(run).model_dir)
@@ -124,6 +133,7 @@ def search_command(
     k: int = typer.Option(10, "--k", help="How many similar images (1 to 1000)."),
     filter: list[str] | None = typer.Option(None, "--filter", help=FILTER_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    device: str = _QUERY_DEVICE,
     index: Path | None = _INDEX,
     qdrant_url: str | None = _QDRANT_URL,
     api_key: str | None = _API_KEY,
@@ -131,13 +141,15 @@ def search_command(
 ) -> None:
     """Print the indexed images most similar to IMAGE: rank, score, class and path."""
     from simtune.apps.images.service.indexing import open_index
+    from simtune.devices import select_device
     from simtune.search import parse_filters
     from simtune.search.query_image import load_query_image
 
+    target = select_device(device)  # absent hardware is refused before any work
     location = _location(run, index, qdrant_url, api_key, collection)
     conditions = parse_filters(filter)
     query = load_query_image(image)  # bad images fail before the model is loaded
-    model = _load_model(run)
+    model = _load_model(run, target)
     with open_index(location, model) as vector_index:
         vector_index.schema.check_k(k)
         vector_index.schema.check_filter(conditions)
@@ -187,6 +199,7 @@ def serve_command(
         help="Connections one client address may hold at once (0: no cap; behind a reverse proxy every client "
         "shares its address: cap them in the proxy instead).",
     ),
+    device: str = _QUERY_DEVICE,
 ) -> None:
     """Serve the web page (/), the HTTP API (/search, /search/{id}, /images/{id}, /health) and its docs (/docs)."""
     import uvicorn
@@ -194,7 +207,9 @@ def serve_command(
     from simtune.apps.images.service.connection_guard import server_config
     from simtune.apps.images.service.indexing import open_index
     from simtune.apps.images.service.serve import create_app
+    from simtune.devices import select_device
 
+    target = select_device(device)  # absent hardware is refused before any work
     location = _location(run, index, qdrant_url, api_key, collection)
     if not auth_token and not _is_loopback(host):
         typer.echo(
@@ -202,7 +217,7 @@ def serve_command(
             "and read its images; set --auth-token (or SIMTUNE_AUTH_TOKEN)",
             err=True,
         )
-    model = _load_model(run)
+    model = _load_model(run, target)
     vector_index = open_index(location, model)
     try:
         listening = _listen(host, port)

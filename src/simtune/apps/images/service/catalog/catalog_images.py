@@ -19,6 +19,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from simtune.devices import select_device
 from simtune.encoding import encode_batches
 from simtune.search import Embedder, SearchError
 from simtune.search.query_image import DEFAULT_MAX_PIXELS, load_query_image
@@ -87,14 +88,15 @@ def embedded_batches(
     workers: int,
     progress: bool,
     positions: list[int] | None = None,
+    device: str = "auto",
 ) -> Iterator[tuple[list[int], np.ndarray, list[str | None]]]:
     """``(positions, vectors, errors)`` batch by batch (of ``positions``, default all): vectors of the rows
-    whose error is None are real. A torch model runs on the GPU when there is one (mixed precision where
-    the device computes it natively), through the shared streaming encoder."""
+    whose error is None are real. A torch model runs on ``device`` (``auto``: the GPU when there is one;
+    mixed precision where the device computes it natively), through the shared streaming encoder."""
     forward, collate = model_pass(model)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    target = select_device(device)
     if isinstance(forward, nn.Module):
-        forward.to(device)
+        forward.to(target)
     for batch in encode_batches(
         forward,
         images,
@@ -103,7 +105,7 @@ def embedded_batches(
         extras=errors_of,
         batch_size=batch_size,
         num_workers=workers,
-        device=device if isinstance(forward, nn.Module) else "cpu",
+        device=target if isinstance(forward, nn.Module) else "cpu",
         precision="auto",
         progress=progress,
         desc="embedding images",

@@ -71,11 +71,13 @@ def sync_catalog(
     progress: bool = True,
     rebuild: bool = False,
     known_vectors: Callable[[], Mapping[str, np.ndarray]] | None = None,
+    device: str = "auto",
 ) -> SyncResult:
     """Brings the index at ``location`` (an ``IndexLocation``) in line with the images under ``data``;
     ``rebuild``: from an empty index (another model, other metadata columns), replacing the old one at the end.
     ``known_vectors``: gives the embeddings, by path, of files the caller already has (by this model), e.g.
-    a training run's cached features of its own collection; called only when there is something to embed."""
+    a training run's cached features of its own collection; called only when there is something to embed.
+    ``device``: where a torch model embeds the images (``auto|cpu|cuda|cuda:N``)."""
     root = Path(data).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {data} does not exist or is not a folder")
@@ -110,7 +112,7 @@ def sync_catalog(
                     index.delete(ids)
                 index.flush()
                 unreadable = _embed_todo(
-                    index, model, plan, scratch, batch_size, workers, progress, problems, known_vectors
+                    index, model, plan, scratch, batch_size, workers, progress, problems, known_vectors, device
                 )
                 counts.added -= unreadable["added"]  # counted apart, and their old points are gone
                 counts.changed -= unreadable["changed"]
@@ -140,6 +142,7 @@ def _embed_todo(
     progress: bool,
     problems: Problems,
     known_vectors: Callable[[], Mapping[str, np.ndarray]] | None = None,
+    device: str = "auto",
 ) -> dict[str, int]:
     """Embeds and upserts the plan's to-do list batch by batch; returns how many new and changed files could
     not be read (their old points, if any, are deleted: they no longer show what the file holds)."""
@@ -151,7 +154,7 @@ def _embed_todo(
     if remaining == []:
         return unreadable
     pending = _PendingPoints(index)
-    for positions, vectors, errors in embedded_batches(model, images, batch_size, workers, progress, remaining):
+    for positions, vectors, errors in embedded_batches(model, images, batch_size, workers, progress, remaining, device):
         rows = plan.todo_rows(positions)
         gone = []
         for k, error in enumerate(errors):
