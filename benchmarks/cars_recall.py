@@ -1,6 +1,6 @@
 """Recall@10 against exact search on the cars, embedded by the pretrained lite0: float32 HNSW and int8.
 
-    python benchmarks/cars_recall.py --n 16185 --cache /tmp/cars-lite0     # every car photo
+    python benchmarks/cars_recall.py --n 16185 --cache /tmp/cars-lite0     # every car photo (the last 300: queries)
     python benchmarks/cars_recall.py --n 4096 --cache /tmp/cars-lite0      # the first 4,096 of the same order
 
 1. Embeds the first N photos of ``labels.csv`` in a fixed shuffled order with ``pretrained_model("lite0")``
