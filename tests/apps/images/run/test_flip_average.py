@@ -62,7 +62,7 @@ def test_evaluate_encode_and_the_service_give_one_flip_averaged_embedding(tmp_pa
 
     single = trainable.model.eval()  # the same weights without the mirror: a different embedding
     with torch.no_grad():
-        alone = single.head(outputs[:, : outputs.shape[1] // 2])
+        alone = single.head(outputs[:, : outputs.shape[1] // 2].float())
     assert (alone - evaluated).norm(dim=1).min() > 3 * (encoded - evaluated).norm(dim=1).max()
     frozen = EfficientNetLiteEncoder("lite0").eval()  # the base row: the frozen network, images alone
     with torch.no_grad():

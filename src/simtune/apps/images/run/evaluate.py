@@ -65,7 +65,7 @@ def base_embeddings(model: SimilarityModel, backbone_outputs: Tensor) -> Tensor:
     (on the images alone, never flip-averaged: the base row is the frozen network as it ships)."""
     head = model.head
     if not isinstance(head, EfficientNetLiteTopHead):
-        return backbone_outputs
+        return backbone_outputs.float()
     size = head.input_embedding_size // head.views
     pretrained = EfficientNetLiteTopHead(size, head.variant, tuned_blocks=head.tuned_blocks)
     return head_outputs(pretrained, backbone_outputs[:, :size])

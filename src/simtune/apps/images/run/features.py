@@ -95,14 +95,16 @@ class BackboneFeatures:
         return torch.tensor([self.rows[r.path] for r in records], dtype=torch.long)
 
     def backbone_outputs(self, records: Sequence[ImageRecord], mirrored: bool = False) -> Tensor:
-        """(len(records), total dim) float32: what a head receives for these images; ``mirrored``: each
-        encoder's [original, mirror] outputs, the input of a flip-averaging model (see ``mirrors_images``)."""
+        """(len(records), total dim) in the cache's dtype: what a head receives for these images (``head_outputs``
+        takes them to float32 a chunk at a time, so a collection's rows are never held in float32 at once);
+        ``mirrored``: each encoder's [original, mirror] outputs, the input of a flip-averaging model (see
+        ``mirrors_images``)."""
         views = (ORIGINAL, MIRROR) if mirrored else (ORIGINAL,)
         absent = [view for view in views if view not in self._tables]
         if absent:
             raise RuntimeError(f"the {absent[0]} features are not loaded: prepare() with views including {absent[0]!r}")
         rows = self._row_indices(records)
-        return torch.cat([self._tables[view][name][rows].float() for name in self.encoders for view in views], dim=1)
+        return torch.cat([self._tables[view][name][rows] for name in self.encoders for view in views], dim=1)
 
     def split_outputs(self, samples: ImageSamples) -> dict[str, Tensor]:
         """Each encoder's outputs for ``samples`` (all records per view, in turn), gathered from the rows held here."""

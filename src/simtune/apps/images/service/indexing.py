@@ -28,6 +28,7 @@ from simtune.search.edge_index import read_schema
 from simtune.search.qdrant_server_index import client_for
 
 DEFAULT_COLLECTION = "images"
+CACHE_BLOCK_RECORDS = 2048  # records whose cached backbone outputs are taken to tuned vectors at once
 
 
 @dataclass(frozen=True)
@@ -180,8 +181,18 @@ def tuned_vectors_from_cache(run: Run, model: Any, dataset: ImageDataset, device
     features = BackboneFeatures(
         dict(model.encoders.items()), dataset.records, run.cache_dir, workers=settings.workers, device=device
     )
-    outputs = features.prepare().backbone_outputs(dataset.records, mirrored=mirrors_images(model.encoders))
-    return head_outputs(model.head, outputs).numpy()
+    features.prepare()
+    mirrored, records = mirrors_images(model.encoders), dataset.records
+    # A block of records at a time: the whole collection's backbone outputs would not fit in memory.
+    blocks = range(0, len(records), CACHE_BLOCK_RECORDS)
+    return np.concatenate(
+        [
+            head_outputs(
+                model.head, features.backbone_outputs(records[start : start + CACHE_BLOCK_RECORDS], mirrored)
+            ).numpy()
+            for start in blocks
+        ]
+    )
 
 
 def training_vectors(
