@@ -20,7 +20,7 @@ METRICS = ("r_precision", "map_at_r", "precision_at_1")
 
 
 @torch.inference_mode()
-def head_outputs(head: nn.Module, backbone_outputs: Tensor, batch_size: int = 512) -> Tensor:
+def head_outputs(head: nn.Module, backbone_outputs: Tensor, batch_size: int = 128) -> Tensor:
     """The head in eval mode over ``backbone_outputs`` (any float dtype, e.g. a float16 cache's rows), chunked
     and taken to float32 a chunk at a time (a feature-map head's activations are ~50x its input); the head's
     own mode (training or not) is restored afterwards."""
