@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from simtune.functional.pooling import generalised_mean_pool
 from simtune.models.heads.base import EncoderHead
 from simtune.models.heads.folded_mbconv_block import FoldedMBConvBlock, fold_batch_norm
 from simtune.models.heads.skip_connection_head import SkipConnectionHead
@@ -112,7 +113,7 @@ class EfficientNetLiteTopHead(EncoderHead):
         if self.gem_power is None:
             pooled = activations.mean(dim=1)
         else:
-            pooled = activations.clamp(min=1e-6).pow(self.gem_power).mean(dim=1).pow(1.0 / self.gem_power)
+            pooled = generalised_mean_pool(activations, self.gem_power)
         embeddings = pooled if self.residual is None else self.residual(pooled)
         if self.views == 1:
             return embeddings

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from lightning.fabric.plugins.environments import TorchElasticEnvironment
 
+from simtune.train.distributed import rank, world_size
+
 
 def join_torchrun_group(device: torch.device) -> None:
     """Under ``torchrun``, join its process group now (NCCL on a GPU, gloo on a CPU); elsewhere nothing."""
@@ -35,11 +37,11 @@ def process_device(device: torch.device) -> torch.device:
 def rank_zero_first() -> Iterator[None]:
     """In a process group, rank 0 runs the block before the others (which wait, then run it reading what rank 0
     wrote); it lets them go even when it fails, so they fail on the same input rather than wait forever."""
-    grouped = dist.is_available() and dist.is_initialized()
-    if grouped and dist.get_rank() != 0:
+    grouped = world_size() > 1
+    if grouped and rank() != 0:
         dist.barrier()
     try:
         yield
     finally:
-        if grouped and dist.get_rank() == 0:
+        if grouped and rank() == 0:
             dist.barrier()
