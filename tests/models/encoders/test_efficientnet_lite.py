@@ -111,3 +111,49 @@ def test_mirror_encodes_each_image_and_its_mirror_side_by_side(tmp_path):
     SimilarityModel(mirrored, head).save(tmp_path / "model")
     loaded = SimilarityModel.load(tmp_path / "model").encoders["default"]
     assert loaded.mirror and loaded.get_config() == mirrored.get_config()
+
+
+def unfolded_outputs(encoder, images):
+    """What the network computes with its batch norms as separate layers (the training path)."""
+    images = images.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        if encoder.output == "pooled":
+            return encoder.backbone.extract_features(images).mean(dim=(2, 3))
+        return encoder._blocks(encoder.backbone, images).permute(0, 2, 3, 1).flatten(1)
+
+
+@pytest.mark.parametrize("output, tuned_blocks", [("pooled", 0), ("blocks", 2)])
+def test_frozen_inference_folds_batch_norms_and_computes_the_same_features(output, tuned_blocks):
+    encoder = EfficientNetLiteEncoder("lite0", output=output, tuned_blocks=tuned_blocks)
+    images = torch.rand(3, 3, 224, 224, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        folded = encoder(images)
+    expected = unfolded_outputs(encoder, images)
+    assert torch.allclose(folded, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    folded_network = encoder.__dict__["_folded"][1]
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded_network.modules())
+    assert set(encoder.state_dict()) == set(
+        EfficientNetLiteEncoder("lite0", output=output, tuned_blocks=tuned_blocks, pretrained=False).state_dict()
+    )
+
+
+def test_the_folded_copy_follows_loaded_weights():
+    encoder = EfficientNetLiteEncoder("lite0", output="pooled")
+    images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        before = encoder(images)
+    other = EfficientNetLiteEncoder("lite0", output="pooled", pretrained=False)
+    encoder.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        after = encoder(images)
+    expected = unfolded_outputs(encoder, images)
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+def test_a_trainable_encoder_trains_through_its_batch_norms():
+    encoder = EfficientNetLiteEncoder("lite0", output="pooled", trainable=True).train()
+    encoder(torch.rand(2, 3, 224, 224) * 2 - 1).sum().backward()
+    assert encoder.backbone._bn0.weight.grad is not None
+    assert encoder.backbone._conv_stem.weight.grad is not None
+    assert "_folded" not in encoder.__dict__

@@ -202,3 +202,42 @@ def test_together_fills_each_data_sets_own_entry_in_one_pass_and_refuses_unalign
         assert alone.targets["groups"].tolist() == [s.group for s in samples]
     with pytest.raises(ValueError, match="as long as"):
         encode_or_load_together(encoder, {"a": plain, "b": relabelled[:-1]}, together, tmp_path)
+
+
+class DtypeRecordingEncoder(TinyImageEncoder):
+    """Records the dtype each forward pass computes in (bfloat16 under autocast)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dtypes = []
+
+    def forward(self, batch):
+        output = super().forward(batch)
+        self.dtypes.append(output.dtype)
+        return output
+
+
+def test_data_sets_encoded_together_each_keep_their_own_precision(tmp_path, image_files):
+    plain = [SimilarityGroupSample(path, 0) for path in image_files]
+    relabelled = [SimilarityGroupSample(path, 1) for path in image_files]
+    together = list(zip(plain, relabelled))
+    encoder = DtypeRecordingEncoder()
+    config = CacheConfig(save_dir=tmp_path, batch_size=4, num_workers=0)
+    precisions = {"b": "bfloat16"}
+    cached = encode_or_load_together(
+        encoder, {"a": plain, "b": relabelled}, together, config, device="cpu", progress=False, precisions=precisions
+    )
+    assert set(encoder.dtypes) == {torch.float32, torch.bfloat16}  # a forward pass per precision
+    assert encoder.items_encoded == 2 * len(image_files)
+    for name, precision in (("a", "float32"), ("b", "bfloat16")):
+        samples = plain if name == "a" else relabelled
+        reader = DtypeRecordingEncoder()
+        alone = encode_or_load(
+            reader, samples, CacheConfig(save_dir=tmp_path, precision=precision), name=name, progress=False
+        )
+        assert reader.items_encoded == 0  # found: the entry's fingerprint names its own precision
+        assert torch.equal(alone.features(), cached[name].features())
+        fresh = encode_or_load(DtypeRecordingEncoder(), samples, CacheConfig(precision=precision), progress=False)
+        torch.testing.assert_close(fresh.features(), cached[name].features())  # each part computed in its own
+    with pytest.raises(ValueError, match="precisions name data sets"):
+        encode_or_load_together(encoder, {"a": plain}, list(zip(plain)), tmp_path, precisions={"c": "float32"})

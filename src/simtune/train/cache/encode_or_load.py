@@ -7,6 +7,7 @@ all call it, so the same items encoded by the same encoders are encoded once, wh
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -72,22 +73,31 @@ def encode_or_load_together(
     *,
     device: str | torch.device | None = None,
     progress: bool = True,
+    precisions: Mapping[str, str] | None = None,
 ) -> dict[str, CachedEmbeddings]:
     """``{name: encode_or_load(encoders, dataset, cache, name=name)}`` for aligned data sets, encoded in
     one pass: ``together[i]`` is the tuple of item ``i`` of every data set (in ``datasets`` order), made
     at once, so what they share is read once (an image and its mirror image from one decode). Each data
     set keeps its own entry, the very one ``encode_or_load`` reads and writes. Entries already complete
     are read; the pass encodes the items any other lacks. Without a folder, with ``views`` > 1 or under
-    ``torch.distributed`` the data sets are encoded one after the other, as ``encode_or_load`` does."""
+    ``torch.distributed`` the data sets are encoded one after the other, as ``encode_or_load`` does.
+    ``precisions``: ``{name: precision}`` for data sets encoded in another arithmetic than the config's
+    (say the views a head is trained on in float32, the rest in mixed precision)."""
     config = as_cache_config(cache)
     target = select_device(device)
     encoders = as_encoder_dict(encoders)
     sizes = {name: len(dataset) for name, dataset in datasets.items()}
     if not sizes or len(set(sizes.values()) | {len(together)}) != 1:
         raise ValueError(f"encode_or_load_together needs data sets as long as `together` ({len(together)}): {sizes}")
+    unknown = sorted(set(precisions or {}) - set(datasets))
+    if unknown:
+        raise ValueError(f"encode_or_load_together: precisions name data sets it was not given: {unknown}")
+    configs = {
+        name: dataclasses.replace(config, precision=(precisions or {}).get(name, config.precision)) for name in datasets
+    }
     if config.save_dir is None or config.views != 1 or world_size() > 1:
         return {
-            name: load_or_fill(encoders, dataset, config, name, target, progress=progress)
+            name: load_or_fill(encoders, dataset, configs[name], name, target, progress=progress)
             for name, dataset in datasets.items()
         }
     storage = config.storage_device(target)
@@ -96,7 +106,7 @@ def encode_or_load_together(
     try:
         for name, dataset in datasets.items():
             check_name(name)
-            fingerprint = entry_fingerprint(encoders, dataset, config, target)
+            fingerprint = entry_fingerprint(encoders, dataset, configs[name], target)
             loaded = load_cache(config.save_dir, name, fingerprint, len(dataset), repair=True)
             if loaded is not None:
                 found[name] = loaded
@@ -106,7 +116,15 @@ def encode_or_load_together(
         if entries:
             parts = [index for index, name in enumerate(datasets) if name in entries]
             items = Picked(together, parts)
-            filled = fill_together(items, encoders, config, target, list(entries.values()), progress=progress)
+            filled = fill_together(
+                items,
+                encoders,
+                config,
+                target,
+                list(entries.values()),
+                progress=progress,
+                precisions=[configs[name].precision for name in entries],
+            )
             found.update(zip(entries, filled))
     finally:
         for entry in entries.values():

@@ -6,6 +6,7 @@ in memory. Targets always stay on the CPU (loader workers read them)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -13,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from simtune.data.samples import SimilarityGroupSample, SimilarityPairSample
-from simtune.encoding import encode_batches, precision_name
+from simtune.encoding import autocast_dtype, encode_batches, precision_name
 from simtune.models.encoders.base import Encoder
 from simtune.train.cache.config import CacheConfig
 from simtune.train.cache.memory_entry import MemoryEntry
@@ -115,10 +116,13 @@ def fill_together(
     device: torch.device,
     entries: Sequence[CacheEntry],
     progress: bool = True,
+    precisions: Sequence[str] | None = None,
 ) -> list[CachedEmbeddings]:
     """Fill several single-view entries in one pass: ``together[i]`` holds item ``i`` of each entry's
-    data set, in ``entries`` order, made at once (say an image and its mirror from one decode)."""
-    encode_pass(together, encoders, config, device, [(entry, 0) for entry in entries], progress)
+    data set, in ``entries`` order, made at once (say an image and its mirror from one decode);
+    ``precisions``: each entry's own (default ``config.precision``)."""
+    targets = [(entry, 0) for entry in entries]
+    encode_pass(together, encoders, config, device, targets, progress, precisions=precisions)
     return [entry.finish() for entry in entries]
 
 
@@ -161,6 +165,37 @@ class GroupedInputs:
         return self.collates([item for part in zip(*groups) for item in part])
 
 
+class InputsPerEntry:
+    """Groups of items -> a list of each encoder's input, one per entry: for entries encoded in different
+    precisions, whose items cannot share a forward pass. A class, so workers can pickle it."""
+
+    def __init__(self, collates: Mapping[str, Callable[[list[Any]], Any]]):
+        self.collates = EncoderInputs(collates)
+
+    def __call__(self, groups: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        return [self.collates(list(part)) for part in zip(*groups)]
+
+
+class ForwardPerEntry:
+    """[entry 0's inputs, entry 1's inputs, ...] -> {(entry, encoder): output}, each entry's part under its own
+    precision's autocast (keyed outputs, so a batch split to retry after running out of memory still joins
+    up entry by entry)."""
+
+    def __init__(self, encoders: Mapping[str, Encoder], device: torch.device, precisions: Sequence[str]):
+        self.encoders = dict(encoders)
+        self.device = device
+        self.dtypes = [autocast_dtype(device, precision) for precision in precisions]
+
+    def __call__(self, parts: list[Mapping[str, Any]]) -> dict[tuple[int, str], Tensor]:
+        outputs = {}
+        for part, (inputs, dtype) in enumerate(zip(parts, self.dtypes)):
+            autocast = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
+            with autocast:
+                for name, encoder in self.encoders.items():
+                    outputs[(part, name)] = encoder(inputs[name])
+        return outputs
+
+
 def grouped_targets(groups: list[tuple[Any, ...]]) -> list[tuple[str, dict[str, Tensor]]]:
     """(kind, targets) of each entry's items, computed in the workers."""
     return [sample_targets(list(part)) for part in zip(*groups)]
@@ -174,33 +209,43 @@ def encode_pass(
     targets: Sequence[tuple[CacheEntry | MemoryEntry, int]],
     progress: bool = True,
     suffix: str = "",
+    precisions: Sequence[str] | None = None,
 ) -> None:
     """One pass of the encoders over ``items`` (groups: one item per ``(entry, view)`` of ``targets``),
     encoding the items any of them lacks and writing each its own rows. A forward pass takes about
-    ``config.batch_size`` items whatever the number of entries."""
+    ``config.batch_size`` items whatever the number of entries. ``precisions``: each target's own (default
+    ``config.precision`` for all); entries whose precisions resolve differently get a forward pass each."""
     for encoder in encoders.values():
         encoder.eval().to(device)
+    precisions = list(precisions) if precisions is not None else [config.precision] * len(targets)
+    resolved = [precision_name(device, precision) for precision in precisions]
     lacking = []
-    for entry, view in targets:
-        entry.precision = precision_name(device, config.precision)
+    for (entry, view), precision in zip(targets, resolved):
+        entry.precision = precision
         lacking.append(entry.missing(view))
     todo = sorted(set().union(*lacking))
     names = " + ".join(entry.layout.name for entry, _ in targets)
+    collates = {name: encoder.get_collate_fn() for name, encoder in encoders.items()}
+    shared = len(set(resolved)) == 1
     batches = encode_batches(
-        EncodersForward(encoders),
+        EncodersForward(encoders) if shared else ForwardPerEntry(encoders, device, precisions),
         items,
-        GroupedInputs({name: encoder.get_collate_fn() for name, encoder in encoders.items()}),
+        GroupedInputs(collates) if shared else InputsPerEntry(collates),
         indices=todo,
         extras=grouped_targets,
         batch_size=max(1, config.batch_size // len(targets)),
         num_workers=config.num_workers,
         device=device,
-        precision=config.precision,
+        precision=precisions[0] if shared else "float32",
         progress=progress,
         desc=f"Caching {len(todo)} items ({names}{suffix})",
     )
     wanted = [set(positions) for positions in lacking]
     for batch in batches:
+        if not shared:  # {(entry, encoder): rows} -> {encoder: rows entry by entry}, as one shared pass gives
+            batch.outputs = {
+                name: torch.cat([batch.outputs[(part, name)] for part in range(len(targets))]) for name in encoders
+            }
         items_here = len(batch.indices)
         for (entry, _), (kind, _) in zip(targets, batch.extras):
             entry.start(kind)

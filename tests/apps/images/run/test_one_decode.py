@@ -11,7 +11,14 @@ from PIL import Image
 
 from simtune.apps.images.data.dataset import ImageRecord
 from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples
-from simtune.apps.images.run.features import STORE_PREFIX, BackboneFeatures, cache_config
+from simtune.apps.images.run.features import (
+    SEARCHED_PRECISION,
+    STORE_PREFIX,
+    TRAINED_PRECISION,
+    BackboneFeatures,
+    cache_config,
+)
+from simtune.encoding import precision_name
 from simtune.models.encoders import EfficientNetLiteEncoder
 from simtune.train import encode_or_load
 
@@ -68,18 +75,22 @@ def test_the_cache_fill_opens_each_file_once_per_pair_and_stores_what_separate_p
     features.prepare()
     assert opened_files == Counter({record.path: 1 for record in car_records})
 
-    config = cache_config(tmp_path / "separate", workers=0)
-    for view in views:  # one entry per view, as encoding each view alone writes it
+    for view in views:  # one entry per view, as encoding each view alone (in its own precision) writes it
+        precision = TRAINED_PRECISION if view == ORIGINAL else SEARCHED_PRECISION
         alone = encode_or_load(
             {"lite0": encoder},
             ImageSamples(car_records, views=(view,)),
-            config,
+            cache_config(tmp_path / "separate", workers=0, precision=precision),
             name=STORE_PREFIX + view,
             progress=False,
         )
-        stored = features.split_outputs(ImageSamples(car_records, views=(view,)))["lite0"]
-        # the same rows, up to one float16 step: the passes batch the rows differently
-        torch.testing.assert_close(stored.float(), alone.embeddings["lite0"][0].float(), rtol=2e-3, atol=2e-3)
+        stored = features.split_outputs(ImageSamples(car_records, views=(view,)))["lite0"].float()
+        expected = alone.embeddings["lite0"][0].float()
+        if precision_name("cpu", precision) == "float32":
+            # the same rows, up to one float16 step: the passes batch the rows differently
+            torch.testing.assert_close(stored, expected, rtol=2e-3, atol=2e-3)
+        else:  # bfloat16 rounds differently in other batch shapes
+            assert torch.nn.functional.cosine_similarity(stored, expected).min() > 0.999
     assert features.backbone_outputs(car_records, mirrored=True).shape == (len(car_records), 2 * 1280)
 
     opened_files.clear()

@@ -101,7 +101,9 @@ def run_features(
     flip-averaged). ``device``: where images are encoded (``auto|cpu|cuda|cuda:N``)."""
     views = settings.views + ((MIRROR,) if settings.flip_average and MIRROR not in settings.views else ())
     cache_dir = Path(cache_dir) if cache_dir else Run.of(run).cache_dir
-    return BackboneFeatures(encoders, dataset.records, cache_dir, views, settings.workers, device).prepare()
+    return BackboneFeatures(
+        encoders, dataset.records, cache_dir, views, settings.workers, device, trained_views=settings.views
+    ).prepare()
 
 
 def keep_best_epoch(trainable: ImagesTrainable, checkpoint: ModelCheckpoint) -> tuple[int, float]:

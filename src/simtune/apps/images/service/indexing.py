@@ -179,7 +179,12 @@ def tuned_vectors_from_cache(run: Run, model: Any, dataset: ImageDataset, device
 
     settings = load_settings(run)
     features = BackboneFeatures(
-        dict(model.encoders.items()), dataset.records, run.cache_dir, workers=settings.workers, device=device
+        dict(model.encoders.items()),
+        dataset.records,
+        run.cache_dir,
+        workers=settings.workers,
+        device=device,
+        trained_views=settings.views,
     )
     features.prepare()
     mirrored, records = mirrors_images(model.encoders), dataset.records
