@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,23 @@ def test_train_evaluate_report_on_a_slice(tmp_path, cars_data):
     assert "<h1>Similar cars: frozen encoder vs tuned model</h1>" in report and "was kept" in report
     assert report.count("data:image/png;base64,") == 4
     assert 'src="http' not in report and "src='http" not in report
+
+    # a rerun of the demo shows these metrics instead of evaluating again, only while they are current
+    from simtune.apps.images.run.evaluate import current_metrics
+
+    assert current_metrics(run) == {name: value for name, value in metrics.items() if name != "evaluated"}
+    for damage in ("edited metrics", "another split", "no report"):
+        other = tmp_path / damage.replace(" ", "-")
+        shutil.copytree(run, other, ignore=shutil.ignore_patterns("cache"))
+        if damage == "edited metrics":
+            edited = json.loads((other / "metrics.json").read_text())
+            edited["tuned"]["r_precision"] = 0.99
+            (other / "metrics.json").write_text(json.dumps(edited))
+        elif damage == "another split":
+            (other / "split.json").write_text((other / "split.json").read_text() + "\n")
+        else:
+            (other / "report.html").unlink()
+        assert current_metrics(other) is None, damage
 
     trained_at = (run / "model" / "config.json").stat().st_mtime_ns
     again = runner.invoke(

@@ -241,3 +241,31 @@ def test_data_sets_encoded_together_each_keep_their_own_precision(tmp_path, imag
         torch.testing.assert_close(fresh.features(), cached[name].features())  # each part computed in its own
     with pytest.raises(ValueError, match="precisions name data sets"):
         encode_or_load_together(encoder, {"a": plain}, list(zip(plain)), tmp_path, precisions={"c": "float32"})
+
+
+class SmallMemoryEncoder(DtypeRecordingEncoder):
+    """Runs out of memory above 2 images a pass, as a GPU does on a batch too large."""
+
+    def forward(self, batch):
+        if len(batch) > 2:
+            raise torch.OutOfMemoryError("out of memory (simulated)")
+        return super().forward(batch)
+
+
+def test_per_precision_passes_split_to_retry_keep_every_row_in_its_own_entry(tmp_path, image_files):
+    plain = [SimilarityGroupSample(path, 0) for path in image_files]
+    relabelled = [SimilarityGroupSample(path, 1) for path in image_files]
+    config = CacheConfig(save_dir=tmp_path, batch_size=8, num_workers=0)
+    cached = encode_or_load_together(
+        SmallMemoryEncoder(),
+        {"a": plain, "b": relabelled},
+        list(zip(plain, relabelled)),
+        config,
+        device="cpu",
+        progress=False,
+        precisions={"b": "bfloat16"},
+    )
+    for name, precision in (("a", "float32"), ("b", "bfloat16")):
+        samples = plain if name == "a" else relabelled
+        alone = encode_or_load(DtypeRecordingEncoder(), samples, CacheConfig(precision=precision), progress=False)
+        torch.testing.assert_close(cached[name].features(), alone.features())

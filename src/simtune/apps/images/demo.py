@@ -59,7 +59,7 @@ def demo_command(
         with _stage("train (encodes every image once, then trains the head from the cache)"):
             train_model(run, dataset, split, settings, device)
         with _stage("evaluate base vs tuned, report"):
-            evaluate_model(run, 6, device=device)
+            evaluate_model(run, 6, device=device, reuse=True)
         with _stage(f"index all {preset.noun} for search"):
             location, count = index_for_demo(run, dataset, device)
     typer.echo(f"{count} {dataset.noun} indexed in {location}\nserve it: {serve_hint(run, location, preset.name)}")

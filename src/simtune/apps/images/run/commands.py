@@ -93,11 +93,19 @@ def train_model(
     typer.echo(f"servable model: {model_dir}")
 
 
-def evaluate_model(run: Path, grid_queries: int, unseen_curve: bool = False, device: str = "auto") -> None:
+def evaluate_model(
+    run: Path, grid_queries: int, unseen_curve: bool = False, device: str = "auto", reuse: bool = False
+) -> None:
+    """Evaluate and print the headline metrics; ``reuse``: show ``metrics.json`` instead when it is current (the
+    same model, data set and split, unedited), as a rerun of the demo does."""
     from simtune.apps.images.data.run_folder import Run
-    from simtune.apps.images.run.evaluate import HEADLINE, evaluate_run
+    from simtune.apps.images.run.evaluate import HEADLINE, current_metrics, evaluate_run
 
-    metrics = evaluate_run(run, grid_queries=grid_queries, unseen_curve=unseen_curve, device=device)
+    metrics = current_metrics(run) if reuse else None
+    if metrics is not None:
+        typer.echo(f"{Run(run).metrics_file} is up to date (same model, data set and split): not evaluated again")
+    else:
+        metrics = evaluate_run(run, grid_queries=grid_queries, unseen_curve=unseen_curve, device=device)
     for name in HEADLINE:
         typer.echo(f"{name:>15}: base {metrics['base'][name]:.4f} -> tuned {metrics['tuned'][name]:.4f}")
     typer.echo(f"report: {Run(run).report_file}")

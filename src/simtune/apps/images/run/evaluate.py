@@ -12,6 +12,7 @@ that training was steered by.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,30 @@ EVALUATOR_METRICS = (
     RecallAtK(10),
     MeanReciprocalRank(),
 )
+
+
+def evaluation_record(run: Run, metrics: dict[str, Any]) -> dict[str, str]:
+    """What ``metrics.json`` was computed from, and a digest of what it says: the model's config files (they
+    record every weight file's sha256, checked whenever the model loads), the data set and the split."""
+    inputs = hashlib.sha256()
+    for path in [*sorted(run.model_dir.rglob("*.json")), run.dataset_file, run.split_file]:
+        inputs.update(str(path.relative_to(run.root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    body = json.dumps(metrics, sort_keys=True, default=str).encode()
+    return {"inputs_sha256": inputs.hexdigest(), "metrics_sha256": hashlib.sha256(body).hexdigest()}
+
+
+def current_metrics(run: Run | str | Path) -> dict[str, Any] | None:
+    """``metrics.json`` when it was computed from the run's present model, data set and split and is unedited
+    (and the report is there): what a rerun can show instead of evaluating again; None otherwise."""
+    run = Run.of(run)
+    try:
+        saved = json.loads(run.metrics_file.read_text(encoding="utf-8"))
+        record = saved.pop("evaluated")
+        if run.report_file.is_file() and record == evaluation_record(run, saved):
+            return saved
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        pass
+    return None
 
 
 def head_embeddings(model: SimilarityModel, backbone_outputs: Tensor) -> Tensor:
@@ -177,7 +202,7 @@ def evaluate_run(
     metrics["training"] = {**vars(settings), "embedding_size": model.embedding_size}
     if SELECTION in history:
         metrics["selection"] = history[SELECTION]
-    write_json(run.metrics_file, metrics)
+    write_json(run.metrics_file, metrics | {"evaluated": evaluation_record(run, metrics)})
 
     figures_dir = run.figures_dir
     figures = {
