@@ -153,14 +153,7 @@ def evaluate_run(
     unseen_records = dataset.subset(UNSEEN)
     samples = ImageSamples(unseen_records)
     if features is None:
-        features = BackboneFeatures(
-            dict(model.encoders.items()),
-            dataset.records,
-            run.cache_dir,
-            workers=settings.workers,
-            device=device,
-            trained_views=settings.views,
-        ).prepare()
+        features = BackboneFeatures.of_run(model.encoders, dataset.records, run.cache_dir, settings, device).prepare()
     backbone_outputs = features.backbone_outputs(unseen_records, mirrored=mirrors_images(model.encoders))
     if backbone_outputs.shape[1] != model.head.input_embedding_size:
         raise ValueError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -22,6 +23,9 @@ from simtune.apps.images.data.samples import MIRROR, ORIGINAL, ImageSamples, Rec
 from simtune.devices import select_device
 from simtune.models.encoders import Encoder
 from simtune.train import CacheConfig, encode_or_load_together, store_encoded
+
+if TYPE_CHECKING:
+    from simtune.apps.images.run.settings import TrainSettings
 
 STORE_PREFIX = "images_"
 
@@ -82,6 +86,26 @@ class BackboneFeatures:
         self.rows = {record.path: row for row, record in enumerate(self.records)}
         self.device = device
         self._tables: dict[str, dict[str, Tensor]] = {}
+
+    @classmethod
+    def of_run(
+        cls,
+        encoders: Mapping[str, Encoder],
+        records: Sequence[ImageRecord],
+        cache_dir: Path,
+        settings: TrainSettings,
+        device: str | torch.device = "auto",
+    ) -> BackboneFeatures:
+        """The features a trained run's model reads (its encoders' views), in the entries its training wrote
+        (``settings``: the run's ``TrainSettings``, for its decoding workers and trained views)."""
+        return cls(
+            dict(encoders.items()),
+            records,
+            cache_dir,
+            workers=settings.workers,
+            device=device,
+            trained_views=settings.views,
+        )
 
     def prepare(self) -> BackboneFeatures:
         """Encodes on ``device`` (``auto``: a GPU when there is one) what the cache lacks, the trained views in

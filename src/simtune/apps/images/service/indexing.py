@@ -178,14 +178,7 @@ def tuned_vectors_from_cache(run: Run, model: Any, dataset: ImageDataset, device
     from simtune.apps.images.run.validation import head_outputs
 
     settings = load_settings(run)
-    features = BackboneFeatures(
-        dict(model.encoders.items()),
-        dataset.records,
-        run.cache_dir,
-        workers=settings.workers,
-        device=device,
-        trained_views=settings.views,
-    )
+    features = BackboneFeatures.of_run(model.encoders, dataset.records, run.cache_dir, settings, device)
     features.prepare()
     mirrored, records = mirrors_images(model.encoders), dataset.records
     # A block of records at a time: the whole collection's backbone outputs would not fit in memory.
