@@ -40,7 +40,7 @@ def trained(root: Path, run: Path, settings: TrainSettings) -> dict:
     dataset, split = prepare_dataset(root, run, progress=False)
     features = run_features(run, training_encoders(settings), dataset, settings, device="cpu")
     model_dir = train_run(run, dataset, split, settings, progress=False, features=features, device="cpu")
-    metrics = evaluate_run(run, progress=False, features=features)
+    metrics = evaluate_run(run, features=features)
     model = SimilarityModel.load(model_dir).eval()
     unseen = dataset.subset(UNSEEN)
     return {

@@ -133,7 +133,6 @@ def evaluate_run(
     run: Run | str | Path,
     grid_queries: int = 6,
     neighbours: int = 8,
-    progress: bool = True,
     features: BackboneFeatures | None = None,
     unseen_curve: bool = False,
     device: str | torch.device = "auto",

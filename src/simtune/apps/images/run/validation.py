@@ -22,12 +22,20 @@ METRICS = ("r_precision", "map_at_r", "precision_at_1")
 @torch.inference_mode()
 def head_outputs(head: nn.Module, backbone_outputs: Tensor, batch_size: int = 128) -> Tensor:
     """The head in eval mode over ``backbone_outputs`` (any float dtype, e.g. a float16 cache's rows), chunked
-    and taken to float32 a chunk at a time (a feature-map head's activations are ~50x its input); the head's
-    own mode (training or not) is restored afterwards."""
+    and taken to float32 a chunk at a time (a feature-map head's activations are ~50x its input), each chunk's
+    rows written into one table: small results kept between the chunks' large, freed activations pinned the
+    allocator's heap and grew the process by a gigabyte over a collection. The head's own mode (training or
+    not) is restored afterwards."""
     was_training = head.training
     head.eval()
     try:
-        return torch.cat([head(chunk.float()) for chunk in backbone_outputs.split(batch_size)])
+        outputs = None
+        for start in range(0, len(backbone_outputs), batch_size):
+            result = head(backbone_outputs[start : start + batch_size].float())
+            if outputs is None:
+                outputs = result.new_empty((len(backbone_outputs), *result.shape[1:]))
+            outputs[start : start + len(result)] = result
+        return outputs if outputs is not None else head(backbone_outputs.float())
     finally:
         head.train(was_training)
 
