@@ -1,6 +1,8 @@
 """Images per second through the servable model's pieces: collate alone, and encode (collate + forward);
 with ``--fill``, the feature cache's fill rate (``encode_or_load``, what ``fit`` with a ``CacheConfig``
-runs) under its default settings, beside the cars app's settings and serial decoding, back to back.
+runs) under its default settings, beside the cars app's settings and serial decoding, back to back;
+with ``--floor``, the frozen layers the cars app caches (Lite0 below its last two blocks) alone on
+pre-decoded tensors, float32 and bfloat16, batch norms as separate layers and folded: what no pipeline beats.
 
 Measures EfficientNet-Lite0 (+ SkipConnectionHead) on real cars images, on the CPU (or --device), and
 writes benchmarks/results/encode_throughput.json (or encode_throughput_fill.json).
@@ -8,6 +10,7 @@ writes benchmarks/results/encode_throughput.json (or encode_throughput_fill.json
     python benchmarks/encode_throughput.py --images 256 --batch-size 32 --num-workers 0
     python benchmarks/encode_throughput.py --images 256 --batch-size 16 --precision auto
     python benchmarks/encode_throughput.py --fill --images 2000
+    python benchmarks/encode_throughput.py --floor --batch-size 16
 """
 
 from __future__ import annotations
@@ -54,7 +57,12 @@ def main() -> None:
         "--precision", default="float32", choices=PRECISIONS, help="arithmetic of the encode (auto: see docs/cache.md)"
     )
     parser.add_argument("--fill", action="store_true", help="measure the feature cache's fill rate instead")
+    parser.add_argument("--floor", action="store_true", help="measure the frozen layers on pre-decoded tensors")
+    parser.add_argument("--seconds", type=float, default=5.0, help="--floor: seconds per measurement")
     args = parser.parse_args()
+    if args.floor:
+        write(measure_floor(args.batch_size, args.seconds), "encode_throughput_floor.json")
+        return
 
     paths = sorted(Path(args.data, "images").glob("*/*.jpg"))[: args.images]
     if args.fill:
@@ -105,6 +113,29 @@ def measure_fill(paths: list[Path], device: str) -> dict:
             "images_per_second": round(len(samples) / (time.perf_counter() - start), 1),
         }
     return {"images": len(samples), "device": device, "torch_threads": torch.get_num_threads(), "fill": rates}
+
+
+def measure_floor(batch_size: int, seconds: float) -> dict:
+    """Images per second of the cached frozen layers on one random pre-decoded batch, in inference mode, each
+    arithmetic with the batch norms as separate layers (the training path) and folded (what encoding runs)."""
+    encoder = EfficientNetLiteEncoder("lite0", output="blocks", tuned_blocks=2).eval()
+    images = torch.rand(batch_size, 3, 224, 224).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
+    passes = {
+        "batch norms separate": lambda: encoder._blocks(encoder.backbone, images),
+        "batch norms folded": lambda: encoder(images),
+    }
+    rates = {}
+    for precision in ("float32", "bfloat16"):
+        for name, run_pass in passes.items():
+            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bfloat16"):
+                run_pass()  # warm-up: kernels chosen, the folded copy built
+                start, done = time.perf_counter(), 0
+                while time.perf_counter() - start < seconds:
+                    run_pass()
+                    done += batch_size
+            rates[f"{precision}, {name}"] = round(done / (time.perf_counter() - start), 1)
+            print(f"{precision}, {name}: {rates[f'{precision}, {name}']} img/s", flush=True)
+    return {"batch_size": batch_size, "torch_threads": torch.get_num_threads(), "images_per_second": rates}
 
 
 def write(result: dict, name: str) -> None:

@@ -59,8 +59,8 @@ def test_a_float16_cache_trains_and_evaluates_within_tolerance_of_float32(small_
 
     default = features_module.cache_config
 
-    def float32_cache(cache_dir, workers):
-        return replace(default(cache_dir, workers), dtype="float32")
+    def float32_cache(cache_dir, workers, precision=features_module.TRAINED_PRECISION):
+        return replace(default(cache_dir, workers, precision), dtype="float32")
 
     monkeypatch.setattr(features_module, "cache_config", float32_cache)
     monkeypatch.setattr(trainable_module, "cache_config", float32_cache)
