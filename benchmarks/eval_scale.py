@@ -79,12 +79,14 @@ def cars_run_embeddings(run_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
     from simtune.apps.images.data.dataset import UNSEEN, ImageDataset
     from simtune.apps.images.run.evaluate import head_embeddings
     from simtune.apps.images.run.features import BackboneFeatures, mirrors_images
+    from simtune.apps.images.run.settings import load_settings
     from simtune.models import SimilarityModel
 
     model = SimilarityModel.load(Path(run_dir, "model"))
     dataset = ImageDataset.load(Path(run_dir, "dataset.json"))
     unseen = dataset.subset(UNSEEN)
-    features = BackboneFeatures(dict(model.encoders.items()), dataset.records, Path(run_dir, "cache")).prepare()
+    settings = load_settings(run_dir)
+    features = BackboneFeatures.of_run(model.encoders, dataset.records, Path(run_dir, "cache"), settings).prepare()
     outputs = features.backbone_outputs(unseen, mirrored=mirrors_images(model.encoders))
     return head_embeddings(model, outputs), torch.tensor([record.class_index for record in unseen])
 
