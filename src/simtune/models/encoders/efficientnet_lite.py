@@ -132,8 +132,8 @@ class EfficientNetLiteEncoder(Encoder):
         them folded into the convolutions before them computes the same features (to float rounding) with a
         third fewer passes over the activations, which bound a CPU's speed here. The copy is rebuilt when any
         weight or statistic changes (loading, moving to a device, tuning); training uses the network itself."""
-        if self.training or (torch.is_grad_enabled() and self.trainable):
-            return self.backbone
+        if self.training or (torch.is_grad_enabled() and self.trainable) or _tracing():
+            return self.backbone  # an exported graph keeps its batch norms: the runtime folds them itself
         tensors = itertools.chain(self.backbone.parameters(), self.backbone.buffers())
         signature = tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
         folded = self.__dict__.get("_folded")  # not a submodule: no state-dict entries, never saved
@@ -167,6 +167,11 @@ class EfficientNetLiteEncoder(Encoder):
 
     def preprocessing_config(self) -> dict[str, Any]:
         return {"image_size": self.image_size, "mean": PIXEL_MEAN, "std": PIXEL_STD, "resize": "bilinear-square"}
+
+
+def _tracing() -> bool:
+    """Is the forward pass being recorded (ONNX export, TorchScript tracing, torch.compile)?"""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
 
 
 def fold_batch_norms(backbone: nn.Module) -> nn.Module:
