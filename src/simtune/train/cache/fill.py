@@ -6,7 +6,6 @@ in memory. Targets always stay on the CPU (loader workers read them)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -14,7 +13,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from simtune.data.samples import SimilarityGroupSample, SimilarityPairSample
-from simtune.encoding import autocast_dtype, encode_batches, precision_name
+from simtune.encoding import encode_batches, inference_context, precision_name
 from simtune.models.encoders.base import Encoder
 from simtune.train.cache.config import CacheConfig
 from simtune.train.cache.memory_entry import MemoryEntry
@@ -184,13 +183,12 @@ class ForwardPerEntry:
     def __init__(self, encoders: Mapping[str, Encoder], device: torch.device, precisions: Sequence[str]):
         self.encoders = dict(encoders)
         self.device = device
-        self.dtypes = [autocast_dtype(device, precision) for precision in precisions]
+        self.precisions = list(precisions)
 
     def __call__(self, parts: list[Mapping[str, Any]]) -> dict[tuple[int, str], Tensor]:
         outputs = {}
-        for part, (inputs, dtype) in enumerate(zip(parts, self.dtypes)):
-            autocast = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext()
-            with autocast:
+        for part, (inputs, precision) in enumerate(zip(parts, self.precisions)):
+            with inference_context(self.device, precision):
                 for name, encoder in self.encoders.items():
                     outputs[(part, name)] = encoder(inputs[name])
         return outputs
